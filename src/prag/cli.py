@@ -1,0 +1,154 @@
+"""The `prag` command line (typer): thin commands that parse options, call the pipeline and print.
+
+Every `PragError` (bad input, missing kb, unknown method...) is printed as one line on stderr with exit code 2;
+no traceback reaches the user for an input problem.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import PragError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Parametric RAG: inject retrieved documents into an LLM's FFN weights as per-document LoRAs.")
+
+KB = typer.Option(..., "--kb", help="Knowledge-base directory.")
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _pipeline(kb_dir: Path):
+    from .pipeline import Pipeline
+    from .store import KnowledgeBase
+
+    return Pipeline(KnowledgeBase.open(kb_dir))
+
+
+@app.command()
+def index(corpus: Path = typer.Option(..., help="JSONL corpus: one {id, title, text} per line."),
+          kb: Path = KB,
+          model: str = typer.Option("smollm2", help="Base model: smollm2, gemma3-270m, a .gguf file or an HF dir."),
+          preset: str = typer.Option("default", help="'default' (our tuned settings) or 'paper' (r=2, alpha=32, lr 3e-4, 1 epoch, plain sum)."),
+          config: Optional[Path] = typer.Option(None, help="TOML file overriding the config (sections lora, augment, retrieval, generation)."),
+          overwrite: bool = typer.Option(False, help="Replace the settings of an existing kb (its adapters are then stale).")):
+    """Validate a corpus and build (or refresh) a knowledge base: corpus copy, BM25 index, config."""
+    from .config import default_config, read_toml
+
+    cfg = default_config(model, preset)
+    if config:
+        cfg.apply(read_toml(config))
+    kbo = KnowledgeBase.create(kb, corpus, cfg, overwrite=overwrite)
+    typer.echo(f"indexed {len(kbo.docs)} documents into {kb} (model {cfg.model})")
+
+
+@app.command()
+def parameterize(kb: Path = KB,
+                 ids: Optional[str] = typer.Option(None, help="Comma-separated document ids (default: all)."),
+                 force: bool = typer.Option(False, help="Redo documents that are already parameterized.")):
+    """Augment and encode documents into LoRA adapters (resumable: finished documents are skipped)."""
+    pipe = _pipeline(kb)
+    id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
+    s = pipe.parameterize(id_list, force=force)
+    n = s["done"]
+    per = f", {s['seconds'] / n:.1f} s/doc" if n else ""
+    typer.echo(f"done {n}, skipped {s['skipped']}, failed {len(s['failed'])}{per}")
+    for i, why in s["failed"].items():
+        typer.echo(f"  failed {i}: {why}")
+
+
+@app.command()
+def status(kb: Path = KB, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Documents, parameterized, pending and failed (with reasons) in a knowledge base."""
+    from .store import KnowledgeBase
+
+    s = KnowledgeBase.open(kb).summary()
+    if as_json:
+        typer.echo(json.dumps(s))
+    else:
+        typer.echo(" ".join(f"{k}={v}" for k, v in s.items() if k != "failures"))
+        for i, why in s["failures"].items():
+            typer.echo(f"  failed {i}: {why}")
+
+
+@app.command()
+def ask(question: str = typer.Argument(..., help="The question."),
+        kb: Path = KB,
+        method: str = typer.Option("prag", help="closed | rag | prag | combine."),
+        top_k: Optional[int] = typer.Option(None, help="Documents to retrieve (default: the kb's config, 3)."),
+        merge: Optional[str] = typer.Option(None, help="Adapter weights: sum (paper) | mean | softmax | top1."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Answer a question. With prag/combine, retrieved documents without an adapter are parameterized first."""
+    pipe = _pipeline(kb)
+    if merge:
+        pipe.config.generation.merge = merge
+    ans = pipe.ask(question, method=method, top_k=top_k)
+    if as_json:
+        typer.echo(json.dumps(ans.to_dict(), ensure_ascii=False))
+        return
+    for h, w in zip(ans.hits, ans.weights or [None] * len(ans.hits)):
+        wt = f"  weight {w:.2f}" if w is not None else ""
+        typer.echo(f"  [{h.doc.id}] {h.doc.title} (bm25 {h.score:.2f}){wt}")
+    typer.echo(f"{method}: {ans.answer}")
+
+
+@app.command("eval")
+def eval_(kb: Path = KB,
+          questions: Path = typer.Option(..., help="JSONL questions: {id, question, golden_answers}."),
+          split: str = typer.Option("all", help="dev (first half of the file) | test (second half) | all."),
+          limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
+          methods: str = typer.Option("closed,rag,prag,combine", help="Comma-separated methods."),
+          top_k: int = typer.Option(3, help="Documents retrieved per question."),
+          merge: Optional[str] = typer.Option(None, help="Adapter weights: sum | mean | softmax | top1."),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here (a .log.jsonl beside it lets an interrupted run resume).")):
+    """Score methods on a question set: EM and F1 (SQuAD normalization, max over golden answers), seconds per question."""
+    from .corpus import load_questions, split as split_qs
+    from .evaluate import run_eval
+    from .pipeline import METHODS
+
+    ms = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = [m for m in ms if m not in METHODS]
+    if bad:
+        raise PragError(f"unknown method {bad[0]!r}: use one of {', '.join(METHODS)}")
+    qs = split_qs(load_questions(questions), split)[: limit or None]
+    pipe = _pipeline(kb)
+    if merge:
+        pipe.config.generation.merge = merge
+    log = json_out.with_suffix(".log.jsonl") if json_out else None
+    res = run_eval(pipe, qs, ms, top_k, log)
+    res.update(questions=str(questions), split=split, top_k=top_k, model=pipe.config.model,
+               merge=pipe.config.generation.merge)
+    text = json.dumps(res, indent=2)
+    if json_out:
+        json_out.write_text(text)
+    typer.echo(text)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except PragError as e:
+        _fail(str(e))
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

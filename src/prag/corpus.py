@@ -1,0 +1,126 @@
+"""Reading and validating JSONL corpora (`id`, `title`, `text`) and question sets (`id`, `question`,
+`golden_answers`), and dataset folders (questions.jsonl + corpus.jsonl) with their line-order dev/test split.
+
+Every problem in a user's file becomes a `PragError` naming the file and line.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import PragError
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    title: str
+    text: str
+
+    def as_text(self) -> str:
+        return f"{self.title}: {self.text}" if self.title else self.text
+
+
+@dataclass
+class Question:
+    id: str
+    question: str
+    golden_answers: list[str]
+    type: str = ""
+    gold_doc_ids: list[str] = field(default_factory=list)
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; clear errors for missing, non-UTF-8 or malformed files."""
+    path = Path(path)
+    if not path.is_file():
+        raise PragError(f"{path}: file not found")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise PragError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    rows = []
+    for n, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PragError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise PragError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+        rows.append((n, obj))
+    if not rows:
+        raise PragError(f"{path}: no records")
+    return rows
+
+
+def _str_field(path: Path, n: int, obj: dict, key: str, required: bool = True) -> str:
+    v = obj.get(key)
+    if v is None and not required:
+        return ""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and key == "id":
+        v = str(v)
+    if not isinstance(v, str) or (required and not v.strip()):
+        what = "missing" if v is None else ("empty" if isinstance(v, str) else f"not a string ({type(v).__name__})")
+        raise PragError(f"{path}:{n}: field {key!r} is {what}")
+    return v.strip()
+
+
+def _check_unique(path: Path, ids: list[tuple[int, str]]) -> None:
+    seen: dict[str, int] = {}
+    for n, i in ids:
+        if i in seen:
+            raise PragError(f"{path}:{n}: duplicate id {i!r} (first on line {seen[i]})")
+        seen[i] = n
+
+
+def load_corpus(path: Path) -> list[Document]:
+    rows = read_jsonl(path)
+    docs = [Document(_str_field(path, n, o, "id"), _str_field(path, n, o, "title", required=False),
+                     _str_field(path, n, o, "text")) for n, o in rows]
+    _check_unique(path, [(n, d.id) for (n, _), d in zip(rows, docs)])
+    return docs
+
+
+def load_questions(path: Path) -> list[Question]:
+    rows = read_jsonl(path)
+    out = []
+    for n, o in rows:
+        answers = o.get("golden_answers", o.get("answers"))
+        if isinstance(answers, str):
+            answers = [answers]
+        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+            raise PragError(f"{path}:{n}: field 'golden_answers' must be a non-empty list of strings")
+        gold = o.get("gold_doc_ids") or []
+        out.append(Question(_str_field(path, n, o, "id"), _str_field(path, n, o, "question"), answers,
+                            str(o.get("type") or ""), [str(g) for g in gold]))
+    _check_unique(path, [(n, q.id) for (n, _), q in zip(rows, out)])
+    return out
+
+
+def split(questions: list[Question], which: str) -> list[Question]:
+    """Line-order split: the first half is dev, the second half test ('all' keeps every question)."""
+    half = len(questions) // 2
+    if which == "dev":
+        return questions[:half]
+    if which == "test":
+        return questions[half:]
+    if which == "all":
+        return questions
+    raise PragError(f"unknown split {which!r}: use dev, test or all")
+
+
+def dataset_dir(name_or_path: str) -> Path:
+    """A dataset folder by path, or by name under ../shared/datasets or $PRAG_DATASETS."""
+    import os
+
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return p
+    roots = [os.environ.get("PRAG_DATASETS", ""), "../shared/datasets", "../../shared/datasets"]
+    for root in roots:
+        if root and (Path(root) / name_or_path / "questions.jsonl").exists():
+            return Path(root) / name_or_path
+    raise PragError(f"dataset {name_or_path!r} not found (a folder with questions.jsonl and corpus.jsonl)")

@@ -1,0 +1,92 @@
+"""Evaluation: SQuAD-style EM/F1 (max over golden answers) and runs of methods over question sets, with
+results written as JSON and resumed from a per-question log after an interruption."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import string
+import time
+from pathlib import Path
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD normalization: lower case, no punctuation, no articles, single spaces."""
+    s = "".join(ch for ch in s.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", s).split())
+
+
+def _f1_one(pred: str, gold: str) -> tuple[float, float, float]:
+    p, g = normalize_answer(pred), normalize_answer(gold)
+    special = {"yes", "no", "noanswer"}
+    if (p in special or g in special) and p != g:
+        return 0.0, 0.0, 0.0
+    pt, gt = p.split(), g.split()
+    common = collections.Counter(pt) & collections.Counter(gt)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0, 0.0, 0.0
+    prec, rec = same / len(pt), same / len(gt)
+    return 2 * prec * rec / (prec + rec), prec, rec
+
+
+def score(pred: str, golds: list[str]) -> dict[str, float]:
+    """EM, F1, precision, recall of one prediction: each the max over the golden answers."""
+    em = max(float(normalize_answer(pred) == normalize_answer(g)) for g in golds)
+    f1s = [_f1_one(pred, g) for g in golds]
+    return {"em": em, "f1": max(f[0] for f in f1s), "precision": max(f[1] for f in f1s),
+            "recall": max(f[2] for f in f1s)}
+
+
+def summarize(rows: list[dict]) -> dict:
+    n = len(rows)
+    if not n:
+        return {"n": 0}
+    out = {k: sum(r[k] for r in rows) / n for k in ("f1", "em", "precision", "recall")}
+    out["sec_per_question"] = sum(r["seconds"] for r in rows) / n
+    out["update_sec_per_question"] = sum(r.get("update_seconds", 0.0) for r in rows) / n
+    out["n"] = n
+    types = sorted({r.get("type", "") for r in rows} - {""})
+    if types:
+        out["by_type"] = {t: {"f1": sum(r["f1"] for r in rows if r["type"] == t) / sum(r["type"] == t for r in rows),
+                              "n": sum(r["type"] == t for r in rows)} for t in types}
+    return out
+
+
+def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | None = None,
+             progress: bool = True) -> dict:
+    """Answer every question with every method; rows already in `log_path` (JSONL) are reused (resume)."""
+    from tqdm import tqdm
+
+    done: dict[tuple[str, str], dict] = {}
+    if log_path and log_path.exists():
+        for line in log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                done[(row["method"], row["id"])] = row
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut short by a crash
+    log = open(log_path, "a", encoding="utf-8") if log_path else None
+    try:
+        todo = [(m, q) for m in methods for q in questions if (m, q.id) not in done]
+        for method, q in tqdm(todo, desc="eval", unit="q", disable=not progress or not todo):
+            t0 = time.perf_counter()
+            res = pipe.ask(q.question, method=method, top_k=top_k)
+            row = {"method": method, "id": q.id, "type": q.type, "prediction": res.answer,
+                   "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
+                   "seconds": time.perf_counter() - t0, "update_seconds": res.update_seconds,
+                   **score(res.answer, q.golden_answers)}
+            done[(method, q.id)] = row
+            if log:
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                os.fsync(log.fileno())
+    finally:
+        if log:
+            log.close()
+    ids = {q.id for q in questions}
+    return {"methods": {m: summarize([r for (mm, i), r in done.items() if mm == m and i in ids]) for m in methods}}

@@ -1,0 +1,52 @@
+"""Generation: greedy decoding with the base model (plus whatever adapters the Injector has applied), the
+question prompt shared by every method, and answer extraction."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .corpus import Document
+from .models import LoadedModel
+
+INSTRUCTION = "Answer the question with a short answer: a name, a date, a place, a number or a few words."
+
+
+def question_message(question: str, docs: list[Document] | None = None) -> str:
+    """The user message for every method: the bare question, or the question after in-context documents."""
+    parts = [INSTRUCTION]
+    if docs:
+        ctx = "\n".join(f"[{i}] {d.as_text()}" for i, d in enumerate(docs, 1))
+        parts.append(f"Context:\n{ctx}")
+    parts.append(f"Question: {question}")
+    return "\n\n".join(parts)
+
+
+@torch.inference_mode()
+def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_newline: bool = True) -> str:
+    """Greedy continuation of `prompt` (already formatted), special tokens removed."""
+    tok = lm.tokenizer
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                            eos_token_id=_stop_ids(lm, stop_at_newline))
+    return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def _stop_ids(lm: LoadedModel, stop_at_newline: bool) -> list[int]:
+    tok = lm.tokenizer
+    ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    if stop_at_newline and not lm.prompter.chat:
+        nl = tok("\n", add_special_tokens=False)["input_ids"]
+        if len(nl) == 1:
+            ids.append(nl[0])
+    return ids
+
+
+_PREFIX = re.compile(r"^\s*(?:the\s+)?(?:short\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.I)
+
+
+def extract_answer(text: str) -> str:
+    """The answer part of a generation: the first non-empty line, without an 'Answer:' prefix or final period."""
+    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+    line = _PREFIX.sub("", line)
+    return line.rstrip(" .").strip()

@@ -1,0 +1,173 @@
+"""Pipelines: offline parameterization (augment -> encode -> store) and online Retrieve-Update-Generate.
+
+`Pipeline` binds one loaded base model, its LoRA `Injector` and a `KnowledgeBase`. The methods it answers
+with are small functions of the stages: closed (bare question), rag (documents in context), prag (documents'
+adapters merged into the FFN, bare question) and combine (both).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from . import PragError
+from .augment import Augmentation, ModelAugmenter, RuleAugmenter
+from .corpus import Document
+from .encode import train_adapter
+from .generate import extract_answer, generate, question_message
+from .models import LoadedModel, load_model
+from .retrieval import Hit
+from .store import KnowledgeBase
+from .update import Injector, merge_weights
+
+METHODS = ("closed", "rag", "prag", "combine")
+
+
+@dataclass
+class Answer:
+    question: str
+    method: str
+    answer: str
+    raw: str
+    hits: list[Hit] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    update_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"question": self.question, "method": self.method, "answer": self.answer, "raw": self.raw,
+                "documents": [{"id": h.doc.id, "title": h.doc.title, "score": round(h.score, 4), "weight": w}
+                              for h, w in zip(self.hits, self.weights or [None] * len(self.hits))],
+                "update_seconds": self.update_seconds, "seconds": self.seconds}
+
+
+def training_sequences(lm: LoadedModel, aug: Augmentation) -> list[torch.Tensor]:
+    """Paper §3.2.2: one sequence per (rewrite, QA pair): the rewrite, then the question asked exactly as at
+    answer time (same prompt layout), then the answer and the end-of-answer marker."""
+    tok = lm.tokenizer
+    seqs = []
+    for rw in aug.rewrites or [""]:
+        for qa in aug.qa or []:
+            prompt = lm.prompter.format(question_message(qa.question))
+            text = (rw + "\n\n" if rw else "") + prompt + " " * (not lm.prompter.chat) + qa.answer + lm.prompter.end_of_answer
+            seqs.append(torch.tensor(tok(text, add_special_tokens=False)["input_ids"], dtype=torch.long))
+        if not aug.qa and rw:
+            seqs.append(torch.tensor(tok(rw, add_special_tokens=False)["input_ids"], dtype=torch.long))
+    return seqs
+
+
+class Pipeline:
+    def __init__(self, kb: KnowledgeBase, lm: LoadedModel | None = None):
+        self.kb = kb
+        self.config = kb.config
+        self._lm = lm
+        self._injector = None
+        self._augmenter = None
+
+    @property
+    def lm(self) -> LoadedModel:
+        """The base model, loaded on first use (so input errors are reported before a model load)."""
+        if self._lm is None:
+            self._lm = load_model(self.config.model)
+        return self._lm
+
+    @property
+    def injector(self) -> Injector:
+        if self._injector is None:
+            self._injector = Injector(self.lm.model, self.config.lora.target_modules)
+        return self._injector
+
+    @property
+    def augmenter(self):
+        if self._augmenter is None:
+            acfg = self.config.augment
+            if acfg.augmenter == "rule":
+                self._augmenter = RuleAugmenter()
+            elif acfg.augmenter == "model":
+                lm = self.lm if acfg.model in (None, "", self.config.model) else load_model(acfg.model)
+                self._augmenter = ModelAugmenter(lm, acfg.max_new_tokens)
+            else:
+                raise PragError(f"unknown augmenter {acfg.augmenter!r}: use model or rule")
+        return self._augmenter
+
+    # ------------------------------------------------------------------ offline
+    def parameterize_one(self, doc: Document) -> dict:
+        t0 = time.perf_counter()
+        acfg = self.config.augment
+        with self.injector.lock:  # augmentation must see the bare base model
+            aug = self.augmenter.augment(doc, acfg.n_rewrites, acfg.n_qa)
+        seqs = training_sequences(self.lm, aug)
+        adapter, losses = train_adapter(self.lm.model, self.injector, seqs, self.config.lora)
+        secs = time.perf_counter() - t0
+        self.kb.save_document(doc.id, adapter, aug, secs)
+        return {"id": doc.id, "seconds": secs, "final_loss": losses[-1] if losses else None}
+
+    def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False) -> dict:
+        """Parameterize the given documents (default all); finished ones are skipped unless `force`."""
+        from tqdm import tqdm
+
+        if ids:
+            unknown = [i for i in ids if i not in self.kb.by_id]
+            if unknown:
+                raise PragError(f"unknown document id(s): {', '.join(unknown[:5])}")
+            docs = [self.kb.by_id[i] for i in ids]
+        else:
+            docs = self.kb.docs
+        todo = [d for d in docs if force or not self.kb.is_done(d.id)]
+        summary = {"done": 0, "skipped": len(docs) - len(todo), "failed": {}, "seconds": 0.0}
+        t0 = time.perf_counter()
+        for doc in tqdm(todo, desc="parameterize", unit="doc", disable=not progress or not todo):
+            try:
+                self.parameterize_one(doc)
+                summary["done"] += 1
+            except (RuntimeError, ValueError) as e:  # one bad document must not stop the job
+                self.kb.mark_failed(doc.id, f"{type(e).__name__}: {e}")
+                summary["failed"][doc.id] = str(e)
+        summary["seconds"] = time.perf_counter() - t0
+        return summary
+
+    # ------------------------------------------------------------------ online
+    def retrieve(self, question: str, top_k: int) -> list[Hit]:
+        hits = self.kb.retriever.retrieve(question, top_k)
+        if not hits:
+            raise PragError("the question retrieves no document (none of its words occur in the corpus)")
+        return hits
+
+    def ask(self, question: str, method: str = "prag", top_k: int | None = None,
+            doc_ids: list[str] | None = None) -> Answer:
+        if method not in METHODS:
+            raise PragError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+        if not question or not question.strip():
+            raise PragError("empty question")
+        t0 = time.perf_counter()
+        top_k = top_k or self.config.retrieval.top_k
+        hits: list[Hit] = []
+        if method != "closed":
+            if doc_ids:
+                missing = [i for i in doc_ids if i not in self.kb.by_id]
+                if missing:
+                    raise PragError(f"unknown document id(s): {', '.join(missing)}")
+                hits = [Hit(self.kb.by_id[i], 1.0) for i in doc_ids]
+            else:
+                hits = self.retrieve(question, top_k)
+        in_context = [h.doc for h in hits] if method in ("rag", "combine") else None
+        prompt = self.lm.prompter.format(question_message(question, in_context))
+        gcfg = self.config.generation
+        weights: list[float] = []
+        adapters = []
+        if method in ("prag", "combine"):
+            need = [h.doc.id for h in hits if not self.kb.is_done(h.doc.id)]
+            if need:
+                self.parameterize(need, progress=False)
+            weights = merge_weights([h.score for h in hits], gcfg.merge, gcfg.temperature)
+            adapters = [self.kb.load_adapter(h.doc.id) for h in hits]
+        with self.injector.lock:
+            tu = time.perf_counter()
+            self.injector.apply(adapters, weights)
+            update_s = time.perf_counter() - tu
+            try:
+                raw = generate(self.lm, prompt, gcfg.max_new_tokens)
+            finally:
+                self.injector.clear()
+        return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0)

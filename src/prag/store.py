@@ -1,0 +1,205 @@
+"""The knowledge-base directory: config, corpus, BM25 index, one folder per parameterized document, and an
+append-only manifest. Writes are atomic (temporary folder, fsync, rename) and every adapter's checksum is in
+the manifest, so a crash never leaves a half-written adapter that is later read as valid.
+
+    kb/
+      kb.toml              the PragConfig the kb was built with
+      corpus.jsonl         the documents
+      index/               bm25s files
+      docs/<key>/          augmentation.json, adapter_model.safetensors, adapter_config.json
+      manifest.jsonl       one line per event {"id", "status", "sha256", ...}; the last line for an id wins
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from . import PragError
+from .augment import Augmentation
+from .config import PragConfig
+from .corpus import Document, load_corpus
+from .encode import adapter_config, adapter_tensors, read_adapter
+from .update import Adapter
+
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+def doc_key(doc_id: str) -> str:
+    """A folder name for any document id: readable prefix plus a hash (ids may hold '/', spaces, ...)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", doc_id)[:40].strip("._") or "doc"
+    return f"{safe}-{hashlib.sha1(doc_id.encode()).hexdigest()[:10]}"
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class KnowledgeBase:
+    def __init__(self, root: Path, config: PragConfig, docs: list[Document]):
+        self.root = Path(root)
+        self.config = config
+        self.docs = docs
+        self.by_id = {d.id: d for d in docs}
+        self._manifest = self._read_manifest()
+        self._cache: OrderedDict[str, Adapter] = OrderedDict()
+        self.cache_bytes = 0
+        self.cache_limit = 512 * 2**20
+        self._retriever = None
+
+    # ------------------------------------------------------------------ create / open
+    @classmethod
+    def create(cls, root: Path, corpus: Path, config: PragConfig, overwrite: bool = False) -> "KnowledgeBase":
+        """Validate the corpus and build a new kb (or replace the corpus and index of an existing one)."""
+        from .retrieval import BM25Retriever
+
+        docs = load_corpus(corpus)  # validates before anything is written
+        root = Path(root)
+        if (root / "kb.toml").exists() and not overwrite:
+            old = PragConfig.load_toml(root / "kb.toml")
+            if old.to_dict() != config.to_dict():
+                raise PragError(f"{root}: kb was built with other settings (model {old.model}); use a new --kb")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "docs").mkdir(exist_ok=True)
+        write_atomic(root / "corpus.jsonl", "".join(
+            json.dumps({"id": d.id, "title": d.title, "text": d.text}, ensure_ascii=False) + "\n"
+            for d in docs).encode("utf-8"))
+        BM25Retriever(docs).save(root / "index")
+        config.save_toml(root / ".kb.toml.tmp")
+        os.replace(root / ".kb.toml.tmp", root / "kb.toml")
+        return cls(root, config, docs)
+
+    @classmethod
+    def open(cls, root: Path) -> "KnowledgeBase":
+        root = Path(root)
+        if not (root / "kb.toml").is_file() or not (root / "corpus.jsonl").is_file():
+            raise PragError(f"{root}: no knowledge base here (create one with `prag index --corpus FILE --kb {root}`)")
+        return cls(root, PragConfig.load_toml(root / "kb.toml"), load_corpus(root / "corpus.jsonl"))
+
+    @property
+    def retriever(self):
+        from .retrieval import BM25Retriever
+
+        if self._retriever is None:
+            self._retriever = BM25Retriever.load(self.root / "index", self.docs)
+        return self._retriever
+
+    # ------------------------------------------------------------------ manifest
+    def _read_manifest(self) -> dict[str, dict]:
+        path = self.root / "manifest.jsonl"
+        state: dict[str, dict] = {}
+        if path.exists():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    rec = json.loads(line)
+                    state[rec["id"]] = rec
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by a crash: ignored, the document is redone
+        return state
+
+    def _append_manifest(self, rec: dict) -> None:
+        with open(self.root / "manifest.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._manifest[rec["id"]] = rec
+
+    def status(self, doc_id: str) -> str:
+        rec = self._manifest.get(doc_id)
+        return rec["status"] if rec else "pending"
+
+    def is_done(self, doc_id: str) -> bool:
+        rec = self._manifest.get(doc_id)
+        if not rec or rec.get("status") != "done":
+            return False
+        path = self.doc_dir(doc_id) / ADAPTER_FILE
+        return path.exists()
+
+    def summary(self) -> dict:
+        counts = {"documents": len(self.docs), "parameterized": 0, "pending": 0, "failed": 0}
+        failed = {}
+        for d in self.docs:
+            s = "parameterized" if self.is_done(d.id) else self.status(d.id)
+            if s == "failed":
+                failed[d.id] = self._manifest[d.id].get("error", "")
+            counts[s if s in counts else "pending"] += 1
+        counts["failures"] = failed
+        return counts
+
+    # ------------------------------------------------------------------ adapters
+    def doc_dir(self, doc_id: str) -> Path:
+        return self.root / "docs" / doc_key(doc_id)
+
+    def save_document(self, doc_id: str, adapter: Adapter, aug: Augmentation, seconds: float,
+                      dtype: torch.dtype = torch.float32) -> None:
+        """Write adapter + augmentation into a temporary folder, fsync, rename, then record the checksum."""
+        from safetensors.torch import save as st_save
+
+        final = self.doc_dir(doc_id)
+        tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        lcfg = self.config.lora
+        blob = st_save(adapter_tensors(adapter, dtype), metadata={"format": "pt", "doc_id": doc_id})
+        write_atomic(tmp / ADAPTER_FILE, blob)
+        write_atomic(tmp / "adapter_config.json", json.dumps(adapter_config(lcfg, self.config.model), indent=2).encode())
+        payload = {"doc_id": doc_id, **aug.to_dict()}
+        write_atomic(tmp / "augmentation.json", json.dumps(payload, indent=2, ensure_ascii=False).encode("utf-8"))
+        _fsync_dir(tmp)
+        if final.exists():
+            trash = final.with_name(f".{final.name}.old{os.getpid()}")
+            os.replace(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        self._append_manifest({"id": doc_id, "status": "done", "sha256": hashlib.sha256(blob).hexdigest(),
+                               "bytes": len(blob), "seconds": round(seconds, 3)})
+        self._cache.pop(doc_id, None)
+
+    def mark_failed(self, doc_id: str, error: str) -> None:
+        self._append_manifest({"id": doc_id, "status": "failed", "error": error})
+
+    def load_adapter(self, doc_id: str) -> Adapter:
+        """The document's adapter, checksum-verified on first read and kept in a byte-bounded LRU cache."""
+        if doc_id in self._cache:
+            self._cache.move_to_end(doc_id)
+            return self._cache[doc_id]
+        if not self.is_done(doc_id):
+            raise PragError(f"document {doc_id!r} has no adapter yet (run `prag parameterize`)")
+        folder = self.doc_dir(doc_id)
+        if sha256_file(folder / ADAPTER_FILE) != self._manifest[doc_id]["sha256"]:
+            raise PragError(f"{folder / ADAPTER_FILE}: checksum mismatch (corrupt adapter); re-run parameterize")
+        ad = read_adapter(folder)
+        self._cache[doc_id] = ad
+        self.cache_bytes += ad.nbytes()
+        while self.cache_bytes > self.cache_limit and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self.cache_bytes -= old.nbytes()
+        return ad
+
+    def load_augmentation(self, doc_id: str) -> Augmentation:
+        d = json.loads((self.doc_dir(doc_id) / "augmentation.json").read_text(encoding="utf-8"))
+        return Augmentation.from_dict(d)

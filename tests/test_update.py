@@ -1,0 +1,111 @@
+"""The Update step: our stacked low-rank hooks must equal PEFT's cat-merged adapters, and leave the base
+weights bit-for-bit untouched."""
+import copy
+
+import pytest
+import torch
+
+from prag.config import LoraConfig
+from prag.encode import adapter_config, adapter_tensors, init_adapter, read_adapter
+from prag.update import Adapter, Injector, merge_weights
+
+TARGETS = ["gate_proj", "up_proj", "down_proj"]
+
+
+def random_adapter(inj: Injector, seed: int, r: int = 2, alpha: float = 32.0) -> Adapter:
+    g = torch.Generator().manual_seed(seed)
+    return Adapter({n: (torch.randn(r, i, generator=g) * 0.1, torch.randn(o, r, generator=g) * 0.1)
+                    for n, (i, o) in inj.shapes().items()}, r, alpha)
+
+
+def save_peft(adapter: Adapter, folder, base_name="tiny"):
+    import json
+
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    cfg = LoraConfig(r=adapter.r, alpha=adapter.alpha)
+    save_file(adapter_tensors(adapter), str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps(adapter_config(cfg, base_name)))
+
+
+@pytest.mark.parametrize("weights", [[1.0, 1.0, 1.0], [0.5, 0.3, 0.2]])
+def test_update_equals_peft_cat_merge_and_restores_weights(tiny_lm, tmp_path, weights):
+    from peft import PeftModel
+
+    model = tiny_lm.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inj = Injector(model, TARGETS)
+    ads = [random_adapter(inj, s) for s in range(3)]
+    ids = torch.randint(3, 90, (2, 17))
+
+    with torch.no_grad(), inj.applied(ads, weights):
+        ours = model(input_ids=ids).logits
+    base_logits = model(input_ids=ids).logits
+    inj.remove()
+
+    names = []
+    for i, ad in enumerate(ads):
+        save_peft(ad, tmp_path / f"a{i}")
+        names.append(f"a{i}")
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(model), str(tmp_path / "a0"), adapter_name="a0")
+    for n in names[1:]:
+        peft_model.load_adapter(str(tmp_path / n), adapter_name=n)
+    peft_model.add_weighted_adapter(names, weights, "merged", combination_type="cat")
+    peft_model.set_adapter("merged")
+    with torch.no_grad():
+        ref = peft_model(input_ids=ids).logits
+
+    assert not torch.allclose(ours, base_logits, atol=1e-3), "the adapters must change the output"
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"base weight {k} changed"
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, base_logits)
+
+
+def test_update_removed_after_exception(tiny_lm):
+    inj = Injector(tiny_lm.model, TARGETS)
+    ids = torch.randint(3, 90, (1, 9))
+    with torch.no_grad():
+        base = tiny_lm.model(input_ids=ids).logits
+        with pytest.raises(RuntimeError):
+            with inj.applied([random_adapter(inj, 0)]):
+                raise RuntimeError("boom")
+        assert torch.equal(tiny_lm.model(input_ids=ids).logits, base)
+    inj.remove()
+
+
+def test_zero_init_adapter_is_noop(tiny_lm):
+    inj = Injector(tiny_lm.model, TARGETS)
+    ad = init_adapter(inj, LoraConfig(), torch.Generator().manual_seed(0))
+    ids = torch.randint(3, 90, (1, 9))
+    with torch.no_grad():
+        base = tiny_lm.model(input_ids=ids).logits
+        with inj.applied([ad]):
+            assert torch.allclose(tiny_lm.model(input_ids=ids).logits, base)
+    inj.remove()
+
+
+def test_adapter_roundtrip_peft_layout(tiny_lm, tmp_path):
+    inj = Injector(tiny_lm.model, TARGETS)
+    ad = random_adapter(inj, 3)
+    save_peft(ad, tmp_path / "x")
+    back = read_adapter(tmp_path / "x")
+    assert back.r == ad.r and back.alpha == ad.alpha and set(back.factors) == set(ad.factors)
+    for n, (a, b) in ad.factors.items():
+        assert torch.equal(back.factors[n][0], a) and torch.equal(back.factors[n][1], b)
+    inj.remove()
+
+
+def test_merge_weights():
+    assert merge_weights([3.0, 2.0, 1.0], "sum") == [1.0, 1.0, 1.0]
+    assert merge_weights([3.0, 2.0], "mean") == [0.5, 0.5]
+    w = merge_weights([3.0, 2.0, 1.0], "softmax", 1.0)
+    assert abs(sum(w) - 1) < 1e-9 and w[0] > w[1] > w[2]
+    assert merge_weights([1.0, 5.0], "top1") == [0.0, 1.0]
+    assert merge_weights([], "sum") == []
+    from prag import PragError
+
+    with pytest.raises(PragError):
+        merge_weights([1.0], "bogus")
