@@ -1,7 +1,8 @@
 """Encoding-recipe experiments on a fictional corpus: augment once (cached), then train each document's adapter
 with several recipes and score top-1 / top-3 P-RAG against closed-book.
 
-    .venv/bin/python benchmarks/experiments/recipes.py --corpus tests/data/fictional --out runs/recipes.json
+    .venv/bin/python benchmarks/experiments/recipes.py --corpus tests/data/fictional --n-qa 6 \
+        --out benchmarks/results/recipes-fictional.json
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="tests/data/fictional")
     ap.add_argument("--out", default="runs/recipes.json")
-    ap.add_argument("--recipes", default="1e-3:3,3e-3:3,1e-3:6")
+    ap.add_argument("--recipes", default="3e-4:1:concat,1e-3:3:concat,1e-3:3:separate,3e-3:3:separate",
+                    help="comma-separated lr:epochs:layout")
     ap.add_argument("--merges", default="top1,sum,softmax")
     ap.add_argument("--n-qa", type=int, default=3)
     args = ap.parse_args()
@@ -65,10 +67,10 @@ def main():
     results = {"closed": run(None, "sum"), "recipes": {}}
     print("closed", results["closed"])
     for rec in args.recipes.split(","):
-        lr, ep = rec.split(":")
-        cfg = dataclasses.replace(default_config("smollm2").lora, lr=float(lr), epochs=int(ep))
+        lr, ep, layout = rec.split(":")
+        cfg = dataclasses.replace(default_config("smollm2").lora, lr=float(lr), epochs=int(ep), layout=layout)
         t0 = time.perf_counter()
-        adapters = {d.id: train_adapter(lm.model, inj, training_sequences(lm, augs[d.id]), cfg)[0] for d in docs}
+        adapters = {d.id: train_adapter(lm.model, inj, training_sequences(lm, augs[d.id], cfg.layout), cfg)[0] for d in docs}
         train_s = (time.perf_counter() - t0) / len(docs)
         row = {"train_s_per_doc": round(train_s, 2)}
         for mg in args.merges.split(","):

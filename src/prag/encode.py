@@ -53,7 +53,7 @@ def train_adapter(model: torch.nn.Module, injector: Injector, sequences: list[to
                         opt.zero_grad(set_to_none=True)
                         out.loss.backward()
                         opt.step()
-                        losses.append(float(out.loss))
+                        losses.append(out.loss.item())
         finally:
             injector.clear()
     factors = {n: (a.detach(), b.detach()) for n, (a, b) in params.items()}

@@ -9,7 +9,7 @@ import torch
 from .corpus import Document
 from .models import LoadedModel
 
-INSTRUCTION = "Answer the question with a short answer: a name, a date, a place, a number or a few words."
+INSTRUCTION = "Answer the question with a short answer."
 
 
 def question_message(question: str, docs: list[Document] | None = None) -> str:

@@ -136,7 +136,7 @@ class KnowledgeBase:
         if not rec or rec.get("status") != "done":
             return False
         path = self.doc_dir(doc_id) / ADAPTER_FILE
-        return path.exists()
+        return path.exists() and path.stat().st_size == rec.get("bytes", -1)
 
     def summary(self) -> dict:
         counts = {"documents": len(self.docs), "parameterized": 0, "pending": 0, "failed": 0}
@@ -145,6 +145,9 @@ class KnowledgeBase:
             s = "parameterized" if self.is_done(d.id) else self.status(d.id)
             if s == "failed":
                 failed[d.id] = self._manifest[d.id].get("error", "")
+            if s == "corrupt":
+                failed[d.id] = "adapter checksum mismatch"
+                s = "failed"
             counts[s if s in counts else "pending"] += 1
         counts["failures"] = failed
         return counts
@@ -191,7 +194,8 @@ class KnowledgeBase:
             raise PragError(f"document {doc_id!r} has no adapter yet (run `prag parameterize`)")
         folder = self.doc_dir(doc_id)
         if sha256_file(folder / ADAPTER_FILE) != self._manifest[doc_id]["sha256"]:
-            raise PragError(f"{folder / ADAPTER_FILE}: checksum mismatch (corrupt adapter); re-run parameterize")
+            self._append_manifest({"id": doc_id, "status": "corrupt", "error": "adapter checksum mismatch"})
+            raise PragError(f"{folder / ADAPTER_FILE}: checksum mismatch (corrupt adapter); run `prag parameterize` to redo it")
         ad = read_adapter(folder)
         self._cache[doc_id] = ad
         self.cache_bytes += ad.nbytes()
