@@ -131,6 +131,24 @@ def eval_(kb: Path = KB,
     typer.echo(text)
 
 
+bench_app = typer.Typer(help="Benchmarks that print one JSON line, baseline measured in the same run.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("update")
+def bench_update(model: str = typer.Option("smollm2", help="Base model."),
+                 top_k: int = typer.Option(3, help="Adapters merged per question."),
+                 repeats: int = typer.Option(30, help="Timed repetitions of our Update."),
+                 peft_repeats: int = typer.Option(5, help="Timed repetitions of the PEFT path."),
+                 as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
+    """Update (apply + restore top-k LoRAs) p50 ms: ours warm and cold vs the reference PEFT merge path."""
+    from .bench import bench_update as run
+    from .models import load_model
+
+    res = run(load_model(model), k=top_k, repeats=repeats, peft_repeats=peft_repeats)
+    typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -1,0 +1,75 @@
+"""Benchmarks run from the CLI (`prag bench ...`), each printing one JSON line with a baseline measured in the
+same run. `update`: our low-rank Update (apply + restore) for the top-k adapters, warm (adapters in memory) and
+cold (read from disk), against the reference PEFT path (PeftModel.from_pretrained + load_adapter + 
+add_weighted_adapter "cat" + set_adapter, then unload)."""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _p50(xs: list[float]) -> float:
+    return statistics.median(xs) * 1000.0
+
+
+def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: int = 2, alpha: float = 32.0) -> dict:
+    """Time one Update (apply k adapters, then restore) on `lm`'s FFN, ours vs PEFT, in the same process."""
+    from peft import PeftModel
+    from safetensors.torch import save_file
+
+    from .config import LoraConfig
+    from .encode import adapter_config, adapter_tensors, read_adapter
+    from .update import Adapter, Injector
+
+    inj = Injector(lm.model, ["gate_proj", "up_proj", "down_proj"])
+    g = torch.Generator().manual_seed(0)
+    adapters = [Adapter({n: (torch.randn(r, i, generator=g) * 0.01, torch.randn(o, r, generator=g) * 0.01)
+                         for n, (i, o) in inj.shapes().items()}, r, alpha) for _ in range(k)]
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = []
+        for j, ad in enumerate(adapters):
+            d = Path(tmp) / f"doc{j}"
+            d.mkdir()
+            save_file(adapter_tensors(ad), str(d / "adapter_model.safetensors"))
+            import json
+
+            (d / "adapter_config.json").write_text(json.dumps(adapter_config(LoraConfig(r=r, alpha=alpha), lm.spec)))
+            dirs.append(d)
+        warm, cold = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            inj.apply(adapters, [1.0] * k)
+            inj.clear()
+            warm.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            loaded = [read_adapter(d) for d in dirs]
+            inj.apply(loaded, [1.0] * k)
+            inj.clear()
+            cold.append(time.perf_counter() - t0)
+        inj.remove()
+        with torch.no_grad():
+            base = lm.model(input_ids=ids).logits
+        peft_times = []
+        for _ in range(peft_repeats):
+            t0 = time.perf_counter()
+            pm = PeftModel.from_pretrained(lm.model, str(dirs[0]), adapter_name="d0")
+            for j, d in enumerate(dirs[1:], 1):
+                pm.load_adapter(str(d), adapter_name=f"d{j}")
+            names = [f"d{j}" for j in range(k)]
+            pm.add_weighted_adapter(names, [1.0] * k, "merged", combination_type="cat")
+            pm.set_adapter("merged")
+            for n in names:
+                pm.delete_adapter(n)
+            lm.model = pm.unload()
+            peft_times.append(time.perf_counter() - t0)
+        with torch.no_grad():
+            assert torch.equal(lm.model(input_ids=ids).logits, base), "PEFT path did not restore the model"
+    ours, ours_cold, peft = _p50(warm), _p50(cold), _p50(peft_times)
+    return {"ours_ms_p50": round(ours, 3), "ours_cold_ms_p50": round(ours_cold, 3), "peft_ms_p50": round(peft, 1),
+            "speedup": round(peft / ours, 1), "speedup_cold": round(peft / ours_cold, 1), "k": k,
+            "model": lm.spec, "threads": torch.get_num_threads()}
