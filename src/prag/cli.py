@@ -20,11 +20,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 KB = typer.Option(..., "--kb", help="Knowledge-base directory.")
 
 
-def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
-
-
 def _pipeline(kb_dir: Path):
     from .pipeline import Pipeline
     from .store import KnowledgeBase
@@ -41,6 +36,7 @@ def index(corpus: Path = typer.Option(..., help="JSONL corpus: one {id, title, t
           overwrite: bool = typer.Option(False, help="Replace the settings of an existing kb (its adapters are then stale).")):
     """Validate a corpus and build (or refresh) a knowledge base: corpus copy, BM25 index, config."""
     from .config import default_config, read_toml
+    from .store import KnowledgeBase
 
     cfg = default_config(model, preset)
     if config:
@@ -153,7 +149,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except PragError as e:
-        _fail(str(e))
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):

@@ -47,9 +47,9 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise PragError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+            raise PragError(f"{path}, line {n}: malformed JSON ({e.msg})") from None
         if not isinstance(obj, dict):
-            raise PragError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+            raise PragError(f"{path}, line {n}: expected a JSON object, got {type(obj).__name__}")
         rows.append((n, obj))
     if not rows:
         raise PragError(f"{path}: no records")
@@ -64,7 +64,7 @@ def _str_field(path: Path, n: int, obj: dict, key: str, required: bool = True) -
         v = str(v)
     if not isinstance(v, str) or (required and not v.strip()):
         what = "missing" if v is None else ("empty" if isinstance(v, str) else f"not a string ({type(v).__name__})")
-        raise PragError(f"{path}:{n}: field {key!r} is {what}")
+        raise PragError(f"{path}, line {n}: field {key!r} is {what}")
     return v.strip()
 
 
@@ -72,7 +72,7 @@ def _check_unique(path: Path, ids: list[tuple[int, str]]) -> None:
     seen: dict[str, int] = {}
     for n, i in ids:
         if i in seen:
-            raise PragError(f"{path}:{n}: duplicate id {i!r} (first on line {seen[i]})")
+            raise PragError(f"{path}, line {n}: duplicate id {i!r} (first on line {seen[i]})")
         seen[i] = n
 
 
@@ -92,7 +92,7 @@ def load_questions(path: Path) -> list[Question]:
         if isinstance(answers, str):
             answers = [answers]
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-            raise PragError(f"{path}:{n}: field 'golden_answers' must be a non-empty list of strings")
+            raise PragError(f"{path}, line {n}: field 'golden_answers' must be a non-empty list of strings")
         gold = o.get("gold_doc_ids") or []
         out.append(Question(_str_field(path, n, o, "id"), _str_field(path, n, o, "question"), answers,
                             str(o.get("type") or ""), [str(g) for g in gold]))
