@@ -31,11 +31,15 @@ def _eval(kb, tmp_path, methods, top_k, merge=None):
     return json.loads(out.read_text())["methods"]
 
 
-def test_prag_top1_beats_closed_book(real_kb, tmp_path):
-    r = _eval(real_kb, tmp_path, "closed,prag", 1)
-    print(json.dumps(r))
-    assert r["closed"]["f1"] <= 0.15
-    assert r["prag"]["f1"] >= r["closed"]["f1"] + 0.08, r
+def test_prag_beats_closed_book_top1_and_top3(real_kb, tmp_path):
+    # Measured (README): closed 0.03, prag top-1 0.51, top-3 softmax 0.51, top-3 plain sum 0.22.
+    top1 = _eval(real_kb, tmp_path, "closed,prag", 1)
+    top3 = _eval(real_kb, tmp_path, "prag", 3)
+    print(json.dumps({"top1": top1, "top3": top3}))
+    assert top1["closed"]["f1"] <= 0.15
+    assert top1["prag"]["f1"] >= 0.3 and top1["prag"]["f1"] >= top1["closed"]["f1"] + 0.2, top1
+    # Composition: the default top-3 merge must keep what top-1 answers.
+    assert top3["prag"]["f1"] >= top1["prag"]["f1"] - 0.1, (top1, top3)
 
 
 def test_status_reports_all_parameterized(real_kb):
