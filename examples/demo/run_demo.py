@@ -20,7 +20,7 @@ KB = Path("kb-demo")
 
 def prag(*args: str) -> None:
     cmd = [str(Path(sys.executable).parent / "prag"), *args]
-    print("$ " + " ".join(cmd[1:] if False else ["prag", *args]), flush=True)
+    print("$ prag " + " ".join(args), flush=True)
     subprocess.run(cmd, check=True)
 
 
@@ -40,8 +40,8 @@ def main() -> None:
         print("   retrieved: " + ", ".join(f"{h.doc.title} ({w:.2f})" for h, w in zip(param.hits, param.weights)))
         print(f"   closed-book: {closed.answer}")
         print(f"   P-RAG:       {param.answer}")
-    f1 = {m: sum(score(a.answer, q.golden_answers)["f1"] for q, *ans in rows for a in [ans[i]]) / len(rows)
-          for i, m in enumerate(["closed", "prag"])}
+    f1 = {"closed": sum(score(c.answer, q.golden_answers)["f1"] for q, c, _ in rows) / len(rows),
+          "prag": sum(score(p.answer, q.golden_answers)["f1"] for q, _, p in rows) / len(rows)}
     print(f"\nF1 closed-book {f1['closed']:.2f}  |  P-RAG {f1['prag']:.2f}  |  demo took {time.time() - t0:.0f} s")
 
 
