@@ -1,0 +1,185 @@
+"""Augmentation without a model: the grounding and faithfulness checks, the rule-based QA generator and
+RuleAugmenter's promise of exactly n rewrites and m grounded pairs per document."""
+import json
+
+import pytest
+
+from prag.augment import (QA, Augmentation, RuleAugmenter, is_faithful_rewrite, is_grounded, rule_qa,
+                          rule_rewrite)
+from prag.corpus import Document, load_corpus
+from prag.evaluate import normalize_answer
+
+from conftest import FICTIONAL
+
+DOCS = load_corpus(FICTIONAL / "corpus.jsonl")
+BY_ID = {d.id: d for d in DOCS}
+PELL = BY_ID["fic-01"]
+IDS = [d.id for d in DOCS]
+
+# Grounded rule-based pairs the current generator finds per fictional document (rule_qa(doc, 100)).
+# RuleAugmenter promises exactly m pairs, so asking for more than this is a known failure (see the xfails).
+RULE_PAIRS_AVAILABLE = {"fic-01": 3, "fic-02": 3, "fic-03": 5, "fic-04": 3, "fic-05": 5, "fic-06": 3,
+                        "fic-07": 3, "fic-08": 2}
+
+
+# ---------------------------------------------------------------- is_grounded
+@pytest.mark.parametrize("question, answer", [
+    ("Where did Ostrander Pell retire to?", "a cottage on Dunlin Point"),
+    ("In what year did Pell invent the tidal chime?", "1912"),
+    ("When did Ostrander Pell invent the tidal chime?", "1912"),
+    ("What was Ostrander Pell's occupation?", "glassblower"),
+    ("Which port city was Ostrander Pell from?", "Kessary."),            # punctuation is normalized away
+    ("What did Ostrander Pell invent in 1912?", "glass bells that rang whenever the harbour water rose"),  # 8 words
+])
+def test_is_grounded_accepts(question, answer):
+    assert is_grounded(QA(question, answer), PELL)
+
+
+@pytest.mark.parametrize("question, answer, why", [
+    ("What did Ostrander Pell invent?", "the steam engine", "answer not in the document"),
+    ("Where did Ostrander Pell retire to?", "a cottage in Paris", "one answer word not in the document"),
+    ("What did Ostrander Pell invent, the tidal chime?", "the tidal chime", "answer inside its question"),
+    ("What did Ostrander Pell invent in 1912?",
+     "a set of glass bells that rang whenever the harbour water rose", "answer longer than 8 words"),
+    ("Where did Ostrander Pell retire to", "Dunlin Point", "question without '?'"),
+    ("Tell me where Ostrander Pell retired.", "Dunlin Point", "question without '?'"),
+    ("Who invented the tidal chime?", "1912", "year answer to a 'who' question"),
+    ("How many chimes did Ostrander Pell sell?", "1912", "year answer to a 'how many' question"),
+    ("In what year did Ostrander Pell invent the tidal chime?", "Kessary", "non-year answer to a year question"),
+    ("What did Ostrander Pell invent?", "", "empty answer"),
+    ("What did Ostrander Pell invent?", "the", "answer of articles only"),
+    ("What is it?", "Kessary", "question names nothing from the document"),
+])
+def test_is_grounded_rejects(question, answer, why):
+    assert not is_grounded(QA(question, answer), PELL), why
+
+
+def test_is_grounded_uses_the_title_too():
+    doc = Document("x", "Zorblax Tower", "It was built in 1847 by the mason Ilse Varn.")
+    assert is_grounded(QA("Who built the Zorblax Tower?", "Ilse Varn"), doc)
+    assert is_grounded(QA("What is the name of the tower built by Ilse Varn?", "Zorblax Tower"), doc)
+
+
+# ---------------------------------------------------------------- rule_qa
+@pytest.mark.parametrize("doc_id", IDS)
+def test_rule_qa_pairs_are_grounded_substrings(doc_id):
+    doc = BY_ID[doc_id]
+    pairs = rule_qa(doc, 10)
+    assert pairs, f"{doc_id}: no rule pairs at all"
+    for qa in pairs:
+        assert qa.source == "rule"
+        assert qa.question.endswith("?")
+        assert is_grounded(qa, doc), qa
+        assert qa.answer in doc.text, qa
+        assert normalize_answer(qa.answer) not in normalize_answer(qa.question), qa
+    answers = [normalize_answer(q.answer) for q in pairs]
+    assert len(answers) == len(set(answers)), f"{doc_id}: duplicate answers {answers}"
+
+
+@pytest.mark.parametrize("limit", [
+    pytest.param(0, marks=pytest.mark.xfail(strict=True, reason="bug: rule_qa checks the limit only after "
+                                                                "appending, so limit=0 returns one pair")),
+    1, 2, 3, 6, 100])
+def test_rule_qa_respects_limit(limit):
+    for doc in DOCS:
+        assert len(rule_qa(doc, limit)) <= limit, doc.id
+
+
+def test_rule_qa_limit_takes_a_prefix():
+    for doc in DOCS:
+        full = rule_qa(doc, 100)
+        assert len(full) == RULE_PAIRS_AVAILABLE[doc.id]   # documents today's output; update if rules improve
+        for k in (1, 2):
+            assert rule_qa(doc, k) == full[:k]
+
+
+def test_rule_qa_is_deterministic():
+    for doc in DOCS:
+        assert rule_qa(doc, 6) == rule_qa(doc, 6)
+        assert RuleAugmenter().augment(doc, 2, 3) == RuleAugmenter().augment(doc, 2, 3)
+
+
+def test_rule_qa_known_pair():
+    pairs = rule_qa(PELL, 10)
+    assert any(q.answer == "1912" and "what year" in q.question for q in pairs)
+
+
+# ---------------------------------------------------------------- RuleAugmenter
+def _augment_cases():
+    for n, m in [(1, 3), (2, 6)]:
+        for doc_id in IDS:
+            marks = []
+            if m > RULE_PAIRS_AVAILABLE[doc_id]:
+                marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+                    f"bug: RuleAugmenter gives only {RULE_PAIRS_AVAILABLE[doc_id]} QA pairs for {doc_id}, not "
+                    f"m={m}; the rules run out of answer spans and nothing fills the gap"))]
+            yield pytest.param(doc_id, n, m, id=f"{doc_id}-n{n}-m{m}", marks=marks)
+
+
+@pytest.mark.parametrize("doc_id, n, m", list(_augment_cases()))
+def test_rule_augmenter_exact_counts(doc_id, n, m):
+    aug = RuleAugmenter().augment(BY_ID[doc_id], n, m)
+    assert len(aug.rewrites) == n
+    assert len(aug.qa) == m
+
+
+@pytest.mark.parametrize("doc_id", IDS)
+@pytest.mark.parametrize("n, m", [(0, 0), (1, 3), (3, 6)])
+def test_rule_augmenter_output_is_valid(doc_id, n, m):
+    """What holds today whatever the count: n rewrites, at most m pairs, all grounded, answers unique."""
+    doc = BY_ID[doc_id]
+    aug = RuleAugmenter().augment(doc, n, m)
+    assert len(aug.rewrites) == n
+    assert all(is_faithful_rewrite(r, doc) for r in aug.rewrites)
+    assert len(aug.qa) <= m
+    assert all(is_grounded(q, doc) for q in aug.qa)
+    answers = [normalize_answer(q.answer) for q in aug.qa]
+    assert len(set(answers)) == len(answers)
+    assert aug.notes["augmenter"] == "rule"
+    assert aug.notes["qa_kept"] == 0 and aug.notes["rewrites_kept"] == 0
+
+
+# ---------------------------------------------------------------- is_faithful_rewrite
+@pytest.mark.parametrize("doc_id", IDS)
+def test_faithful_rewrite_accepts_the_document(doc_id):
+    doc = BY_ID[doc_id]
+    assert is_faithful_rewrite(doc.text, doc)
+    assert is_faithful_rewrite(doc.as_text(), doc)
+    for i in range(3):
+        assert is_faithful_rewrite(rule_rewrite(doc, i), doc)
+
+
+@pytest.mark.parametrize("text", [
+    "The weather in Paris was sunny and warm yesterday afternoon.",
+    "",
+    "the of and a",                                   # stop words only
+    "Ostrander Pell.",                                # far too little of the content
+])
+def test_faithful_rewrite_rejects(text):
+    assert not is_faithful_rewrite(text, PELL)
+
+
+def test_faithful_rewrite_rejects_rambling():
+    assert not is_faithful_rewrite(" ".join([PELL.text] * 4), PELL)
+
+
+# ---------------------------------------------------------------- Augmentation (de)serialization
+def test_augmentation_round_trip():
+    aug = Augmentation(["r1", "r2"], [QA("Who?", "Pell", "model"), QA("When?", "1912", "rule")], {"k": 1})
+    d = json.loads(json.dumps(aug.to_dict()))
+    assert d == {"rewrites": ["r1", "r2"],
+                 "qa": [{"question": "Who?", "answer": "Pell", "source": "model"},
+                        {"question": "When?", "answer": "1912", "source": "rule"}],
+                 "notes": {"k": 1}}
+    assert Augmentation.from_dict(d) == aug
+
+
+def test_augmentation_round_trip_of_rule_output():
+    for doc in DOCS:
+        aug = RuleAugmenter().augment(doc, 2, 3)
+        assert Augmentation.from_dict(json.loads(json.dumps(aug.to_dict()))) == aug
+
+
+def test_augmentation_from_dict_defaults():
+    aug = Augmentation.from_dict({"rewrites": [], "qa": [{"question": "Q?", "answer": "A"}]})
+    assert aug.notes == {} and aug.qa == [QA("Q?", "A", "model")]

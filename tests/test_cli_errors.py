@@ -1,0 +1,148 @@
+"""The CLI (`python -m prag.cli`) on bad input: exit code 2, exactly one `error:` line on stderr, no traceback,
+an existing kb left byte-for-byte unchanged, and no model loaded.
+
+Every subprocess runs with a stub `transformers` package first on PYTHONPATH whose import fails: loading any
+model imports transformers, so an error path that tried to load one would crash with a traceback instead of
+printing its one-line error."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FICTIONAL, write_jsonl
+
+MAX_SECONDS = 20
+GOOD = {"id": "a", "title": "T", "text": "Some text about Zorblax."}
+
+
+@pytest.fixture(scope="module")
+def guard(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("guard")
+    (root / "transformers").mkdir()
+    (root / "transformers" / "__init__.py").write_text(
+        'raise ImportError("test guard: prag imported transformers (tried to load a model) on an error path")\n')
+    env = dict(os.environ, PYTHONPATH=str(root))
+    res = subprocess.run([sys.executable, "-c", "import transformers"], env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and "test guard" in res.stderr, "the guard does not shadow transformers"
+    return root
+
+
+def prag(guard: Path, *args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(guard)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "prag.cli", *map(str, args)], capture_output=True, text=True,
+                         cwd=cwd or guard, env=env, timeout=120)
+    secs = time.perf_counter() - t0
+    assert secs < MAX_SECONDS, f"prag {' '.join(map(str, args))} took {secs:.1f} s"
+    return res
+
+
+def assert_clean_error(res: subprocess.CompletedProcess, *needles: str) -> str:
+    assert "Traceback" not in res.stderr + res.stdout, res.stderr
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert res.stderr.startswith("error: "), res.stderr
+    assert res.stderr.count("\n") == 1 and res.stderr.endswith("\n"), f"not exactly one line: {res.stderr!r}"
+    line = res.stderr.rstrip("\n")
+    for n in needles:
+        assert n in line, line
+    return line
+
+
+def snapshot(kb: Path) -> dict:
+    files = sorted(p for p in kb.rglob("*"))
+    return {"files": [str(p.relative_to(kb)) for p in files],
+            "bytes": {str(p.relative_to(kb)): p.read_bytes() for p in files if p.is_file()}}
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory, tiny_model_dir, guard) -> Path:
+    kb = tmp_path_factory.mktemp("cli") / "kb"
+    # also the check that `python -m prag.cli` works (cli.py ends with `if __name__ == "__main__": main()`)
+    res = prag(guard, "index", "--corpus", FICTIONAL / "corpus.jsonl", "--kb", kb, "--model", tiny_model_dir)
+    assert res.returncode == 0, res.stderr
+    assert "indexed 8 documents" in res.stdout
+    assert (kb / "kb.toml").is_file() and (kb / "corpus.jsonl").is_file()
+    return kb
+
+
+@pytest.fixture()
+def unchanged(kb):
+    """Asserts after the test that the kb's files (names and bytes) are exactly as before it."""
+    before = snapshot(kb)
+    yield kb
+    after = snapshot(kb)
+    assert after["files"] == before["files"]
+    assert after["bytes"]["kb.toml"] == before["bytes"]["kb.toml"]
+    assert after["bytes"]["corpus.jsonl"] == before["bytes"]["corpus.jsonl"]
+    assert after == before
+
+
+# ---------------------------------------------------------------- index with a bad corpus
+BAD_CORPORA = {
+    "malformed_json": (['{"id": "a", "title": "T", "text": "x"}', '{"id": "b", "text": '],
+                       ["line 2", "malformed JSON"]),
+    "duplicate_id": ([GOOD, {"id": "b", "text": "y"}, GOOD], ["duplicate id 'a'", "line 3", "first on line 1"]),
+    "missing_id": ([GOOD, {"title": "T", "text": "x"}], ["line 2", "field 'id' is missing"]),
+    "empty_text": ([{"id": "a", "title": "T", "text": ""}], ["line 1", "field 'text' is empty"]),
+}
+
+
+INDEX_CASES = [(case, False) for case in sorted(BAD_CORPORA)] + [("duplicate_id", True)]
+
+
+@pytest.mark.parametrize("case, overwrite", INDEX_CASES,
+                         ids=[f"{c}-{'overwrite' if o else 'keep'}" for c, o in INDEX_CASES])
+def test_index_bad_corpus(guard, unchanged, tiny_model_dir, tmp_path, case, overwrite):
+    rows, needles = BAD_CORPORA[case]
+    bad = write_jsonl(tmp_path / "bad.jsonl", rows)
+    args = ["index", "--corpus", bad, "--kb", unchanged, "--model", tiny_model_dir]
+    assert_clean_error(prag(guard, *args, *(["--overwrite"] if overwrite else [])), str(bad), *needles)
+
+
+def test_index_non_utf8_corpus(guard, unchanged, tiny_model_dir, tmp_path):
+    bad = tmp_path / "bytes.jsonl"
+    bad.write_bytes(b'\xff\xfe{"id": "a", "title": "T", "text": "x"}\n')
+    assert_clean_error(prag(guard, "index", "--corpus", bad, "--kb", unchanged, "--model", tiny_model_dir),
+                       str(bad), "not UTF-8")
+
+
+def test_index_missing_corpus_file(guard, unchanged, tiny_model_dir, tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    assert_clean_error(prag(guard, "index", "--corpus", missing, "--kb", unchanged, "--model", tiny_model_dir),
+                       str(missing), "file not found")
+
+
+def test_index_bad_corpus_into_new_kb_creates_nothing(guard, tiny_model_dir, tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [GOOD, GOOD])
+    new_kb = tmp_path / "newkb"
+    assert_clean_error(prag(guard, "index", "--corpus", bad, "--kb", new_kb, "--model", tiny_model_dir),
+                       "duplicate id 'a'")
+    assert not new_kb.exists()
+
+
+# ---------------------------------------------------------------- ask / eval
+def test_ask_missing_kb(guard, tmp_path):
+    missing = tmp_path / "nokb"
+    assert_clean_error(prag(guard, "ask", "--kb", missing, "Who commands the Halvard Sorrel?"),
+                       str(missing), "no knowledge base")
+    assert not missing.exists()
+
+
+def test_ask_unknown_method(guard, unchanged):
+    assert_clean_error(prag(guard, "ask", "--kb", unchanged, "--method", "bogus", "Who commands the Halvard Sorrel?"),
+                       "unknown method 'bogus'", "closed, rag, prag, combine")
+
+
+def test_ask_question_that_retrieves_nothing(guard, unchanged):
+    assert_clean_error(prag(guard, "ask", "--kb", unchanged, "--method", "prag", "Xyzzy qwertz?"),
+                       "retrieves no document")
+
+
+def test_eval_unknown_method(guard, unchanged):
+    assert_clean_error(prag(guard, "eval", "--kb", unchanged, "--questions", FICTIONAL / "questions.jsonl",
+                            "--methods", "bogus"), "unknown method 'bogus'")
+    assert not list(unchanged.parent.glob("*.log.jsonl"))
