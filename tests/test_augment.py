@@ -16,12 +16,6 @@ BY_ID = {d.id: d for d in DOCS}
 PELL = BY_ID["fic-01"]
 IDS = [d.id for d in DOCS]
 
-# Grounded rule-based pairs the current generator finds per fictional document (rule_qa(doc, 100)).
-# RuleAugmenter promises exactly m pairs, so asking for more than this is a known failure (see the xfails).
-RULE_PAIRS_AVAILABLE = {"fic-01": 3, "fic-02": 3, "fic-03": 5, "fic-04": 3, "fic-05": 5, "fic-06": 3,
-                        "fic-07": 3, "fic-08": 2}
-
-
 # ---------------------------------------------------------------- is_grounded
 @pytest.mark.parametrize("question, answer", [
     ("Where did Ostrander Pell retire to?", "a cottage on Dunlin Point"),
@@ -77,9 +71,7 @@ def test_rule_qa_pairs_are_grounded_substrings(doc_id):
 
 
 @pytest.mark.parametrize("limit", [
-    pytest.param(0, marks=pytest.mark.xfail(strict=True, reason="bug: rule_qa checks the limit only after "
-                                                                "appending, so limit=0 returns one pair")),
-    1, 2, 3, 6, 100])
+    0, 1, 2, 3, 6, 100])
 def test_rule_qa_respects_limit(limit):
     for doc in DOCS:
         assert len(rule_qa(doc, limit)) <= limit, doc.id
@@ -88,7 +80,7 @@ def test_rule_qa_respects_limit(limit):
 def test_rule_qa_limit_takes_a_prefix():
     for doc in DOCS:
         full = rule_qa(doc, 100)
-        assert len(full) == RULE_PAIRS_AVAILABLE[doc.id]   # documents today's output; update if rules improve
+        assert len(full) >= 6, (doc.id, len(full))   # enough for the default m=6
         for k in (1, 2):
             assert rule_qa(doc, k) == full[:k]
 
@@ -108,12 +100,7 @@ def test_rule_qa_known_pair():
 def _augment_cases():
     for n, m in [(1, 3), (2, 6)]:
         for doc_id in IDS:
-            marks = []
-            if m > RULE_PAIRS_AVAILABLE[doc_id]:
-                marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-                    f"bug: RuleAugmenter gives only {RULE_PAIRS_AVAILABLE[doc_id]} QA pairs for {doc_id}, not "
-                    f"m={m}; the rules run out of answer spans and nothing fills the gap"))]
-            yield pytest.param(doc_id, n, m, id=f"{doc_id}-n{n}-m{m}", marks=marks)
+            yield pytest.param(doc_id, n, m, id=f"{doc_id}-n{n}-m{m}")
 
 
 @pytest.mark.parametrize("doc_id, n, m", list(_augment_cases()))

@@ -184,15 +184,12 @@ def test_duplicate_question_id(tmp_path):
     raises(load_questions, p, "line 2", "duplicate id 'q1'", "first on line 1")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an empty golden answer ('' or ['']) passes validation although "
-                                       "no prediction can ever get F1 credit for it")
 @pytest.mark.parametrize("answers", ["", [""], ["  "]])
 def test_empty_golden_answer_string_is_rejected(tmp_path, answers):
     p = write_jsonl(tmp_path / "q.jsonl", [{"id": "1", "question": "Who?", "golden_answers": answers}])
     raises(load_questions, p, "line 1", "golden_answers")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: gold_doc_ids given as a string is split into characters")
 def test_gold_doc_ids_string_is_not_split_into_characters(tmp_path):
     p = write_jsonl(tmp_path / "q.jsonl", [dict(Q, gold_doc_ids="fic-01")])
     try:
@@ -203,9 +200,6 @@ def test_gold_doc_ids_string_is_not_split_into_characters(tmp_path):
 
 
 # ---------------------------------------------------------------- Unicode line separators
-@pytest.mark.xfail(strict=True, raises=PragError,
-                   reason="bug: read_jsonl uses str.splitlines(), which also splits on U+2028, U+2029, U+0085 "
-                          "that JSON allows unescaped inside strings")
 @pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x85"])
 def test_unescaped_unicode_line_separator_inside_a_string(tmp_path, sep):
     p = tmp_path / "c.jsonl"
@@ -213,9 +207,6 @@ def test_unescaped_unicode_line_separator_inside_a_string(tmp_path, sep):
     assert load_corpus(p) == [Document("a", "", f"one{sep}two")]
 
 
-@pytest.mark.xfail(strict=True, raises=PragError,
-                   reason="bug: KnowledgeBase.create writes corpus.jsonl with ensure_ascii=False, so an escaped "
-                          "\\u2028 in a valid corpus becomes a raw one and the kb can no longer be opened")
 def test_kb_with_u2028_in_a_document_can_be_reopened(tmp_path):
     from prag.config import default_config
     from prag.store import KnowledgeBase

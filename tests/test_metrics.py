@@ -135,9 +135,6 @@ def test_summarize_without_types_has_no_by_type():
     assert s["n"] == 2 and s["f1"] == pytest.approx(0.5)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="bug: summarize() collects types with r.get('type', '') but sums with r['type'], "
-                          "so a row without a 'type' key (e.g. an older log line) raises KeyError")
 def test_summarize_mixed_rows_with_and_without_type_key():
     s = summarize([_row(1.0, 1.0, 1.0, 1.0, 1.0, "bridge"), _row(0.0, 0.0, 0.0, 0.0, 1.0)])
     assert s["by_type"] == {"bridge": {"f1": 1.0, "n": 1}}

@@ -15,6 +15,7 @@ from .evaluate import normalize_answer
 
 STOP = set("a an the of in on at to for from by with and or is was were are be been as that this it its "
            "which who whom what when where why how did does do has have had his her their there into".split())
+PRONOUNS = set("he she it they its their his her this these those".split())
 
 
 @dataclass
@@ -92,6 +93,7 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT.split(text.strip()) if s.strip()]
 
 
+_WORD = re.compile(r"\b[a-z][a-z\-]{4,}\b")
 _TAIL = re.compile(r"([A-Za-z][A-Za-z'\-]+(?:\s+[A-Za-z][A-Za-z'\-]+)?)\W*$")
 
 
@@ -104,10 +106,14 @@ def answer_spans(doc: Document) -> list[tuple[str, re.Match | None, str, str]]:
         spans += [(m, "how many") for m in _NUM.finditer(s) if not _YEAR.fullmatch(m.group())]
         spans += [(m, "what") for m in _NAME.finditer(s) if m.start() > 0 and m.group() not in doc.title]
         spans = sorted(spans, key=lambda x: x[0].start())
-        if not spans:
-            tail = _TAIL.search(s.rstrip(" .!?"))
-            if tail and tail.group(1).split()[0].lower() not in STOP and tail.group(1).split()[-1].lower() not in STOP:
-                spans = [(tail, "what")]
+        tail = _TAIL.search(s.rstrip(" .!?"))
+        if tail and tail.group(1).split()[0].lower() not in STOP and tail.group(1).split()[-1].lower() not in STOP \
+                and not any(m.start() <= tail.start(1) < m.end() for m, _ in spans):
+            spans.append((tail, "what"))
+        # then single content words (occupations, materials, colours...): plenty of grounded cloze answers
+        taken = [(m.start(1) if m.re is _TAIL else m.start(), m.end(1) if m.re is _TAIL else m.end()) for m, _ in spans]
+        spans += [(m, "what") for m in _WORD.finditer(s) if m.group().lower() not in STOP
+                  and m.group().lower() not in doc.title.lower() and not any(a <= m.start() < b for a, b in taken)]
         per_sentence.append([(s, m, wh, m.group(1) if m.re is _TAIL else m.group()) for m, wh in spans])
     out, seen = [], set()
     for rank in range(max((len(p) for p in per_sentence), default=0)):
@@ -124,19 +130,20 @@ def cloze(doc: Document, sentence: str, m: re.Match, wh: str, answer: str) -> QA
     end = m.end(1) if m.re is _TAIL else m.end()
     body = (sentence[:start] + wh + sentence[end:]).rstrip(" .!")
     if doc.title and doc.title.lower() not in body.lower():
-        body = f"{doc.title}: {body[0].lower() + body[1:]}"
+        first = body.split(" ", 1)[0]
+        body = f"{doc.title}: {first.lower() if first.lower() in STOP | PRONOUNS else first}{body[len(first):]}"
     return QA(body + "?", answer, "rule")
 
 
 def rule_qa(doc: Document, limit: int) -> list[QA]:
     """Cloze questions over `answer_spans`: grounded by construction."""
-    out = []
+    out: list[QA] = []
     for s, m, wh, ans in answer_spans(doc):
+        if len(out) >= limit:
+            break
         qa = cloze(doc, s, m, wh, ans)
         if is_grounded(qa, doc):
             out.append(qa)
-        if len(out) >= limit:
-            break
     return out
 
 

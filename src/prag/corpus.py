@@ -37,11 +37,14 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     if not path.is_file():
         raise PragError(f"{path}: file not found")
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise PragError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+        line_no = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise PragError(f"{path}, line {line_no}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     rows = []
-    for n, line in enumerate(raw.splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also splits on U+2028/U+2029/U+0085, legal inside JSON strings
+    for n, line in enumerate(raw.split("\n"), start=1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         try:
@@ -91,9 +94,12 @@ def load_questions(path: Path) -> list[Question]:
         answers = o.get("golden_answers", o.get("answers"))
         if isinstance(answers, str):
             answers = [answers]
-        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-            raise PragError(f"{path}, line {n}: field 'golden_answers' must be a non-empty list of strings")
+        if (not isinstance(answers, list) or not answers
+                or not all(isinstance(a, str) and a.strip() for a in answers)):
+            raise PragError(f"{path}, line {n}: field 'golden_answers' must be a non-empty list of strings, none of them blank")
         gold = o.get("gold_doc_ids") or []
+        if isinstance(gold, str):
+            gold = [gold]
         out.append(Question(_str_field(path, n, o, "id"), _str_field(path, n, o, "question"), answers,
                             str(o.get("type") or ""), [str(g) for g in gold]))
     _check_unique(path, [(n, q.id) for (n, _), q in zip(rows, out)])

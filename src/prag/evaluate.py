@@ -52,8 +52,10 @@ def summarize(rows: list[dict]) -> dict:
     out["n"] = n
     types = sorted({r.get("type", "") for r in rows} - {""})
     if types:
-        out["by_type"] = {t: {"f1": sum(r["f1"] for r in rows if r["type"] == t) / sum(r["type"] == t for r in rows),
-                              "n": sum(r["type"] == t for r in rows)} for t in types}
+        out["by_type"] = {}
+        for t in types:
+            sel = [r for r in rows if r.get("type", "") == t]
+            out["by_type"][t] = {"f1": sum(r["f1"] for r in sel) / len(sel), "n": len(sel)}
     return out
 
 
