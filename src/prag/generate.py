@@ -7,9 +7,8 @@ import re
 import torch
 
 from .corpus import Document
-from .models import LoadedModel
+from .models import INSTRUCTION, LoadedModel
 
-INSTRUCTION = "Answer the question with a short answer."
 
 
 def question_message(question: str, docs: list[Document] | None = None) -> str:
@@ -27,19 +26,12 @@ def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_new
     """Greedy continuation of `prompt` (already formatted), special tokens removed."""
     tok = lm.tokenizer
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    extra = {}
+    if stop_at_newline and not lm.prompter.chat:  # base models: the answer ends at the first line break
+        extra = {"stop_strings": ["\n"], "tokenizer": tok}
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                            eos_token_id=_stop_ids(lm, stop_at_newline))
+                            eos_token_id=[tok.eos_token_id] if tok.eos_token_id is not None else None, **extra)
     return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def _stop_ids(lm: LoadedModel, stop_at_newline: bool) -> list[int]:
-    tok = lm.tokenizer
-    ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
-    if stop_at_newline and not lm.prompter.chat:
-        nl = tok("\n", add_special_tokens=False)["input_ids"]
-        if len(nl) == 1:
-            ids.append(nl[0])
-    return ids
 
 
 _PREFIX = re.compile(r"^\s*(?:the\s+)?(?:short\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.I)
@@ -47,6 +39,7 @@ _PREFIX = re.compile(r"^\s*(?:the\s+)?(?:short\s+)?answer\s*(?:is)?\s*[:\-]?\s*"
 
 def extract_answer(text: str) -> str:
     """The answer part of a generation: the first non-empty line, without an 'Answer:' prefix or final period."""
-    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    line = lines[0] if lines and not lines[0].lower().startswith("question:") else ""
     line = _PREFIX.sub("", line)
     return line.rstrip(" .").strip()

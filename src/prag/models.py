@@ -111,6 +111,9 @@ def load_model(spec: str = "smollm2", threads: int | None = None) -> LoadedModel
     return LoadedModel(spec, model, tok, Prompter(tok), time.perf_counter() - t0)
 
 
+INSTRUCTION = "Answer the question with a short answer."
+
+
 class Prompter:
     """Formats a user message for the model: its chat template when it has one, else a plain few-shot layout.
 
@@ -132,6 +135,8 @@ class Prompter:
         if self.chat:
             msgs = [{"role": "user", "content": user}]
             return self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        # The few-shot header already carries the instruction; a second one mid-prompt breaks the pattern.
+        user = user.removeprefix(INSTRUCTION).lstrip("\n")
         return (self.FEW_SHOT if few_shot else "") + user + "\nAnswer:"
 
     @property
