@@ -51,7 +51,7 @@ def test_parameterize_writes_peft_adapters(tiny_kb, tiny_lm):
     doc = tiny_kb.docs[0]
     folder = tiny_kb.doc_dir(doc.id)
     aug = json.loads((folder / "augmentation.json").read_text())
-    assert aug["doc_id"] == doc.id and len(aug["qa"]) == 3 and len(aug["rewrites"]) == 1
+    assert aug["doc_id"] == doc.id and len(aug["qa"]) == tiny_kb.config.augment.n_qa and len(aug["rewrites"]) == 1
     # PEFT loads our adapter and computes what our Update computes.
     ids = torch.randint(3, 90, (1, 12))
     ad = tiny_kb.load_adapter(doc.id)

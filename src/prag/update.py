@@ -25,6 +25,22 @@ class Adapter:
     def scaling(self) -> float:
         return self.alpha / self.r
 
+    def packed(self, injector: "Injector") -> dict[tuple, tuple[torch.Tensor, torch.Tensor]]:
+        """Factors stacked per module group: key -> (A [L, r, in], B [L, out, r]), cached on the adapter.
+
+        Stacking once per adapter lets one Update do a handful of concatenations per group instead of two per
+        module (6 instead of 180 for a 30-layer model)."""
+        cache = self.__dict__.setdefault("_packed", {})
+        if injector.signature not in cache:
+            out = {}
+            for key, names in injector.groups.items():
+                _, d_in, d_out = key
+                a = [self.factors[n][0] if n in self.factors else torch.zeros(self.r, d_in) for n in names]
+                b = [self.factors[n][1] if n in self.factors else torch.zeros(d_out, self.r) for n in names]
+                out[key] = (torch.stack(a).to(injector.dtype), torch.stack(b).to(injector.dtype))
+            cache[injector.signature] = out
+        return cache[injector.signature]
+
     def nbytes(self) -> int:
         return sum(a.numel() * a.element_size() + b.numel() * b.element_size() for a, b in self.factors.values())
 
@@ -54,7 +70,11 @@ def merge_weights(scores: list[float], mode: str = "sum", temperature: float = 1
 
 
 class Injector:
-    """Owns the LoRA hooks on a model's target projections and the lock around Update+Generate."""
+    """Owns the LoRA hooks on a model's target projections and the lock around Update+Generate.
+
+    Two kinds of terms feed the hooks: `active` (the Update: per module group, the k documents' stacked factors,
+    indexed by layer) and `terms` (explicit per-module terms, used while training an adapter).
+    """
 
     def __init__(self, model: torch.nn.Module, target_modules: list[str]):
         self.model = model
@@ -66,16 +86,31 @@ class Injector:
             from . import PragError
 
             raise PragError(f"no Linear modules named {target_modules} in the model")
+        self.dtype = next(iter(self.modules.values())).weight.dtype
+        self.groups: dict[tuple, list[str]] = {}
+        self.slot: dict[str, tuple[tuple, int]] = {}
+        for name, mod in self.modules.items():
+            key = (name.rsplit(".", 1)[-1], mod.in_features, mod.out_features)
+            self.slot[name] = (key, len(self.groups.setdefault(key, [])))
+            self.groups[key].append(name)
+        self.signature = tuple((k, tuple(v)) for k, v in self.groups.items())
         self.terms: dict[str, list[tuple[torch.Tensor, torch.Tensor, float]]] = {n: [] for n in self.modules}
+        self.active: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._buffers: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.lock = threading.RLock()
         self._handles = [mod.register_forward_hook(self._hook(name)) for name, mod in self.modules.items()]
 
     def _hook(self, name: str):
+        key, idx = self.slot[name]
+
         def hook(module, args, output):
+            act = self.active.get(key)
             terms = self.terms[name]
-            if not terms:
+            if act is None and not terms:
                 return output
             x = args[0]
+            if act is not None:
+                output = output + (x @ act[0][idx].t()) @ act[1][idx].t()
             for a, b, s in terms:
                 delta = (x @ a.t()) @ b.t()
                 output = output + (delta if s == 1.0 else s * delta)
@@ -90,26 +125,40 @@ class Injector:
             self.terms[n] = terms.get(n, [])
 
     def clear(self) -> None:
-        for n in self.terms:
-            self.terms[n] = []
+        self.active = {}
+        for n, t in self.terms.items():
+            if t:
+                self.terms[n] = []
 
     def apply(self, adapters: list[Adapter], weights: list[float] | None = None) -> None:
-        """Install Σ w_j·(alpha_j/r_j)·B_j A_j as one stacked low-rank term per module."""
+        """Install Σ w_j·(alpha_j/r_j)·B_j A_j: per module group, the factors stacked to rank Σ r_j."""
         if weights is None:
             weights = [1.0] * len(adapters)
-        pairs = [(ad, w) for ad, w in zip(adapters, weights) if w != 0.0]
-        if not pairs:
-            self.clear()
-            return
-        dtype = next(iter(self.modules.values())).weight.dtype
-        for name in self.modules:
-            present = [(ad.factors[name], w * ad.scaling) for ad, w in pairs if name in ad.factors]
-            if not present:
-                self.terms[name] = []
-                continue
-            a = torch.cat([f[0] for f, _ in present], dim=0).to(dtype)
-            b = torch.cat([f[1] * s for f, s in present], dim=1).to(dtype)
-            self.terms[name] = [(a, b, 1.0)]
+        pairs = [(ad.packed(self), w * ad.scaling) for ad, w in zip(adapters, weights) if w != 0.0]
+        active = {}
+        if pairs:
+            rank = sum(p[next(iter(self.groups))][0].shape[1] for p, _ in pairs)
+            for key in self.groups:
+                # Reused buffers: fresh megabyte-sized tensors cost page faults on every question.
+                a_buf, b_buf = self._buffer(key, rank)
+                off = 0
+                for p, c in pairs:
+                    a, b = p[key]
+                    r = a.shape[1]
+                    a_buf[:, off:off + r].copy_(a)
+                    torch.mul(b, c, out=b_buf[:, :, off:off + r])
+                    off += r
+                active[key] = (a_buf, b_buf)
+        self.active = active
+
+    def _buffer(self, key: tuple, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        buf = self._buffers.get((key, rank))
+        if buf is None:
+            _, d_in, d_out = key
+            n = len(self.groups[key])
+            buf = (torch.empty(n, rank, d_in, dtype=self.dtype), torch.empty(n, d_out, rank, dtype=self.dtype))
+            self._buffers[(key, rank)] = buf
+        return buf
 
     @contextmanager
     def applied(self, adapters: list[Adapter], weights: list[float] | None = None):
