@@ -22,7 +22,8 @@ def question_message(question: str, docs: list[Document] | None = None) -> str:
 
 
 @torch.inference_mode()
-def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_newline: bool = True) -> str:
+def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_newline: bool = True,
+             streamer=None) -> str:
     """Greedy continuation of `prompt` (already formatted), special tokens removed."""
     tok = lm.tokenizer
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
@@ -30,7 +31,8 @@ def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_new
     if stop_at_newline and not lm.prompter.chat:  # base models: the answer ends at the first line break
         extra = {"stop_strings": ["\n"], "tokenizer": tok}
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                            eos_token_id=[tok.eos_token_id] if tok.eos_token_id is not None else None, **extra)
+                            eos_token_id=[tok.eos_token_id] if tok.eos_token_id is not None else None,
+                            streamer=streamer, **extra)
     return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 

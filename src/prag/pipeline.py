@@ -141,13 +141,14 @@ class Pipeline:
             raise PragError("the question retrieves no document (none of its words occur in the corpus)")
         return hits
 
-    def ask(self, question: str, method: str = "prag", top_k: int | None = None,
-            doc_ids: list[str] | None = None) -> Answer:
+    def plan(self, question: str, method: str = "prag", top_k: int | None = None,
+             doc_ids: list[str] | None = None) -> tuple[str, list[Hit], list, list[float]]:
+        """Retrieve (or take `doc_ids`) and build the prompt and the adapters to apply: (prompt, hits, adapters,
+        weights). Validation happens here, before any model work."""
         if method not in METHODS:
             raise PragError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
         if not question or not question.strip():
             raise PragError("empty question")
-        t0 = time.perf_counter()
         top_k = top_k or self.config.retrieval.top_k
         hits: list[Hit] = []
         if method != "closed":
@@ -160,21 +161,30 @@ class Pipeline:
                 hits = self.retrieve(question, top_k)
         in_context = [h.doc for h in hits] if method in ("rag", "combine") else None
         prompt = self.lm.prompter.format(question_message(question, in_context))
-        gcfg = self.config.generation
         weights: list[float] = []
         adapters = []
         if method in ("prag", "combine"):
             need = [h.doc.id for h in hits if not self.kb.is_done(h.doc.id)]
             if need:
                 self.parameterize(need, progress=False)
+            gcfg = self.config.generation
             weights = merge_weights([h.score for h in hits], gcfg.merge, gcfg.temperature)
             adapters = [self.kb.load_adapter(h.doc.id) for h in hits]
+        return prompt, hits, adapters, weights
+
+    def ask(self, question: str, method: str = "prag", top_k: int | None = None,
+            doc_ids: list[str] | None = None, max_new_tokens: int | None = None, streamer=None) -> Answer:
+        """Retrieve, Update, Generate. The Update+Generate section holds the injector's lock, so concurrent
+        callers never see each other's adapters; the base weights are untouched before and after."""
+        t0 = time.perf_counter()
+        prompt, hits, adapters, weights = self.plan(question, method, top_k, doc_ids)
         with self.injector.lock:
             tu = time.perf_counter()
             self.injector.apply(adapters, weights)
             update_s = time.perf_counter() - tu
             try:
-                raw = generate(self.lm, prompt, gcfg.max_new_tokens)
+                raw = generate(self.lm, prompt, max_new_tokens or self.config.generation.max_new_tokens,
+                               streamer=streamer)
             finally:
                 self.injector.clear()
         return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0)

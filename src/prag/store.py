@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -58,6 +59,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _write_corpus_and_index(root: Path, docs: list[Document]):
+    from .retrieval import BM25Retriever
+
+    write_atomic(root / "corpus.jsonl", "".join(
+        json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs).encode("utf-8"))
+    retriever = BM25Retriever(docs)
+    retriever.save(root / "index")
+    return retriever
+
+
 class KnowledgeBase:
     def __init__(self, root: Path, config: PragConfig, docs: list[Document]):
         self.root = Path(root)
@@ -69,13 +80,12 @@ class KnowledgeBase:
         self.cache_bytes = 0
         self.cache_limit = 512 * 2**20
         self._retriever = None
+        self.lock = threading.RLock()  # guards corpus changes (documents added or removed while serving)
 
     # ------------------------------------------------------------------ create / open
     @classmethod
     def create(cls, root: Path, corpus: Path, config: PragConfig, overwrite: bool = False) -> "KnowledgeBase":
         """Validate the corpus and build a new kb (or replace the corpus and index of an existing one)."""
-        from .retrieval import BM25Retriever
-
         docs = load_corpus(corpus)  # validates before anything is written
         root = Path(root)
         if (root / "kb.toml").exists() and not overwrite:
@@ -84,13 +94,35 @@ class KnowledgeBase:
                 raise PragError(f"{root}: kb was built with other settings (model {old.model}); use a new --kb")
         root.mkdir(parents=True, exist_ok=True)
         (root / "docs").mkdir(exist_ok=True)
-        write_atomic(root / "corpus.jsonl", "".join(
-            json.dumps({"id": d.id, "title": d.title, "text": d.text}, ensure_ascii=False) + "\n"
-            for d in docs).encode("utf-8"))
-        BM25Retriever(docs).save(root / "index")
+        _write_corpus_and_index(root, docs)
         config.save_toml(root / ".kb.toml.tmp")
         os.replace(root / ".kb.toml.tmp", root / "kb.toml")
         return cls(root, config, docs)
+
+    # ------------------------------------------------------------------ adding and removing documents
+    def _set_docs(self, docs: list[Document]) -> None:
+        self._retriever = _write_corpus_and_index(self.root, docs)
+        self.docs = docs
+        self.by_id = {d.id: d for d in docs}
+
+    def add_document(self, doc: Document) -> None:
+        """Add one document: corpus and BM25 index are rewritten (atomically) at once; parameterize it later."""
+        with self.lock:
+            if doc.id in self.by_id:
+                raise PragError(f"document {doc.id!r} already exists")
+            if not doc.text.strip():
+                raise PragError("document text is empty")
+            self._set_docs(self.docs + [doc])
+
+    def remove_document(self, doc_id: str) -> None:
+        """Remove a document, its adapter and its augmentation."""
+        with self.lock:
+            if doc_id not in self.by_id:
+                raise PragError(f"unknown document id {doc_id!r}")
+            self._set_docs([d for d in self.docs if d.id != doc_id])
+            shutil.rmtree(self.doc_dir(doc_id), ignore_errors=True)
+            self._cache.pop(doc_id, None)
+            self._append_manifest({"id": doc_id, "status": "deleted"})
 
     @classmethod
     def open(cls, root: Path) -> "KnowledgeBase":
