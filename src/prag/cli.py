@@ -127,6 +127,21 @@ def eval_(kb: Path = KB,
     typer.echo(text)
 
 
+@app.command()
+def serve(kb: Path = KB,
+          host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+          port: int = typer.Option(8000, help="Port."),
+          model_id: Optional[str] = typer.Option(None, help="Model name clients must send (default prag-<model>).")):
+    """Serve the kb over an OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/documents, ...)."""
+    import uvicorn
+
+    from .serve import create_app
+
+    pipe = _pipeline(kb)
+    pipe.lm  # load before accepting requests
+    uvicorn.run(create_app(pipe, model_id), host=host, port=port, log_level="info")
+
+
 bench_app = typer.Typer(help="Benchmarks that print one JSON line, baseline measured in the same run.")
 app.add_typer(bench_app, name="bench")
 

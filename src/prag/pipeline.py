@@ -34,12 +34,13 @@ class Answer:
     weights: list[float] = field(default_factory=list)
     update_seconds: float = 0.0
     seconds: float = 0.0
+    prompt_tokens: int = 0
 
     def to_dict(self) -> dict:
         return {"question": self.question, "method": self.method, "answer": self.answer, "raw": self.raw,
                 "documents": [{"id": h.doc.id, "title": h.doc.title, "score": round(h.score, 4), "weight": w}
                               for h, w in zip(self.hits, self.weights or [None] * len(self.hits))],
-                "update_seconds": self.update_seconds, "seconds": self.seconds}
+                "update_seconds": self.update_seconds, "seconds": self.seconds, "prompt_tokens": self.prompt_tokens}
 
 
 def training_sequences(lm: LoadedModel, aug: Augmentation, layout: str = "separate") -> list[torch.Tensor]:
@@ -187,4 +188,6 @@ class Pipeline:
                                streamer=streamer)
             finally:
                 self.injector.clear()
-        return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0)
+        n_prompt = len(self.lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0,
+                      n_prompt)
