@@ -73,3 +73,29 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
     return {"ours_ms_p50": round(ours, 3), "ours_cold_ms_p50": round(ours_cold, 3), "peft_ms_p50": round(peft, 1),
             "speedup": round(peft / ours, 1), "speedup_cold": round(peft / ours_cold, 1), "k": k,
             "model": lm.spec, "threads": torch.get_num_threads()}
+
+
+def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: int = 3) -> dict:
+    """p50 seconds per question for each method on the same questions, same process. Adapters of the retrieved
+    documents are built first (not timed), as a deployed P-RAG system has them ready."""
+    need = sorted({h.doc.id for q in questions for h in pipe.kb.retriever.retrieve(q.question, top_k)})
+    pipe.parameterize(need, progress=True)
+    for h in need:  # adapters in memory, as in serving
+        pipe.kb.load_adapter(h)
+    pipe.ask(questions[0].question, method="closed")  # warm-up
+    out: dict = {}
+    for m in methods:
+        secs, upd, toks = [], [], []
+        for q in questions:
+            a = pipe.ask(q.question, method=m, top_k=top_k)
+            secs.append(a.seconds)
+            upd.append(a.update_seconds)
+            toks.append(a.prompt_tokens)
+        out[m] = round(statistics.median(secs), 4)
+        out[f"{m}_update_ms_p50"] = round(_p50(upd), 3)
+        out[f"{m}_prompt_tokens_mean"] = round(sum(toks) / len(toks), 1)
+    if "prag" in out and "rag" in out:
+        out["prag_over_rag"] = round(out["prag"] / out["rag"], 3)
+    out["n"] = len(questions)
+    out["threads"] = torch.get_num_threads()
+    return out

@@ -160,6 +160,20 @@ def bench_update(model: str = typer.Option("smollm2", help="Base model."),
     typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
 
 
+@bench_app.command("question")
+def bench_question(kb: Path = KB,
+                   questions: Path = typer.Option(..., help="JSONL questions (e.g. a dataset's questions.jsonl)."),
+                   split: str = typer.Option("dev", help="dev | test | all."),
+                   limit: int = typer.Option(20, help="Questions timed per method."),
+                   top_k: int = typer.Option(3, help="Documents retrieved per question.")):
+    """Seconds per question (p50) for closed, rag and prag in one run; prag includes its Update."""
+    from .bench import bench_question as run
+    from .corpus import load_questions, split as split_qs
+
+    qs = split_qs(load_questions(questions), split)[:limit]
+    typer.echo(json.dumps(run(_pipeline(kb), qs, top_k=top_k)))
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -78,6 +78,7 @@ class KnowledgeBase:
         self._manifest = self._read_manifest()
         self._cache: OrderedDict[str, Adapter] = OrderedDict()
         self.cache_bytes = 0
+        self._sizes: dict[str, int] = {}
         self.cache_limit = 512 * 2**20
         self._retriever = None
         self.lock = threading.RLock()  # guards corpus changes (documents added or removed while serving)
@@ -121,7 +122,7 @@ class KnowledgeBase:
                 raise PragError(f"unknown document id {doc_id!r}")
             self._set_docs([d for d in self.docs if d.id != doc_id])
             shutil.rmtree(self.doc_dir(doc_id), ignore_errors=True)
-            self._cache.pop(doc_id, None)
+            self._uncache(doc_id)
             self._append_manifest({"id": doc_id, "status": "deleted"})
 
     @classmethod
@@ -212,10 +213,14 @@ class KnowledgeBase:
         _fsync_dir(final.parent)
         self._append_manifest({"id": doc_id, "status": "done", "sha256": hashlib.sha256(blob).hexdigest(),
                                "bytes": len(blob), "seconds": round(seconds, 3)})
-        self._cache.pop(doc_id, None)
+        self._uncache(doc_id)
 
     def mark_failed(self, doc_id: str, error: str) -> None:
         self._append_manifest({"id": doc_id, "status": "failed", "error": error})
+
+    def _uncache(self, doc_id: str) -> None:
+        if self._cache.pop(doc_id, None) is not None:
+            self.cache_bytes -= self._sizes.pop(doc_id)
 
     def load_adapter(self, doc_id: str) -> Adapter:
         """The document's adapter, checksum-verified on first read and kept in a byte-bounded LRU cache."""
@@ -230,10 +235,11 @@ class KnowledgeBase:
             raise PragError(f"{folder / ADAPTER_FILE}: checksum mismatch (corrupt adapter); run `prag parameterize` to redo it")
         ad = read_adapter(folder)
         self._cache[doc_id] = ad
-        self.cache_bytes += ad.nbytes()
+        self._sizes[doc_id] = 2 * ad.nbytes()  # factors, plus the packed copy the Update makes
+        self.cache_bytes += self._sizes[doc_id]
         while self.cache_bytes > self.cache_limit and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self.cache_bytes -= old.nbytes()
+            old_id, _ = self._cache.popitem(last=False)
+            self.cache_bytes -= self._sizes.pop(old_id)
         return ad
 
     def load_augmentation(self, doc_id: str) -> Augmentation:

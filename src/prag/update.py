@@ -42,7 +42,10 @@ class Adapter:
         return cache[injector.signature]
 
     def nbytes(self) -> int:
-        return sum(a.numel() * a.element_size() + b.numel() * b.element_size() for a, b in self.factors.values())
+        """Bytes held: the factors plus any packed copies (what an adapter cache must budget for)."""
+        tensors = [t for ab in self.factors.values() for t in ab]
+        tensors += [t for packs in self.__dict__.get("_packed", {}).values() for ab in packs.values() for t in ab]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def merge_weights(scores: list[float], mode: str = "sum", temperature: float = 1.0) -> list[float]:
