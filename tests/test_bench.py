@@ -1,0 +1,11 @@
+"""Benchmarks run (smoke) on the tiny model and report their baseline in the same JSON."""
+from prag.bench import bench_update
+from prag.models import load_model
+
+
+def test_bench_update_reports_ours_and_peft(tiny_model_dir):
+    lm = load_model(str(tiny_model_dir))
+    res = bench_update(lm, k=3, repeats=3, peft_repeats=1)
+    for key in ("ours_ms_p50", "ours_cold_ms_p50", "peft_ms_p50", "speedup"):
+        assert res[key] > 0
+    assert abs(res["speedup"] - res["peft_ms_p50"] / res["ours_ms_p50"]) / res["speedup"] < 0.05  # rounding
