@@ -109,3 +109,16 @@ def test_merge_weights():
 
     with pytest.raises(PragError):
         merge_weights([1.0], "bogus")
+
+
+def test_mmap_safetensors_matches_the_reference_reader(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from prag.encode import mmap_safetensors
+
+    ts = {"a": torch.randn(2, 5), "b": torch.randn(3, 2).half(), "c": torch.randn(4).bfloat16()}
+    save_file(ts, str(tmp_path / "x.safetensors"), metadata={"format": "pt"})
+    got, ref = mmap_safetensors(tmp_path / "x.safetensors"), load_file(str(tmp_path / "x.safetensors"))
+    assert set(got) == set(ref)
+    for k in ref:
+        assert got[k].dtype == ref[k].dtype and torch.equal(got[k], ref[k])

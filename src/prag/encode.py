@@ -78,12 +78,40 @@ def adapter_tensors(adapter: Adapter, dtype: torch.dtype = torch.float32) -> dic
     return out
 
 
-def read_adapter(folder: Path) -> Adapter:
-    """Load an adapter saved in PEFT's layout (ours or PEFT's own)."""
-    from safetensors.torch import load_file
+_ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
+
+def mmap_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file as zero-copy views of a read-only memory map (the format is an 8-byte
+    header length, a JSON header of dtype/shape/offsets, then raw little-endian data)."""
+    import mmap
+    import struct
+    import warnings
+
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    (n,) = struct.unpack("<Q", mm[:8])
+    header = json.loads(mm[8:8 + n])
+    out = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        dtype = _ST_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise ValueError(f"{path}: unsupported dtype {info['dtype']} for {key}")
+        start, end = info["data_offsets"]
+        with warnings.catch_warnings():  # the map is read-only; we never write through these views
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.frombuffer(mm, dtype=dtype, count=(end - start) // dtype.itemsize, offset=8 + n + start)
+        out[key] = t.view(info["shape"])
+    return out
+
+
+def read_adapter(folder: Path) -> Adapter:
+    """Load an adapter saved in PEFT's layout (ours or PEFT's own), memory-mapped: float32 factors are views
+    of the file, not copies."""
     conf = json.loads((folder / "adapter_config.json").read_text())
-    tensors = load_file(str(folder / "adapter_model.safetensors"))
+    tensors = mmap_safetensors(folder / "adapter_model.safetensors")
     factors: dict[str, list] = {}
     for key, t in tensors.items():
         name = key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key
