@@ -170,3 +170,20 @@ def test_augmentation_round_trip_of_rule_output():
 def test_augmentation_from_dict_defaults():
     aug = Augmentation.from_dict({"rewrites": [], "qa": [{"question": "Q?", "answer": "A"}]})
     assert aug.notes == {} and aug.qa == [QA("Q?", "A", "model")]
+
+
+def test_rule_spans_find_objects_after_prepositions():
+    doc = Document("m", "Kestrove Marmot", "The Kestrove Marmot lives on high plateaus. It feeds mainly on lichen "
+                   "scraped from rocks. Its burrows are lined with dry moss.")
+    answers = [q.answer for q in rule_qa(doc, 10)]
+    assert "lichen" in answers and "dry moss" in answers
+    assert not any(a.endswith(("ly", "ing")) for a in answers)
+
+
+def test_generated_question_must_be_on_topic():
+    from prag.augment import _on_topic
+
+    doc = BY_ID["fic-02"]
+    sentence = next(s for s in doc.text.split(". ") if "4817" in s)
+    assert not _on_topic(QA("How many species of birds live in Wrenmoor Gate?", "4817"), sentence, doc)
+    assert _on_topic(QA("What is the population of Wrenmoor Gate according to the census?", "4817"), sentence, doc)

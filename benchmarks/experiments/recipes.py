@@ -20,7 +20,7 @@ from prag.evaluate import score
 from prag.generate import extract_answer, generate, question_message
 from prag.models import load_model
 from prag.pipeline import training_sequences
-from prag.augment import ModelAugmenter
+from prag.augment import ModelAugmenter, RuleAugmenter
 from prag.retrieval import BM25Retriever
 from prag.update import Injector, merge_weights
 
@@ -33,18 +33,19 @@ def main():
                     help="comma-separated lr:epochs:layout")
     ap.add_argument("--merges", default="top1,sum,softmax")
     ap.add_argument("--n-qa", type=int, default=3)
+    ap.add_argument("--augmenter", default="model", choices=["model", "rule"])
     args = ap.parse_args()
     folder = Path(args.corpus)
     docs = load_corpus(folder / "corpus.jsonl")
     qs = load_questions(folder / "questions.jsonl")
     lm = load_model("smollm2")
     inj = Injector(lm.model, ["gate_proj", "up_proj", "down_proj"])
-    cache = Path(args.out).with_suffix(f".aug{args.n_qa}.json")
+    cache = Path(args.out).with_suffix(f".aug{args.n_qa}{'-rule' if args.augmenter == 'rule' else ''}.json")
     if cache.exists():
         augs = {k: Augmentation.from_dict(v) for k, v in json.loads(cache.read_text()).items()}
     else:
         t0 = time.perf_counter()
-        aug = ModelAugmenter(lm)
+        aug = ModelAugmenter(lm) if args.augmenter == "model" else RuleAugmenter()
         augs = {d.id: aug.augment(d, 1, args.n_qa) for d in docs}
         print(f"augment: {(time.perf_counter() - t0) / len(docs):.2f} s/doc")
         cache.parent.mkdir(parents=True, exist_ok=True)

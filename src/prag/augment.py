@@ -82,6 +82,14 @@ def is_faithful_rewrite(text: str, doc: Document) -> bool:
     return len(src & set(got)) / len(src) >= 0.5
 
 
+def _on_topic(qa: QA, sentence: str, doc: Document) -> bool:
+    """A generated question must reuse a content word of its source sentence beyond the title and the answer
+    (small models otherwise ask about something else and pair it with the given answer)."""
+    skip = set(_words(doc.title)) | set(_words(qa.answer)) | STOP
+    src = {w for w in _words(sentence) if w not in skip}
+    return any(w in src for w in _words(qa.question))
+
+
 # ---------------------------------------------------------------- deterministic rules
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
@@ -93,28 +101,51 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT.split(text.strip()) if s.strip()]
 
 
+_OBJ = re.compile(r"\b(?:a|an|the|of|on|with|as|in|from|by|into)\s+([a-z][a-z\-]{3,}(?:\s+[a-z][a-z\-]{3,})?)\b")
+COMMON = set("other another many most more some such very also only known famous traditional traditionally until "
+             "later years year still each every first second third large small local several made used called "
+             "named began begun often once well because after before since during about near".split())
+VERBISH = set("born made built known held kept sold grown found seen worn given taken".split())
+_WORD1 = re.compile(r"[a-z][a-z\-]{3,}")
 _WORD = re.compile(r"\b[a-z][a-z\-]{4,}\b")
 _TAIL = re.compile(r"([A-Za-z][A-Za-z'\-]+(?:\s+[A-Za-z][A-Za-z'\-]+)?)\W*$")
 
 
-def answer_spans(doc: Document) -> list[tuple[str, re.Match | None, str, str]]:
-    """Candidate answers, as (sentence, match, wh-phrase, answer): years, numbers and names of each sentence,
-    else its last words. Ordered for coverage: every sentence's first span, then every sentence's second..."""
+def _bounds(m: re.Match) -> tuple[int, int, str]:
+    """(start, end, text) of a span match: its first group when the pattern has one."""
+    g = 1 if m.re.groups else 0
+    return m.start(g), m.end(g), m.group(g)
+
+
+def _is_content(words: str) -> bool:
+    ws = words.lower().split()
+    return bool(ws) and ws[0] not in STOP | COMMON and ws[-1] not in STOP | COMMON \
+        and not any(w.endswith(("ly", "ing")) for w in ws)
+
+
+def answer_spans(doc: Document) -> list[tuple[str, re.Match, str, str]]:
+    """Candidate answers, as (sentence, match, wh-phrase, answer). Per sentence: years, numbers, names, then
+    lower-case phrases after an article or preposition ('feeds on lichen', 'a wooden hoop'), the sentence's
+    last words, then other content words. Ordered for coverage: every sentence's first span, then every
+    sentence's second, and so on."""
     per_sentence = []
+    title = doc.title.lower()
     for s in sentences(doc.text):
         spans = [(m, "what year") for m in _YEAR.finditer(s)]
         spans += [(m, "how many") for m in _NUM.finditer(s) if not _YEAR.fullmatch(m.group())]
         spans += [(m, "what") for m in _NAME.finditer(s) if m.start() > 0 and m.group() not in doc.title]
         spans = sorted(spans, key=lambda x: x[0].start())
-        tail = _TAIL.search(s.rstrip(" .!?"))
-        if tail and tail.group(1).split()[0].lower() not in STOP and tail.group(1).split()[-1].lower() not in STOP \
-                and not any(m.start() <= tail.start(1) < m.end() for m, _ in spans):
-            spans.append((tail, "what"))
-        # then single content words (occupations, materials, colours...): plenty of grounded cloze answers
-        taken = [(m.start(1) if m.re is _TAIL else m.start(), m.end(1) if m.re is _TAIL else m.end()) for m, _ in spans]
-        spans += [(m, "what") for m in _WORD.finditer(s) if m.group().lower() not in STOP
-                  and m.group().lower() not in doc.title.lower() and not any(a <= m.start() < b for a, b in taken)]
-        per_sentence.append([(s, m, wh, m.group(1) if m.re is _TAIL else m.group()) for m, wh in spans])
+        for pattern in (_OBJ, _TAIL, _WORD):
+            taken = [_bounds(m)[:2] for m, _ in spans]
+            for m in pattern.finditer(s.rstrip(" .!?") if pattern is _TAIL else s):
+                a, b, text = _bounds(m)
+                if pattern is _OBJ and " " in text and (text.endswith(("ed", "ing")) or text.split()[1] in VERBISH):
+                    m = _WORD1.search(s, a)  # 'cartographer born' -> 'cartographer'
+                    a, b, text = _bounds(m)
+                if _is_content(text) and text.lower() not in title and not any(x < b and a < y for x, y in taken):
+                    spans.append((m, "what"))
+                    taken.append((a, b))
+        per_sentence.append([(s, m, wh, _bounds(m)[2]) for m, wh in spans])
     out, seen = [], set()
     for rank in range(max((len(p) for p in per_sentence), default=0)):
         for p in per_sentence:
@@ -126,8 +157,7 @@ def answer_spans(doc: Document) -> list[tuple[str, re.Match | None, str, str]]:
 
 def cloze(doc: Document, sentence: str, m: re.Match, wh: str, answer: str) -> QA:
     """'It was built in 1847.' -> 'Brelloway Lighthouse: it was built in what year?' / '1847'."""
-    start = m.start(1) if m.re is _TAIL else m.start()
-    end = m.end(1) if m.re is _TAIL else m.end()
+    start, end, _ = _bounds(m)
     body = (sentence[:start] + wh + sentence[end:]).rstrip(" .!")
     if doc.title and doc.title.lower() not in body.lower():
         first = body.split(" ", 1)[0]
@@ -226,5 +256,5 @@ class ModelAugmenter:
                 break
             out = self._complete(QG_PROMPT.format(title=doc.title or "the passage", sentence=s, answer=ans), 40)
             q = QA(re.sub(r"^\s*Question:\s*", "", out.strip().split("\n")[0]).strip(), ans, "model")
-            qa.append(q if is_grounded(q, doc) else cloze(doc, s, match, wh, ans))
+            qa.append(q if is_grounded(q, doc) and _on_topic(q, s, doc) else cloze(doc, s, match, wh, ans))
         return complete(doc, rewrites, qa, n, m, {"augmenter": self.name})
