@@ -137,7 +137,9 @@ class Injector:
         """Install Σ w_j·(alpha_j/r_j)·B_j A_j: per module group, the factors stacked to rank Σ r_j."""
         if weights is None:
             weights = [1.0] * len(adapters)
-        pairs = [(ad.packed(self), w * ad.scaling) for ad, w in zip(adapters, weights) if w != 0.0]
+        if len(weights) != len(adapters):
+            raise ValueError(f"{len(adapters)} adapters but {len(weights)} weights")
+        pairs = [(ad.packed(self), w * ad.scaling) for ad, w in zip(adapters, weights, strict=True) if w != 0.0]
         active = {}
         if pairs:
             rank = sum(p[next(iter(self.groups))][0].shape[1] for p, _ in pairs)
