@@ -181,7 +181,8 @@ def rule_rewrite(doc: Document, i: int) -> str:
     """A deterministic rewrite: the title-led text, with sentences rotated by i so rewrites differ."""
     s = sentences(doc.text)
     i = i % max(len(s), 1)
-    return " ".join(s[i:] + s[:i]) if doc.title in doc.text else f"{doc.title}. " + " ".join(s[i:] + s[:i])
+    text = " ".join(s[i:] + s[:i])
+    return text if doc.title in doc.text else f"{doc.title}. {text}"
 
 
 def complete(doc: Document, rewrites: list[str], qa: list[QA], n: int, m: int, notes: dict) -> Augmentation:

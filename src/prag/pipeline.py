@@ -174,11 +174,13 @@ class Pipeline:
         return prompt, hits, adapters, weights
 
     def ask(self, question: str, method: str = "prag", top_k: int | None = None,
-            doc_ids: list[str] | None = None, max_new_tokens: int | None = None, streamer=None) -> Answer:
+            doc_ids: list[str] | None = None, max_new_tokens: int | None = None, streamer=None,
+            planned: tuple | None = None) -> Answer:
         """Retrieve, Update, Generate. The Update+Generate section holds the injector's lock, so concurrent
-        callers never see each other's adapters; the base weights are untouched before and after."""
+        callers never see each other's adapters; the base weights are untouched before and after.
+        `planned` is the result of `plan(...)` for the same arguments, when the caller already made it."""
         t0 = time.perf_counter()
-        prompt, hits, adapters, weights = self.plan(question, method, top_k, doc_ids)
+        prompt, hits, adapters, weights = planned or self.plan(question, method, top_k, doc_ids)
         with self.injector.lock:
             tu = time.perf_counter()
             self.injector.apply(adapters, weights)

@@ -138,7 +138,7 @@ def create_app(pipe: Pipeline, model_id: str | None = None):
                                  "finish_reason": "stop"}],
                     "usage": usage(ans.prompt_tokens, n_out), "prag": _extension(ans)}
         # Validate and retrieve before the stream starts, so errors are still proper 4xx responses.
-        await run_in_threadpool(pipe.plan, req["question"], req["method"], req["top_k"], req["doc_ids"])
+        planned = await run_in_threadpool(pipe.plan, req["question"], req["method"], req["top_k"], req["doc_ids"])
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(pipe.lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
@@ -147,7 +147,7 @@ def create_app(pipe: Pipeline, model_id: str | None = None):
         def run():
             try:
                 result["answer"] = pipe.ask(req["question"], req["method"], req["top_k"], req["doc_ids"],
-                                            req["max_new_tokens"], streamer=streamer)
+                                            req["max_new_tokens"], streamer=streamer, planned=planned)
             except Exception as e:  # reported in the stream; the server stays up
                 result["error"] = str(e)
                 streamer.end()
