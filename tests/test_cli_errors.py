@@ -146,3 +146,16 @@ def test_eval_unknown_method(guard, unchanged):
     assert_clean_error(prag(guard, "eval", "--kb", unchanged, "--questions", FICTIONAL / "questions.jsonl",
                             "--methods", "bogus"), "unknown method 'bogus'")
     assert not list(unchanged.parent.glob("*.log.jsonl"))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--batch-docs", "0"), "--batch-docs must be at least 1"),
+    (("--train-dtype", "int8"), "unknown train dtype 'int8'"),
+    (("--adapter-dtype", "float64"), "unknown adapter dtype 'float64'"),
+])
+def test_parameterize_bad_options(guard, unchanged, args, needle):
+    assert_clean_error(prag(guard, "parameterize", "--kb", unchanged, *args), needle)
+
+
+def test_bench_parameterize_bad_dataset(guard):
+    assert_clean_error(prag(guard, "bench", "parameterize", "--dataset", "no-such-dataset"), "no-such-dataset")

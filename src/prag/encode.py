@@ -1,8 +1,11 @@
-"""Encoding (paper §3.2.2): training one document's LoRA with the plain LM loss on its augmented sequences,
+"""Encoding (paper §3.2.2): training documents' LoRAs with the plain LM loss on their augmented sequences,
 and reading/writing adapters in PEFT's format (adapter_model.safetensors + adapter_config.json).
 
-Our own loop (transformers' Trainer refuses GGUF-loaded models). Seeded: the same document, config and
-model give the same adapter bit for bit on the same machine.
+Two trainers, same result (tested): `train_adapter`, one document at a time (torch AdamW, the reference), and
+`train_adapters`, many documents per forward pass. The batched one shares the frozen base model's matmuls across
+documents while each batch row updates only its own document's A and B (per-row adapters, as multi-LoRA training
+systems do), with each document's own step sequence, seed and Adam state, so it equals the loop up to float
+rounding. Our own loops: transformers' Trainer refuses GGUF-loaded models.
 """
 from __future__ import annotations
 
@@ -36,28 +39,127 @@ def train_adapter(model: torch.nn.Module, injector: Injector, sequences: list[to
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     start = init if init is not None else init_adapter(injector, cfg, gen)
+    order = _schedule(len(sequences), cfg, gen)
     params = {n: (a.detach().clone().float().requires_grad_(True), b.detach().clone().float().requires_grad_(True))
               for n, (a, b) in start.factors.items()}
     opt = torch.optim.AdamW([p for ab in params.values() for p in ab], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaling = cfg.alpha / cfg.r
     losses: list[float] = []
     with injector.lock:
-        injector.set_terms({n: [(a, b, scaling)] for n, (a, b) in params.items()})
+        dtype = injector.dtype  # factors stay float32; the forward runs in the model's dtype
         try:
             with torch.enable_grad():
-                for _ in range(cfg.epochs):
-                    order = torch.randperm(len(sequences), generator=gen).tolist()
-                    for i in order:
-                        ids = sequences[i][: cfg.max_seq_len].unsqueeze(0)
-                        out = model(input_ids=ids, labels=ids)
-                        opt.zero_grad(set_to_none=True)
-                        out.loss.backward()
-                        opt.step()
-                        losses.append(out.loss.item())
+                for i in order:
+                    injector.set_terms({n: [(a.to(dtype), b.to(dtype), scaling)] for n, (a, b) in params.items()})
+                    ids = sequences[i][: cfg.max_seq_len].unsqueeze(0)
+                    out = model(input_ids=ids, labels=ids)
+                    opt.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                    opt.step()
+                    losses.append(out.loss.item())
         finally:
             injector.clear()
     factors = {n: (a.detach(), b.detach()) for n, (a, b) in params.items()}
     return Adapter(factors, cfg.r, cfg.alpha), losses
+
+
+def _schedule(n_seqs: int, cfg: LoraConfig, gen: torch.Generator) -> list[int]:
+    return [i for _ in range(cfg.epochs) for i in torch.randperm(n_seqs, generator=gen).tolist()]
+
+
+class _RowAdam:
+    """AdamW over stacked per-document parameters [B, ...], stepping only the rows given: each document keeps
+    its own step count, so a document that sits out a pass is not touched (torch.optim would decay it)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lr, self.wd, self.betas, self.eps = params, lr, weight_decay, betas, eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.steps = torch.zeros(params[0].shape[0], dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, rows: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.steps[rows] += 1
+        t = self.steps[rows]
+        bc1 = (1 - b1 ** t).float()
+        bc2_sqrt = (1 - b2 ** t).sqrt().float()
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = p.grad[rows]
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            pr = p[rows]
+            if self.wd:
+                pr.mul_(1 - self.lr * self.wd)
+            mr = m[rows].mul_(b1).add_(g, alpha=1 - b1)
+            vr = v[rows].mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (vr.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
+            pr.addcdiv_(mr, denom * bc1.view(shape), value=-self.lr)
+            p[rows], m[rows], v[rows] = pr, mr, vr
+            p.grad = None
+
+
+def row_losses(logits: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each row's mean next-token loss over its own tokens (right padding ignored): HF's loss, per row."""
+    pred, target = logits[:, :-1].float(), ids[:, 1:]
+    nll = torch.nn.functional.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="none")
+    mask = torch.arange(target.shape[1]).unsqueeze(0) < (lengths - 1).unsqueeze(1)
+    return (nll.view_as(target) * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[list[torch.Tensor]], cfg: LoraConfig,
+                   pad_id: int = 0, inits: list[Adapter | None] | None = None,
+                   max_tokens: int | None = None) -> list[tuple[Adapter, list[float]]]:
+    """Train one LoRA per document in `sequences` (each a list of 1-D LongTensors) together.
+
+    Every pass advances each unfinished document by one optimizer step on its next sequence (its own seeded
+    order, as `train_adapter` draws it). A pass is split into length-sorted micro-batches of at most
+    `max_tokens` padded tokens, which bounds memory (logits are tokens x vocab) and wastes little on padding.
+    Returns, per document, its adapter and per-step losses, as `train_adapter` would.
+    """
+    n = len(sequences)
+    if n == 0:
+        return []
+    inits = inits or [None] * n
+    gens = [torch.Generator().manual_seed(cfg.seed) for _ in range(n)]
+    starts = [init if init is not None else init_adapter(injector, cfg, g) for init, g in zip(inits, gens)]
+    seqs = [[s[: cfg.max_seq_len] for s in doc] for doc in sequences]
+    orders = [_schedule(len(doc), cfg, g) for doc, g in zip(seqs, gens)]
+    names = list(injector.modules)
+    a_all = {nm: torch.stack([st.factors[nm][0] for st in starts]).float().requires_grad_(True) for nm in names}
+    b_all = {nm: torch.stack([st.factors[nm][1] for st in starts]).float().requires_grad_(True) for nm in names}
+    opt = _RowAdam([*a_all.values(), *b_all.values()], cfg.lr, cfg.weight_decay)
+    scaling = cfg.alpha / cfg.r
+    dtype = injector.dtype  # factors are kept in float32; the forward runs in the model's dtype
+    budget = max_tokens or cfg.batch_tokens
+    losses: list[list[float]] = [[] for _ in range(n)]
+    with injector.lock:
+        try:
+            with torch.enable_grad():
+                for step in range(max(map(len, orders))):
+                    todo = sorted((len(seqs[d][orders[d][step]]), d) for d in range(n) if step < len(orders[d]))
+                    while todo:
+                        take = 1  # longest prefix of the length-sorted rows whose padded size fits the budget
+                        while take < len(todo) and todo[take][0] * (take + 1) <= budget:
+                            take += 1
+                        chunk, todo = todo[:take], todo[take:]
+                        rows = torch.tensor([d for _, d in chunk])
+                        lengths = torch.tensor([ln for ln, _ in chunk])
+                        ids = torch.full((len(chunk), int(lengths.max())), pad_id, dtype=torch.long)
+                        for j, (ln, d) in enumerate(chunk):
+                            ids[j, :ln] = seqs[d][orders[d][step]]
+                        mask = (torch.arange(ids.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)).long()
+                        injector.set_terms({nm: [(a_all[nm][rows].to(dtype), b_all[nm][rows].to(dtype), scaling)]
+                                            for nm in names})
+                        logits = model(input_ids=ids, attention_mask=mask).logits
+                        per_row = row_losses(logits, ids, lengths)
+                        per_row.sum().backward()
+                        opt.step(rows)
+                        for j, (_, d) in enumerate(chunk):
+                            losses[d].append(per_row[j].item())
+        finally:
+            injector.clear()
+    return [(Adapter({nm: (a_all[nm][i].detach().clone(), b_all[nm][i].detach().clone()) for nm in names},
+                     cfg.r, cfg.alpha), losses[i]) for i in range(n)]
 
 
 def adapter_config(cfg: LoraConfig, base_model: str) -> dict:

@@ -14,7 +14,7 @@ import torch
 from . import PragError
 from .augment import Augmentation, ModelAugmenter, RuleAugmenter
 from .corpus import Document
-from .encode import train_adapter
+from .encode import train_adapter, train_adapters
 from .generate import extract_answer, generate, question_message
 from .models import LoadedModel, load_model
 from .retrieval import Hit
@@ -22,6 +22,7 @@ from .store import KnowledgeBase
 from .update import Injector, merge_weights
 
 METHODS = ("closed", "rag", "prag", "combine")
+ADAPTER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Pipeline:
         self._lm = lm
         self._injector = None
         self._augmenter = None
+        self._trainer = None
 
     @property
     def lm(self) -> LoadedModel:
@@ -85,6 +87,38 @@ class Pipeline:
         if self._injector is None:
             self._injector = Injector(self.lm.model, self.config.lora.target_modules)
         return self._injector
+
+    def check_encoding_config(self) -> None:
+        """Reject bad encoding settings before any model is loaded."""
+        lcfg = self.config.lora
+        if lcfg.train_dtype not in ("float32", "bfloat16"):
+            raise PragError(f"unknown train dtype {lcfg.train_dtype!r}: use float32 or bfloat16")
+        if lcfg.adapter_dtype not in ADAPTER_DTYPES:
+            raise PragError(f"unknown adapter dtype {lcfg.adapter_dtype!r}: use {', '.join(ADAPTER_DTYPES)}")
+        if lcfg.batch_docs < 1 or lcfg.batch_tokens < 1:
+            raise PragError("lora.batch_docs and lora.batch_tokens must be at least 1")
+
+    @property
+    def trainer(self) -> tuple[torch.nn.Module, Injector]:
+        """The model and injector that encoding trains through: the base model itself, or (lora.train_dtype
+        bfloat16) a bfloat16 copy with eager attention, which this CPU's bf16 matrix units run faster."""
+        if self._trainer is None:
+            self.check_encoding_config()
+            name = self.config.lora.train_dtype
+            if ADAPTER_DTYPES[name] == self.injector.dtype:
+                self._trainer = (self.lm.model, self.injector)
+            else:
+                import copy
+
+                model = copy.deepcopy(self.lm.model).to(ADAPTER_DTYPES[name])
+                model.set_attn_implementation("eager")
+                self._trainer = (model, Injector(model, self.config.lora.target_modules))
+        return self._trainer
+
+    @property
+    def adapter_dtype(self) -> torch.dtype:
+        self.check_encoding_config()
+        return ADAPTER_DTYPES[self.config.lora.adapter_dtype]
 
     @property
     def augmenter(self):
@@ -100,19 +134,47 @@ class Pipeline:
         return self._augmenter
 
     # ------------------------------------------------------------------ offline
-    def parameterize_one(self, doc: Document) -> dict:
-        t0 = time.perf_counter()
+    def _augment(self, doc: Document) -> Augmentation:
         acfg = self.config.augment
         with self.injector.lock:  # augmentation must see the bare base model
-            aug = self.augmenter.augment(doc, acfg.n_rewrites, acfg.n_qa)
+            return self.augmenter.augment(doc, acfg.n_rewrites, acfg.n_qa)
+
+    def parameterize_one(self, doc: Document) -> dict:
+        """Augment and encode one document with the one-at-a-time loop, then store it."""
+        t0 = time.perf_counter()
+        aug = self._augment(doc)
         seqs = training_sequences(self.lm, aug, self.config.lora.layout)
-        adapter, losses = train_adapter(self.lm.model, self.injector, seqs, self.config.lora)
+        adapter, losses = train_adapter(*self.trainer, seqs, self.config.lora)
         secs = time.perf_counter() - t0
-        self.kb.save_document(doc.id, adapter, aug, secs)
+        self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype)
         return {"id": doc.id, "seconds": secs, "final_loss": losses[-1] if losses else None}
 
+    def parameterize_batch(self, docs: list[Document]) -> dict[str, str]:
+        """Augment and encode several documents together (`train_adapters`), then store each. Returns the
+        failures {id: reason}; a document that fails augmentation does not stop the others."""
+        t0 = time.perf_counter()
+        failed, ready = {}, []
+        for doc in docs:
+            try:
+                aug = self._augment(doc)
+                ready.append((doc, aug, training_sequences(self.lm, aug, self.config.lora.layout)))
+            except (RuntimeError, ValueError) as e:
+                failed[doc.id] = f"{type(e).__name__}: {e}"
+        tok = self.lm.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        try:
+            trained = train_adapters(*self.trainer, [s for _, _, s in ready], self.config.lora, pad)
+        except (RuntimeError, ValueError) as e:
+            return failed | {doc.id: f"{type(e).__name__}: {e}" for doc, _, _ in ready}
+        secs = (time.perf_counter() - t0) / max(1, len(docs))
+        for (doc, aug, _), (adapter, _) in zip(ready, trained):
+            self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype)
+        return failed
+
     def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False) -> dict:
-        """Parameterize the given documents (default all); finished ones are skipped unless `force`."""
+        """Parameterize the given documents (default all), `lora.batch_docs` at a time (1: the one-document
+        loop); finished ones are skipped unless `force`. Each document is stored as soon as its batch ends, so
+        a killed job loses at most one batch."""
         from tqdm import tqdm
 
         if ids:
@@ -122,16 +184,29 @@ class Pipeline:
             docs = [self.kb.by_id[i] for i in ids]
         else:
             docs = self.kb.docs
+        self.check_encoding_config()
+        self.kb.clean_stale()
         todo = [d for d in docs if force or not self.kb.is_done(d.id)]
         summary = {"done": 0, "skipped": len(docs) - len(todo), "failed": {}, "seconds": 0.0}
         t0 = time.perf_counter()
-        for doc in tqdm(todo, desc="parameterize", unit="doc", disable=not progress or not todo):
-            try:
-                self.parameterize_one(doc)
-                summary["done"] += 1
-            except (RuntimeError, ValueError) as e:  # one bad document must not stop the job
-                self.kb.mark_failed(doc.id, f"{type(e).__name__}: {e}")
-                summary["failed"][doc.id] = str(e)
+        size = max(1, self.config.lora.batch_docs)
+        with tqdm(total=len(todo), desc="parameterize", unit="doc", disable=not progress or not todo,
+                  smoothing=0.1) as bar:
+            for start in range(0, len(todo), size):
+                chunk = todo[start:start + size]
+                failed = {}
+                if size == 1:
+                    try:
+                        self.parameterize_one(chunk[0])
+                    except (RuntimeError, ValueError) as e:  # one bad document must not stop the job
+                        failed[chunk[0].id] = f"{type(e).__name__}: {e}"
+                else:
+                    failed = self.parameterize_batch(chunk)
+                for i, why in failed.items():
+                    self.kb.mark_failed(i, why)
+                summary["failed"].update(failed)
+                summary["done"] += len(chunk) - len(failed)
+                bar.update(len(chunk))
         summary["seconds"] = time.perf_counter() - t0
         return summary
 

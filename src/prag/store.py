@@ -11,6 +11,7 @@ the manifest, so a crash never leaves a half-written adapter that is later read 
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -48,6 +49,16 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -145,6 +156,7 @@ class KnowledgeBase:
         path = self.root / "manifest.jsonl"
         state: dict[str, dict] = {}
         if path.exists():
+            self._repair_manifest(path)
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     rec = json.loads(line)
@@ -153,12 +165,43 @@ class KnowledgeBase:
                     continue  # a line cut short by a crash: ignored, the document is redone
         return state
 
+    @staticmethod
+    def _repair_manifest(path: Path) -> None:
+        """Cut a last line left unfinished by a crash, so the next append starts on a line of its own (else it
+        would be glued to the fragment and lost)."""
+        with open(path, "rb+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+                f.flush()
+                os.fsync(f.fileno())
+
     def _append_manifest(self, rec: dict) -> None:
-        with open(self.root / "manifest.jsonl", "a", encoding="utf-8") as f:
+        """One whole line per event, written under an exclusive lock (several worker processes may share a kb)."""
+        path = self.root / "manifest.jsonl"
+        with open(path, "a", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            if f.tell() > 0:
+                with open(path, "rb") as r:
+                    r.seek(-1, os.SEEK_END)
+                    if r.read(1) != b"\n":  # a fragment from a crash: start a new line
+                        f.write("\n")
             f.write(json.dumps(rec) + "\n")
             f.flush()
             os.fsync(f.fileno())
         self._manifest[rec["id"]] = rec
+
+    def refresh(self) -> None:
+        """Re-read the manifest (other processes may have finished documents)."""
+        self._manifest = self._read_manifest()
+
+    def clean_stale(self) -> None:
+        """Remove temporary folders that a killed job left behind (never read: only renames publish)."""
+        for p in (self.root / "docs").glob(".*"):
+            m = re.search(r"\.(?:tmp|old)(\d+)$", p.name)
+            if m and not _alive(int(m.group(1))):  # a live pid may be another job on this kb, still writing
+                shutil.rmtree(p, ignore_errors=True)
 
     def status(self, doc_id: str) -> str:
         rec = self._manifest.get(doc_id)

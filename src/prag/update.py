@@ -114,8 +114,8 @@ class Injector:
             x = args[0]
             if act is not None:
                 output = output + (x @ act[0][idx].t()) @ act[1][idx].t()
-            for a, b, s in terms:
-                delta = (x @ a.t()) @ b.t()
+            for a, b, s in terms:  # a [r, in] shared by all rows, or [rows, r, in]: one adapter per batch row
+                delta = (x @ a.mT) @ b.mT
                 output = output + (delta if s == 1.0 else s * delta)
             return output
         return hook

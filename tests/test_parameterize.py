@@ -1,0 +1,192 @@
+"""Offline parameterization at scale: the batched trainer equals the one-document loop, storage dtypes, the
+manifest surviving a torn write, and a real `prag parameterize` job killed with SIGKILL again and again."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from prag.augment import RuleAugmenter
+from prag.config import LoraConfig
+from prag.corpus import load_corpus
+from prag.encode import train_adapter, train_adapters
+from prag.pipeline import Pipeline, training_sequences
+from prag.store import ADAPTER_FILE, KnowledgeBase, sha256_file
+from prag.update import Injector
+
+from conftest import FICTIONAL, write_jsonl
+
+TARGETS = ["gate_proj", "up_proj", "down_proj"]
+
+
+def _max_diff(a, b) -> float:
+    return max((a.factors[n][i] - b.factors[n][i]).abs().max().item() for n in a.factors for i in (0, 1))
+
+
+def test_batched_training_equals_one_document_at_a_time(tiny_lm):
+    docs = load_corpus(FICTIONAL / "corpus.jsonl")[:4]
+    # unequal numbers of sequences (3 or 4 QA pairs), so documents finish at different passes; a small token
+    # budget splits each pass into several micro-batches; weight decay on, as AdamW applies it.
+    seqs = [training_sequences(tiny_lm, RuleAugmenter().augment(d, 1, 3 + i % 2)) for i, d in enumerate(docs)]
+    inj = Injector(tiny_lm.model, TARGETS)
+    cfg = LoraConfig(lr=1e-2, epochs=2, max_seq_len=128, batch_tokens=300, weight_decay=0.01)
+    try:
+        loop = [train_adapter(tiny_lm.model, inj, s, cfg) for s in seqs]
+        batched = train_adapters(tiny_lm.model, inj, seqs, cfg, pad_id=tiny_lm.tokenizer.pad_token_id)
+    finally:
+        inj.remove()
+    for (a1, l1), (a2, l2), s in zip(loop, batched, seqs):
+        assert len(l1) == len(l2) == 2 * len(s)
+        assert max(abs(x - y) for x, y in zip(l1, l2)) < 1e-4
+        scale = max(a1.factors[n][1].abs().max().item() for n in a1.factors)
+        assert scale > 1e-2, "the adapters must have learned something for the comparison to mean anything"
+        assert _max_diff(a1, a2) < 5e-3 * scale
+    assert _max_diff(batched[0][0], batched[1][0]) > 0.1 * scale, "each row must train its own document"
+
+
+def test_bfloat16_training_learns(tiny_kb, tiny_lm):
+    tiny_kb.config.lora.train_dtype = "bfloat16"
+    tiny_kb.config.lora.lr = 1e-2
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    model, inj = pipe.trainer
+    assert model is not tiny_lm.model and inj.dtype == torch.bfloat16
+    assert next(tiny_lm.model.parameters()).dtype == torch.float32, "the serving model must stay float32"
+    doc = tiny_kb.docs[0]
+    seqs = training_sequences(tiny_lm, RuleAugmenter().augment(doc, 1, 3))
+    (ad, losses), = train_adapters(model, inj, [seqs], tiny_kb.config.lora, pad_id=2)
+    assert losses[-1] < losses[0] and all(a.dtype == torch.float32 for a, _ in ad.factors.values())
+    inj.remove()
+
+
+@pytest.mark.parametrize("dtype, itemsize", [("float16", 2), ("bfloat16", 2), ("float32", 4)])
+def test_adapter_dtype_on_disk(tiny_kb, tiny_lm, dtype, itemsize):
+    tiny_kb.config.lora.adapter_dtype = dtype
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    doc = tiny_kb.docs[0]
+    pipe.parameterize([doc.id], progress=False)
+    raw = (tiny_kb.doc_dir(doc.id) / ADAPTER_FILE).read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    assert dtypes == {{"float16": "F16", "bfloat16": "BF16", "float32": "F32"}[dtype]}
+    ad = tiny_kb.load_adapter(doc.id)
+    n_params = sum(a.numel() + b.numel() for a, b in ad.factors.values())
+    assert len(raw) < n_params * itemsize + 20_000
+    assert all(a.dtype == torch.float32 for a, _ in ad.factors.values()), "loaded factors are float32"
+
+
+def test_manifest_survives_a_torn_last_line(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    a, b = tiny_kb.docs[0].id, tiny_kb.docs[1].id
+    pipe.parameterize([a], progress=False)
+    with open(tiny_kb.root / "manifest.jsonl", "a") as f:
+        f.write('{"id": "' + b + '", "status": "do')  # the process died mid-write
+    kb2 = KnowledgeBase.open(tiny_kb.root)
+    assert kb2.is_done(a) and kb2.status(b) == "pending"
+    Pipeline(kb2, tiny_lm).parameterize([b], progress=False)
+    kb3 = KnowledgeBase.open(tiny_kb.root)
+    assert kb3.is_done(a) and kb3.is_done(b)
+    assert all(json.loads(line) for line in (tiny_kb.root / "manifest.jsonl").read_text().splitlines())
+
+
+def test_stale_temporary_folders_are_removed(tiny_kb, tiny_lm):
+    dead = tiny_kb.root / "docs" / ".x-123.tmp999999999"
+    live = tiny_kb.root / "docs" / f".y-456.tmp{os.getpid()}"
+    dead.mkdir()
+    live.mkdir()
+    Pipeline(tiny_kb, tiny_lm).parameterize([tiny_kb.docs[0].id], progress=False)
+    assert not dead.exists() and live.exists(), "only a dead process's leftovers may go"
+
+
+def test_status_reports_failures_with_reasons(tiny_kb, tiny_lm, monkeypatch):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    bad = tiny_kb.docs[1].id
+    real = pipe._augment
+
+    def augment(doc):
+        if doc.id == bad:
+            raise ValueError("no usable sentence")
+        return real(doc)
+
+    monkeypatch.setattr(pipe, "_augment", augment)
+    s = pipe.parameterize([d.id for d in tiny_kb.docs[:3]], progress=False)
+    assert s["done"] == 2 and list(s["failed"]) == [bad]
+    st = KnowledgeBase.open(tiny_kb.root).summary()
+    assert (st["parameterized"], st["failed"], st["pending"]) == (2, 1, len(tiny_kb.docs) - 3)
+    assert "no usable sentence" in st["failures"][bad]
+
+
+# ---------------------------------------------------------------- a real job, killed with SIGKILL
+WORDS = "amber basalt cobalt dune ember fjord garnet harbor indigo juniper kestrel lantern marble nectar".split()
+
+
+def _synthetic_corpus(path: Path, n: int) -> Path:
+    rng = random.Random(0)
+    rows = []
+    for i in range(n):
+        name = f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()}{i}"
+        rows.append({"id": f"doc-{i:02d}", "title": name,
+                     "text": f"{name} was founded in {1800 + i} by {rng.choice(WORDS).title()} Vell. "
+                             f"Its population is {1000 + 37 * i}. It lies on the {rng.choice(WORDS).title()} River."})
+    return write_jsonl(path, rows)
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "prag.cli", *map(str, args)]
+
+
+def _check_consistent(kb_dir: Path) -> dict[str, int]:
+    """Every 'done' record names an adapter whose bytes match its checksum; returns done records per id."""
+    done: dict[str, int] = {}
+    kb = KnowledgeBase.open(kb_dir)
+    for line in (kb_dir / "manifest.jsonl").read_text().splitlines() if (kb_dir / "manifest.jsonl").exists() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec["status"] == "done":
+            done[rec["id"]] = done.get(rec["id"], 0) + 1
+    for i in done:
+        if kb.is_done(i):
+            assert sha256_file(kb.doc_dir(i) / ADAPTER_FILE) == kb._manifest[i]["sha256"], f"corrupt adapter {i}"
+    return done
+
+
+def test_sigkill_and_resume_leaves_every_document_done_once(tmp_path, tiny_model_dir):
+    n = 40
+    corpus = _synthetic_corpus(tmp_path / "corpus.jsonl", n)
+    conf = tmp_path / "conf.toml"
+    conf.write_text("[lora]\nepochs = 6\nbatch_docs = 2\nmax_seq_len = 160\n")  # ~0.4 s per document
+    kb = tmp_path / "kb"
+    subprocess.run(_cli("index", "--corpus", corpus, "--kb", kb, "--model", tiny_model_dir, "--config", conf),
+                   check=True, capture_output=True)
+    rng = random.Random(1234)
+    kills, progress = 0, []
+    for _ in range(8):
+        proc = subprocess.Popen(_cli("parameterize", "--kb", kb), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 5.0))  # start-up takes about 2 s
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        done = _check_consistent(kb)
+        assert all(c == 1 for c in done.values()), done
+        progress.append(len(done))
+        if len(done) == n:
+            break
+    assert kills >= 5, f"only {kills} kills happened before the job finished: make the job longer"
+    res = subprocess.run(_cli("parameterize", "--kb", kb), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    done = _check_consistent(kb)
+    assert sorted(done) == [f"doc-{i:02d}" for i in range(n)] and set(done.values()) == {1}, done
+    status = json.loads(subprocess.run(_cli("status", "--kb", kb, "--json"), capture_output=True, text=True,
+                                       check=True).stdout)
+    assert (status["parameterized"], status["pending"], status["failed"]) == (n, 0, 0)
+    assert not [p for p in (kb / "docs").iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    assert progress[-1] > 0, f"no document finished between kills: {progress}"
