@@ -106,14 +106,14 @@ def test_stale_temporary_folders_are_removed(tiny_kb, tiny_lm):
 def test_status_reports_failures_with_reasons(tiny_kb, tiny_lm, monkeypatch):
     pipe = Pipeline(tiny_kb, tiny_lm)
     bad = tiny_kb.docs[1].id
-    real = pipe._augment
+    real = pipe._augment_many
 
-    def augment(doc):
-        if doc.id == bad:
+    def augment_many(docs):
+        if any(d.id == bad for d in docs):
             raise ValueError("no usable sentence")
-        return real(doc)
+        return real(docs)
 
-    monkeypatch.setattr(pipe, "_augment", augment)
+    monkeypatch.setattr(pipe, "_augment_many", augment_many)
     s = pipe.parameterize([d.id for d in tiny_kb.docs[:3]], progress=False)
     assert s["done"] == 2 and list(s["failed"]) == [bad]
     st = KnowledgeBase.open(tiny_kb.root).summary()
@@ -190,3 +190,22 @@ def test_sigkill_and_resume_leaves_every_document_done_once(tmp_path, tiny_model
     assert (status["parameterized"], status["pending"], status["failed"]) == (n, 0, 0)
     assert not [p for p in (kb / "docs").iterdir() if p.name.startswith(".")], "temporary folders left behind"
     assert progress[-1] > 0, f"no document finished between kills: {progress}"
+
+
+def test_parameterize_on_a_local_ray_instance(tmp_path, tiny_model_dir, tiny_lm):
+    from prag.config import default_config
+
+    corpus = _synthetic_corpus(tmp_path / "corpus.jsonl", 10)
+    cfg = default_config(str(tiny_model_dir))
+    cfg.lora.epochs, cfg.lora.batch_docs, cfg.lora.max_seq_len = 2, 3, 160
+    kb = KnowledgeBase.create(tmp_path / "kb", corpus, cfg)
+    s = Pipeline(kb).parameterize(ray="auto", workers=2, progress=False)  # the driver loads no model
+    assert s["done"] == 10 and not s["failed"], s
+    assert kb.summary()["parameterized"] == 10, "the driver's kb must see what the workers wrote"
+    done = _check_consistent(kb.root)
+    assert sorted(done) == [f"doc-{i:02d}" for i in range(10)] and set(done.values()) == {1}
+    # Ray workers compute what a local job computes.
+    local = KnowledgeBase.create(tmp_path / "local", corpus, cfg)
+    Pipeline(local, tiny_lm).parameterize(progress=False)
+    for d in kb.docs:
+        assert _max_diff(kb.load_adapter(d.id), local.load_adapter(d.id)) < 1e-4

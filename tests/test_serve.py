@@ -123,6 +123,8 @@ def test_document_lifecycle(client, served):
     ({"messages": [{"role": "user", "content": Q}], "doc_ids": ["nope"]}, 404, "unknown document"),
     ({"messages": [{"role": "user", "content": Q}], "top_k": 0}, 400, "top_k"),
     ({"messages": [{"role": "user", "content": "Xyzzy qwertz?"}]}, 400, "retrieves no document"),
+    ({"messages": [{"role": "user", "content": Q}], "method": "dragin", "stream": True}, 400, "cannot stream"),
+    ({"messages": [{"role": "user", "content": Q}], "method": "flare", "doc_ids": ["x"]}, 400, "doc_ids"),
 ])
 def test_bad_chat_requests(client, body, status, needle):
     r = client.post("/v1/chat/completions", json=body)

@@ -20,7 +20,8 @@ from prag.evaluate import score
 from prag.generate import extract_answer, generate, question_message
 from prag.models import load_model
 from prag.pipeline import training_sequences
-from prag.augment import ModelAugmenter, RuleAugmenter
+from prag.augment import RuleAugmenter
+from prag.llm_augment import LocalCompleter, ModelAugmenter
 from prag.retrieval import BM25Retriever
 from prag.update import Injector, merge_weights
 
@@ -45,7 +46,7 @@ def main():
         augs = {k: Augmentation.from_dict(v) for k, v in json.loads(cache.read_text()).items()}
     else:
         t0 = time.perf_counter()
-        aug = ModelAugmenter(lm) if args.augmenter == "model" else RuleAugmenter()
+        aug = ModelAugmenter(LocalCompleter(lm)) if args.augmenter == "model" else RuleAugmenter()
         augs = {d.id: aug.augment(d, 1, args.n_qa) for d in docs}
         print(f"augment: {(time.perf_counter() - t0) / len(docs):.2f} s/doc")
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 Small models write wrong or ungrounded pairs, so every generated pair passes a grounding check (its answer's
 words occur in the document, it is short, it does not appear in its own question) and a deterministic
 rule-based generator fills whatever is missing: every document gets exactly m grounded pairs and n rewrites.
-Augmenters: `ModelAugmenter` (a local LLM, the base model by default) and `RuleAugmenter` (rules only).
+Augmenters: `RuleAugmenter` (rules only, here) and `ModelAugmenter` (an LLM: local and batched, or any
+OpenAI-compatible endpoint; in llm_augment.py).
 """
 from __future__ import annotations
 
@@ -213,49 +214,5 @@ class RuleAugmenter:
     def augment(self, doc: Document, n: int, m: int) -> Augmentation:
         return complete(doc, [], [], n, m, {"augmenter": self.name})
 
-
-# ---------------------------------------------------------------- a local LLM
-REWRITE_PROMPT = (
-    "Rewrite the passage in different words. Keep every name, number and fact.\n\n"
-    "Passage: Marta Kovel is a painter born in Riga in 1961. She is known for her paintings of harbours.\n"
-    "Rewrite: Born in 1961 in Riga, Marta Kovel became a painter famous for pictures of harbours.\n\n"
-    "Passage: {text}\nRewrite:"
-)
-QG_PROMPT = (
-    "Write a question about the topic whose answer is the given answer.\n\n"
-    "Topic: Marta Kovel\nSentence: She was born in Riga in 1961 and trained as a painter.\nAnswer: Riga\n"
-    "Question: In which city was Marta Kovel born?\n\n"
-    "Topic: Harlow Bridge\nSentence: The bridge was completed in 1903 by the engineer Tom Vale.\nAnswer: Tom Vale\n"
-    "Question: Which engineer completed the Harlow Bridge?\n\n"
-    "Topic: Oskel Lake\nSentence: The lake is home to 42 species of fish.\nAnswer: 42\n"
-    "Question: How many species of fish live in Oskel Lake?\n\n"
-    "Topic: {title}\nSentence: {sentence}\nAnswer: {answer}\nQuestion:"
-)
-
-
-class ModelAugmenter:
-    """Few-shot prompts to a local causal LM (raw continuation, no chat template: works for base models too)."""
-
-    def __init__(self, lm, max_new_tokens: int = 160):
-        self.lm = lm
-        self.name = f"model:{lm.spec}"
-        self.max_new_tokens = max_new_tokens
-
-    def _complete(self, prompt: str, max_new_tokens: int) -> str:
-        from .generate import generate
-
-        return generate(self.lm, prompt, max_new_tokens=max_new_tokens, stop_at_newline=False)
-
-    def augment(self, doc: Document, n: int, m: int) -> Augmentation:
-        rewrites = []
-        if n:  # greedy decoding gives one rewrite; further rewrites come from the rules
-            out = self._complete(REWRITE_PROMPT.format(text=doc.as_text()), self.max_new_tokens)
-            rewrites.append(out.strip().split("\n\n")[0].split("\nPassage:")[0].strip())
-        qa = []
-        for s, match, wh, ans in answer_spans(doc)[: m + 2]:
-            if len([q for q in qa if q.source == "model"]) >= m:
-                break
-            out = self._complete(QG_PROMPT.format(title=doc.title or "the passage", sentence=s, answer=ans), 40)
-            q = QA(re.sub(r"^\s*Question:\s*", "", out.strip().split("\n")[0]).strip(), ans, "model")
-            qa.append(q if is_grounded(q, doc) and _on_topic(q, s, doc) else cloze(doc, s, match, wh, ans))
-        return complete(doc, rewrites, qa, n, m, {"augmenter": self.name})
+    def augment_many(self, docs: list[Document], n: int, m: int) -> list[Augmentation]:
+        return [self.augment(d, n, m) for d in docs]

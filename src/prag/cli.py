@@ -51,7 +51,13 @@ def parameterize(kb: Path = KB,
                  force: bool = typer.Option(False, help="Redo documents that are already parameterized."),
                  batch_docs: Optional[int] = typer.Option(None, help="Documents trained together (1: one at a time). Same adapters either way."),
                  train_dtype: Optional[str] = typer.Option(None, help="Model dtype while training: float32 | bfloat16 (faster on CPUs with bf16 units; adapters differ slightly)."),
-                 adapter_dtype: Optional[str] = typer.Option(None, help="Stored adapter dtype: float32 | float16 | bfloat16.")):
+                 adapter_dtype: Optional[str] = typer.Option(None, help="Stored adapter dtype: float32 | float16 | bfloat16."),
+                 augmenter: Optional[str] = typer.Option(None, help="rule | model (a local LLM) | openai (an OpenAI-compatible endpoint)."),
+                 base_url: Optional[str] = typer.Option(None, help="For --augmenter openai: the endpoint, e.g. http://localhost:8000/v1 (key from $OPENAI_API_KEY)."),
+                 model: Optional[str] = typer.Option(None, help="Augmentation model: the endpoint's model name, or a local model spec for --augmenter model."),
+                 concurrency: Optional[int] = typer.Option(None, help="Requests in flight for --augmenter openai."),
+                 ray: Optional[str] = typer.Option(None, help="Run batches as Ray tasks: 'auto' starts a local Ray, or a cluster ADDRESS (workers must see --kb at the same path)."),
+                 workers: Optional[int] = typer.Option(None, help="Ray actors, each with one model (default: one per CPU the cluster has, capped by its CPUs).")):
     """Augment and encode documents into LoRA adapters. Resumable and crash-safe: a killed job started again
     skips finished documents and redoes at most the batch it was in."""
     pipe = _pipeline(kb)
@@ -64,6 +70,14 @@ def parameterize(kb: Path = KB,
         lcfg.train_dtype = train_dtype
     if adapter_dtype is not None:
         lcfg.adapter_dtype = adapter_dtype
+    acfg = pipe.config.augment
+    for key, value in (("augmenter", augmenter), ("base_url", base_url), ("model", model),
+                       ("concurrency", concurrency)):
+        if value is not None:
+            setattr(acfg, key, value)
+    if acfg.concurrency < 1:
+        raise PragError("--concurrency must be at least 1")
+    pipe.augmenter  # builds it: a bad augmenter, URL or model name is reported before any work
     pipe.check_encoding_config()
     id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
     s = pipe.parameterize(id_list, force=force)
@@ -91,7 +105,7 @@ def status(kb: Path = KB, as_json: bool = typer.Option(False, "--json", help="Pr
 @app.command()
 def ask(question: str = typer.Argument(..., help="The question."),
         kb: Path = KB,
-        method: str = typer.Option("prag", help="closed | rag | prag | combine."),
+        method: str = typer.Option("prag", help="closed | rag | prag | combine | flare | dragin."),
         top_k: Optional[int] = typer.Option(None, help="Documents to retrieve (default: the kb's config, 3)."),
         merge: Optional[str] = typer.Option(None, help="Adapter weights: sum (paper) | mean | softmax | top1."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
@@ -114,7 +128,7 @@ def eval_(kb: Path = KB,
           questions: Path = typer.Option(..., help="JSONL questions: {id, question, golden_answers}."),
           split: str = typer.Option("all", help="dev (first half of the file) | test (second half) | all."),
           limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
-          methods: str = typer.Option("closed,rag,prag,combine", help="Comma-separated methods."),
+          methods: str = typer.Option("closed,rag,prag,combine", help="Comma-separated methods: closed, rag, prag, combine, flare, dragin."),
           top_k: int = typer.Option(3, help="Documents retrieved per question."),
           merge: Optional[str] = typer.Option(None, help="Adapter weights: sum | mean | softmax | top1."),
           json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here (a .log.jsonl beside it lets an interrupted run resume).")):

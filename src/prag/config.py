@@ -38,9 +38,14 @@ class AugmentConfig:
     """Document augmentation (paper §3.2.1): n rewrites and m grounded QA pairs per document."""
     n_rewrites: int = 1
     n_qa: int = 3
-    augmenter: str = "model"        # "model" (an LLM: `model`, else the base model) or "rule" (deterministic only)
+    augmenter: str = "model"        # "model" (a local LLM: `model`, else the base model), "openai" (an
+                                    # OpenAI-compatible endpoint at base_url serving `model`) or "rule"
     model: str | None = None        # augmentation model; None = the base model
     max_new_tokens: int = 160
+    base_url: str | None = None     # for augmenter "openai", e.g. http://localhost:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the endpoint's key (never stored)
+    concurrency: int = 8            # requests in flight (openai)
+    batch_size: int = 16            # prompts per batched generate call (local model)
 
 
 @dataclass
@@ -56,12 +61,23 @@ class GenerationConfig:
 
 
 @dataclass
+class DynamicConfig:
+    """FLARE and DRAGIN (dynamic.py): when to retrieve during generation and how to form the query."""
+    flare_threshold: float = 0.4    # θ: retrieve when a look-ahead token's probability is below it
+    flare_query_with_question: bool = True  # prefix the masked look-ahead sentence with the question
+    dragin_threshold: float = 1.0   # θ: retrieve at the first token whose RIND score exceeds it
+    qfs_tokens: int = 8             # DRAGIN query length (tokens picked by attention)
+    max_rounds: int = 3             # retrievals per question at most
+
+
+@dataclass
 class PragConfig:
     model: str = "smollm2"
     lora: LoraConfig = field(default_factory=LoraConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    dynamic: DynamicConfig = field(default_factory=DynamicConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

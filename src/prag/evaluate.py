@@ -49,6 +49,8 @@ def summarize(rows: list[dict]) -> dict:
     out = {k: sum(r[k] for r in rows) / n for k in ("f1", "em", "precision", "recall")}
     out["sec_per_question"] = sum(r["seconds"] for r in rows) / n
     out["update_sec_per_question"] = sum(r.get("update_seconds", 0.0) for r in rows) / n
+    out["retrieval_rounds"] = sum(r.get("retrieval_rounds", 0) for r in rows) / n
+    out["prompt_tokens"] = sum(r.get("prompt_tokens", 0) for r in rows) / n
     out["n"] = n
     types = sorted({r.get("type", "") for r in rows} - {""})
     if types:
@@ -81,6 +83,7 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
             row = {"method": method, "id": q.id, "type": q.type, "prediction": res.answer,
                    "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
                    "seconds": time.perf_counter() - t0, "update_seconds": res.update_seconds,
+                   "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens,
                    **score(res.answer, q.golden_answers)}
             done[(method, q.id)] = row
             if log:

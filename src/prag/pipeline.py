@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import PragError
-from .augment import Augmentation, ModelAugmenter, RuleAugmenter
+from .augment import Augmentation, RuleAugmenter
 from .corpus import Document
 from .encode import train_adapter, train_adapters
 from .generate import extract_answer, generate, question_message
@@ -21,7 +21,8 @@ from .retrieval import Hit
 from .store import KnowledgeBase
 from .update import Injector, merge_weights
 
-METHODS = ("closed", "rag", "prag", "combine")
+METHODS = ("closed", "rag", "prag", "combine", "flare", "dragin")
+DYNAMIC = ("flare", "dragin")  # multi-round retrieval during generation (dynamic.py)
 ADAPTER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -36,12 +37,14 @@ class Answer:
     update_seconds: float = 0.0
     seconds: float = 0.0
     prompt_tokens: int = 0
+    retrieval_rounds: int = 0
 
     def to_dict(self) -> dict:
         return {"question": self.question, "method": self.method, "answer": self.answer, "raw": self.raw,
                 "documents": [{"id": h.doc.id, "title": h.doc.title, "score": round(h.score, 4), "weight": w}
                               for h, w in zip(self.hits, self.weights or [None] * len(self.hits))],
-                "update_seconds": self.update_seconds, "seconds": self.seconds, "prompt_tokens": self.prompt_tokens}
+                "update_seconds": self.update_seconds, "seconds": self.seconds, "prompt_tokens": self.prompt_tokens,
+                "retrieval_rounds": self.retrieval_rounds}
 
 
 def training_sequences(lm: LoadedModel, aug: Augmentation, layout: str = "separate") -> list[torch.Tensor]:
@@ -127,17 +130,33 @@ class Pipeline:
             if acfg.augmenter == "rule":
                 self._augmenter = RuleAugmenter()
             elif acfg.augmenter == "model":
+                from .llm_augment import LocalCompleter, ModelAugmenter
+
                 lm = self.lm if acfg.model in (None, "", self.config.model) else load_model(acfg.model)
-                self._augmenter = ModelAugmenter(lm, acfg.max_new_tokens)
+                self._augmenter = ModelAugmenter(LocalCompleter(lm, acfg.batch_size), acfg.max_new_tokens)
+            elif acfg.augmenter == "openai":
+                import os
+
+                from .llm_augment import ModelAugmenter, OpenAICompleter
+
+                completer = OpenAICompleter(acfg.base_url or "", acfg.model or "", os.environ.get(acfg.api_key_env),
+                                            acfg.concurrency)
+                self._augmenter = ModelAugmenter(completer, acfg.max_new_tokens)
             else:
-                raise PragError(f"unknown augmenter {acfg.augmenter!r}: use model or rule")
+                raise PragError(f"unknown augmenter {acfg.augmenter!r}: use rule, model or openai")
         return self._augmenter
 
     # ------------------------------------------------------------------ offline
     def _augment(self, doc: Document) -> Augmentation:
+        return self._augment_many([doc])[0]
+
+    def _augment_many(self, docs: list[Document]) -> list[Augmentation]:
         acfg = self.config.augment
+        augmenter = self.augmenter
+        if acfg.augmenter == "rule":  # no model involved: no lock needed
+            return augmenter.augment_many(docs, acfg.n_rewrites, acfg.n_qa)
         with self.injector.lock:  # augmentation must see the bare base model
-            return self.augmenter.augment(doc, acfg.n_rewrites, acfg.n_qa)
+            return augmenter.augment_many(docs, acfg.n_rewrites, acfg.n_qa)
 
     def parameterize_one(self, doc: Document) -> dict:
         """Augment and encode one document with the one-at-a-time loop, then store it."""
@@ -154,12 +173,19 @@ class Pipeline:
         failures {id: reason}; a document that fails augmentation does not stop the others."""
         t0 = time.perf_counter()
         failed, ready = {}, []
-        for doc in docs:
-            try:
-                aug = self._augment(doc)
+        try:
+            augs = self._augment_many(docs)
+        except (RuntimeError, ValueError):  # find the documents at fault: one at a time
+            augs = []
+            for doc in docs:
+                try:
+                    augs.append(self._augment(doc))
+                except (RuntimeError, ValueError) as e:
+                    augs.append(None)
+                    failed[doc.id] = f"{type(e).__name__}: {e}"
+        for doc, aug in zip(docs, augs):
+            if aug is not None:
                 ready.append((doc, aug, training_sequences(self.lm, aug, self.config.lora.layout)))
-            except (RuntimeError, ValueError) as e:
-                failed[doc.id] = f"{type(e).__name__}: {e}"
         tok = self.lm.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         try:
@@ -171,10 +197,12 @@ class Pipeline:
             self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype)
         return failed
 
-    def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False) -> dict:
+    def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False,
+                     ray: str | None = None, workers: int | None = None) -> dict:
         """Parameterize the given documents (default all), `lora.batch_docs` at a time (1: the one-document
         loop); finished ones are skipped unless `force`. Each document is stored as soon as its batch ends, so
-        a killed job loses at most one batch."""
+        a killed job loses at most one batch. `ray` ("auto" or a cluster address) runs the batches as Ray tasks
+        (distributed.py) on `workers` actors."""
         from tqdm import tqdm
 
         if ids:
@@ -190,6 +218,15 @@ class Pipeline:
         summary = {"done": 0, "skipped": len(docs) - len(todo), "failed": {}, "seconds": 0.0}
         t0 = time.perf_counter()
         size = max(1, self.config.lora.batch_docs)
+        if ray and todo:
+            from .distributed import parameterize_on_ray
+
+            overrides = {k: v for k, v in self.config.to_dict().items() if k in ("lora", "augment")}
+            failed = parameterize_on_ray(self.kb, [d.id for d in todo], ray, overrides, workers, progress)
+            summary["failed"].update(failed)
+            summary["done"] = len(todo) - len(failed)
+            summary["seconds"] = time.perf_counter() - t0
+            return summary
         with tqdm(total=len(todo), desc="parameterize", unit="doc", disable=not progress or not todo,
                   smoothing=0.1) as bar:
             for start in range(0, len(todo), size):
@@ -227,7 +264,9 @@ class Pipeline:
             raise PragError("empty question")
         top_k = top_k or self.config.retrieval.top_k
         hits: list[Hit] = []
-        if method != "closed":
+        if method in DYNAMIC and doc_ids:
+            raise PragError(f"{method} retrieves during generation: doc_ids cannot be given")
+        if method not in DYNAMIC and method != "closed":
             if doc_ids:
                 missing = [i for i in doc_ids if i not in self.kb.by_id]
                 if missing:
@@ -256,6 +295,17 @@ class Pipeline:
         `planned` is the result of `plan(...)` for the same arguments, when the caller already made it."""
         t0 = time.perf_counter()
         prompt, hits, adapters, weights = planned or self.plan(question, method, top_k, doc_ids)
+        if method in DYNAMIC:
+            from . import dynamic
+
+            run = dynamic.flare if method == "flare" else dynamic.dragin
+            with self.injector.lock:  # the bare base model
+                raw, hits, rounds = run(self, question, top_k or self.config.retrieval.top_k,
+                                        max_new_tokens or self.config.generation.max_new_tokens)
+            final = self.lm.prompter.format(question_message(question, [h.doc for h in hits] or None))
+            n_prompt = len(self.lm.tokenizer(final, add_special_tokens=False)["input_ids"])
+            return Answer(question, method, extract_answer(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
+                          n_prompt, rounds)
         with self.injector.lock:
             tu = time.perf_counter()
             self.injector.apply(adapters, weights)

@@ -23,7 +23,7 @@ from fastapi import Request  # module level: endpoint annotations are resolved f
 
 from . import PragError
 from .corpus import Document
-from .pipeline import METHODS, Pipeline
+from .pipeline import DYNAMIC, METHODS, Pipeline
 
 MAX_BODY_BYTES = 1 << 20
 MAX_TOKENS_LIMIT = 256
@@ -56,6 +56,8 @@ def _parse_chat(body: dict, model_id: str) -> dict:
     doc_ids = body.get("doc_ids")
     if doc_ids is not None and (not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids)):
         raise HTTPError(400, "'doc_ids' must be a list of document id strings")
+    if body.get("stream") and method in DYNAMIC:
+        raise HTTPError(400, f"method {method!r} retrieves while generating and cannot stream; send stream: false")
     return {"question": last["content"], "method": method, "top_k": top_k, "doc_ids": doc_ids or None,
             "max_new_tokens": max_tokens, "stream": bool(body.get("stream", False))}
 

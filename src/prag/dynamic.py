@@ -1,0 +1,200 @@
+"""Dynamic (multi-round) RAG baselines: retrieval decided while the answer is being generated.
+
+FLARE (Jiang et al., 2023, "Active Retrieval Augmented Generation", FLARE-direct): generate a look-ahead
+sentence without documents; if any of its tokens has probability below θ, retrieve with that sentence minus
+its low-confidence tokens (prefixed by the question, `flare_query_with_question`) and regenerate the sentence
+with the retrieved documents in context; accept the sentence and go on until the answer ends.
+
+DRAGIN (Su et al., 2024, "Dynamic Retrieval Augmented Generation based on the Information Needs of LLMs"):
+generate; score every generated token by RIND = entropy × (max attention any later token pays it, last layer,
+mean over heads) × (0 for stopwords and punctuation, else 1); at the first token whose RIND exceeds θ, cut the
+output before it, form the query by QFS (the `qfs_tokens` content tokens of the question and the output so
+far that the cut token attends to most, in their original order), retrieve, and continue generating from the
+cut with the documents in context.
+
+Both use the same BM25 top-k as every other method, at most `max_rounds` retrievals per question. The rules
+and query formation are pure functions of token texts, probabilities, entropies and attentions (tested with
+controlled values); `flare()` and `dragin()` run them on a model.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from .augment import STOP
+from .generate import question_message
+
+_SENTENCE_END = re.compile(r"[.!?](\s|$)|\n")
+
+
+@dataclass
+class Scored:
+    """Generated tokens with the model's confidence in each."""
+    ids: list[int]
+    texts: list[str]
+    probs: list[float]
+    entropies: list[float]
+    ended: bool  # the model stopped (end token or line end), rather than hitting the token limit
+
+
+def is_content(token_text: str) -> bool:
+    """A token that can carry information: has a letter or digit and is not a stopword."""
+    t = token_text.strip().lower().lstrip("▁Ġ")
+    return bool(re.search(r"[a-z0-9]", t)) and t not in STOP
+
+
+# ---------------------------------------------------------------- the rules (pure functions)
+def sentence_length(texts: list[str]) -> int:
+    """Tokens in the first sentence of `texts` (all of them when no sentence end occurs)."""
+    acc = ""
+    for i, t in enumerate(texts):
+        acc += t
+        if _SENTENCE_END.search(acc.lstrip()):
+            return i + 1
+    return len(texts)
+
+
+def flare_triggers(probs: list[float], theta: float) -> bool:
+    """FLARE retrieves when any token of the look-ahead sentence has probability below θ."""
+    return any(p < theta for p in probs)
+
+
+def flare_query(texts: list[str], probs: list[float], theta: float, question: str | None = None) -> str:
+    """The look-ahead sentence with its low-confidence tokens masked out (FLARE's masked query)."""
+    kept = "".join(t for t, p in zip(texts, probs) if p >= theta)
+    kept = " ".join(kept.split())
+    return f"{question} {kept}".strip() if question else kept
+
+
+def attention_influence(attn: torch.Tensor, start: int) -> list[float]:
+    """For each generated position i >= start: the largest attention a later token pays to it (attn is the
+    [L, L] attention matrix, rows attend to columns). The last token has no later token: 0."""
+    n = attn.shape[0]
+    return [float(attn[i + 1:, i].max()) if i + 1 < n else 0.0 for i in range(start, n)]
+
+
+def rind(entropies: list[float], influence: list[float], content: list[bool]) -> list[float]:
+    """DRAGIN's Real-time Information Needs Detection score per generated token."""
+    return [h * a * (1.0 if c else 0.0) for h, a, c in zip(entropies, influence, content)]
+
+
+def first_trigger(scores: list[float], theta: float) -> int | None:
+    return next((i for i, s in enumerate(scores) if s > theta), None)
+
+
+def qfs_query(texts: list[str], attn_row: list[float], candidates: list[int], n: int) -> str:
+    """DRAGIN's Query Formulation based on Self-attention: among the `candidates` positions (content tokens
+    of the question and the output so far), the n the triggering token attends to most, in their order."""
+    top = sorted(candidates, key=lambda j: -attn_row[j])[:n]
+    return " ".join("".join(texts[j] for j in sorted(top)).split())
+
+
+# ---------------------------------------------------------------- running them on a model
+@torch.inference_mode()
+def scored_generate(lm, prompt: str, max_new_tokens: int) -> Scored:
+    tok = lm.tokenizer
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    extra = {} if lm.prompter.chat else {"stop_strings": ["\n"], "tokenizer": tok}
+    eos = tok.eos_token_id
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                            eos_token_id=[eos] if eos is not None else None, output_logits=True,
+                            return_dict_in_generate=True, **extra)
+    gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
+    ids, texts, probs, ents = [], [], [], []
+    for step, t in enumerate(gen):
+        if t == eos:
+            break
+        logp = torch.log_softmax(out.logits[step][0].float(), dim=-1)
+        ids.append(t)
+        texts.append(tok.decode([t], skip_special_tokens=True))
+        probs.append(float(logp[t].exp()))
+        ents.append(float(-(logp.exp() * logp).sum()))
+    ended = len(ids) < len(gen) or len(gen) < max_new_tokens or "\n" in "".join(texts)
+    return Scored(ids, texts, probs, ents, ended)
+
+
+def _retrieve(pipe, query: str, question: str, top_k: int) -> list:
+    """BM25 with the formed query; a query that matches no document falls back to the question."""
+    from . import PragError
+
+    try:
+        return pipe.retrieve(query or question, top_k)
+    except PragError:
+        return pipe.retrieve(question, top_k)
+
+
+def _prompt(lm, question: str, docs, answer: str) -> str:
+    return lm.prompter.format(question_message(question, docs)) + answer
+
+
+def flare(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, list, int]:
+    """Answer with FLARE-direct; returns (raw answer text, the last retrieval's hits, retrieval rounds)."""
+    cfg, lm = pipe.config.dynamic, pipe.lm
+    answer, hits, rounds = "", [], 0
+    while len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"]) < max_new_tokens:
+        left = max_new_tokens - len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"])
+        look = scored_generate(lm, _prompt(lm, question, None, answer), left)
+        n = sentence_length(look.texts)
+        if n == 0:
+            break
+        if rounds < cfg.max_rounds and flare_triggers(look.probs[:n], cfg.flare_threshold):
+            query = flare_query(look.texts[:n], look.probs[:n], cfg.flare_threshold,
+                                question if cfg.flare_query_with_question else None)
+            hits = _retrieve(pipe, query, question, top_k)
+            rounds += 1
+            look = scored_generate(lm, _prompt(lm, question, [h.doc for h in hits], answer), left)
+            n = sentence_length(look.texts)
+        answer += lm.tokenizer.decode(look.ids[:n], skip_special_tokens=True)
+        if n == len(look.ids) and look.ended or "\n" in answer or n == 0:
+            break
+    return answer, hits, rounds
+
+
+@torch.inference_mode()
+def last_layer_attention(lm, text: str) -> tuple[torch.Tensor, list[tuple[int, int]], list[str]]:
+    """[L, L] attention of the last layer (mean over heads) for `text`, with token offsets and texts."""
+    tok = lm.tokenizer
+    enc = tok(text, return_tensors="pt", add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [tuple(o) for o in enc.pop("offset_mapping")[0].tolist()]
+    model = lm.model
+    impl = model.config._attn_implementation
+    model.set_attn_implementation("eager")  # sdpa does not return attention weights
+    try:
+        out = model(**enc, output_attentions=True)
+    finally:
+        model.set_attn_implementation(impl)
+    attn = out.attentions[-1][0].float().mean(0)
+    texts = [tok.decode([t]) for t in enc["input_ids"][0].tolist()]
+    return attn, offsets, texts
+
+
+def dragin(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, list, int]:
+    """Answer with DRAGIN; returns (raw answer text, the last retrieval's hits, retrieval rounds)."""
+    cfg, lm = pipe.config.dynamic, pipe.lm
+    answer, hits, rounds = "", [], 0
+    while True:
+        docs = [h.doc for h in hits] or None
+        prompt = _prompt(lm, question, docs, answer)
+        left = max_new_tokens - len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"])
+        gen = scored_generate(lm, prompt, max(1, left))
+        if rounds >= cfg.max_rounds or not gen.ids:
+            return answer + lm.tokenizer.decode(gen.ids, skip_special_tokens=True), hits, rounds
+        full = prompt + lm.tokenizer.decode(gen.ids, skip_special_tokens=True)
+        attn, offsets, texts = last_layer_attention(lm, full)
+        # generated tokens are the ones starting at or after the prompt's end (re-tokenized together)
+        start = next((i for i, (s, _) in enumerate(offsets) if s >= len(prompt)), len(offsets))
+        gen_texts = texts[start:]
+        ents = gen.entropies[: len(gen_texts)] + [0.0] * (len(gen_texts) - len(gen.entropies))
+        scores = rind(ents, attention_influence(attn, start), [is_content(t) for t in gen_texts])
+        i = first_trigger(scores, cfg.dragin_threshold)
+        if i is None:
+            return answer + lm.tokenizer.decode(gen.ids, skip_special_tokens=True), hits, rounds
+        q0 = prompt.rfind(question)
+        in_question = [j for j, (s, e) in enumerate(offsets[:start]) if q0 >= 0 and s >= q0 and e <= q0 + len(question)]
+        candidates = [j for j in in_question + list(range(start, start + i)) if is_content(texts[j])]
+        query = qfs_query(texts, attn[start + i].tolist(), candidates, cfg.qfs_tokens) or question
+        hits = _retrieve(pipe, query, question, top_k)
+        rounds += 1
+        answer += full[len(prompt): offsets[start + i][0]]  # keep what came before the uncertain token
