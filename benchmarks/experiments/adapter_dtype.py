@@ -1,7 +1,7 @@
 """Adapter storage dtype: bytes per document and P-RAG F1 with the same adapters stored as float32, float16 and
 bfloat16 (the factors are trained once in float32, then re-saved in each dtype; only the rounding differs).
 
-    .venv/bin/python benchmarks/experiments/adapter_dtype.py --dataset 2wikimultihopqa-comparison --limit 30 \
+    .venv/bin/python benchmarks/experiments/adapter_dtype.py --dataset 2wikimultihopqa-comparison --limit 15 \
         --kb runs/kb-2wqa-dtype --out benchmarks/results/adapter-dtype-2wqa-dev.json
 """
 from __future__ import annotations

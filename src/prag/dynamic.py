@@ -153,48 +153,42 @@ def flare(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, li
 
 
 @torch.inference_mode()
-def last_layer_attention(lm, text: str) -> tuple[torch.Tensor, list[tuple[int, int]], list[str]]:
-    """[L, L] attention of the last layer (mean over heads) for `text`, with token offsets and texts."""
-    tok = lm.tokenizer
-    enc = tok(text, return_tensors="pt", add_special_tokens=False, return_offsets_mapping=True)
-    offsets = [tuple(o) for o in enc.pop("offset_mapping")[0].tolist()]
+def last_layer_attention(lm, ids: list[int]) -> torch.Tensor:
+    """[L, L] attention of the last layer (mean over heads) over the token ids."""
     model = lm.model
     impl = model.config._attn_implementation
     model.set_attn_implementation("eager")  # sdpa does not return attention weights
     try:
-        out = model(**enc, output_attentions=True)
+        out = model(input_ids=torch.tensor([ids]), output_attentions=True)
     finally:
         model.set_attn_implementation(impl)
-    attn = out.attentions[-1][0].float().mean(0)
-    texts = [tok.decode([t]) for t in enc["input_ids"][0].tolist()]
-    return attn, offsets, texts
+    return out.attentions[-1][0].float().mean(0)
 
 
 def dragin(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, list, int]:
     """Answer with DRAGIN; returns (raw answer text, the last retrieval's hits, retrieval rounds)."""
     cfg, lm = pipe.config.dynamic, pipe.lm
+    tok = lm.tokenizer
     answer, hits, rounds = "", [], 0
     while True:
-        docs = [h.doc for h in hits] or None
-        prompt = _prompt(lm, question, docs, answer)
-        left = max_new_tokens - len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"])
-        gen = scored_generate(lm, prompt, max(1, left))
+        prompt = _prompt(lm, question, [h.doc for h in hits] or None, answer)
+        left = max(1, max_new_tokens - len(tok(answer, add_special_tokens=False)["input_ids"]))
+        gen = scored_generate(lm, prompt, left)
         if rounds >= cfg.max_rounds or not gen.ids:
-            return answer + lm.tokenizer.decode(gen.ids, skip_special_tokens=True), hits, rounds
-        full = prompt + lm.tokenizer.decode(gen.ids, skip_special_tokens=True)
-        attn, offsets, texts = last_layer_attention(lm, full)
-        # generated tokens are the ones starting at or after the prompt's end (re-tokenized together)
-        start = next((i for i, (s, _) in enumerate(offsets) if s >= len(prompt)), len(offsets))
-        gen_texts = texts[start:]
-        ents = gen.entropies[: len(gen_texts)] + [0.0] * (len(gen_texts) - len(gen.entropies))
-        scores = rind(ents, attention_influence(attn, start), [is_content(t) for t in gen_texts])
+            return answer + tok.decode(gen.ids, skip_special_tokens=True), hits, rounds
+        enc = tok(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        start = len(enc["input_ids"])
+        attn = last_layer_attention(lm, enc["input_ids"] + gen.ids)
+        scores = rind(gen.entropies, attention_influence(attn, start), [is_content(t) for t in gen.texts])
         i = first_trigger(scores, cfg.dragin_threshold)
         if i is None:
-            return answer + lm.tokenizer.decode(gen.ids, skip_special_tokens=True), hits, rounds
+            return answer + tok.decode(gen.ids, skip_special_tokens=True), hits, rounds
+        # QFS candidates: content tokens of the question (located by character offsets) and of the output so far
         q0 = prompt.rfind(question)
-        in_question = [j for j, (s, e) in enumerate(offsets[:start]) if q0 >= 0 and s >= q0 and e <= q0 + len(question)]
+        texts = [tok.decode([t]) for t in enc["input_ids"]] + gen.texts
+        in_question = [j for j, (b, e) in enumerate(enc["offset_mapping"]) if q0 >= 0 and b >= q0 and e <= q0 + len(question)]
         candidates = [j for j in in_question + list(range(start, start + i)) if is_content(texts[j])]
-        query = qfs_query(texts, attn[start + i].tolist(), candidates, cfg.qfs_tokens) or question
+        query = qfs_query(texts, attn[start + i].tolist(), candidates, cfg.qfs_tokens)
         hits = _retrieve(pipe, query, question, top_k)
         rounds += 1
-        answer += full[len(prompt): offsets[start + i][0]]  # keep what came before the uncertain token
+        answer += tok.decode(gen.ids[:i], skip_special_tokens=True)  # keep what came before the uncertain token
