@@ -63,9 +63,9 @@ class GenerationConfig:
 @dataclass
 class DynamicConfig:
     """FLARE and DRAGIN (dynamic.py): when to retrieve during generation and how to form the query."""
-    flare_threshold: float = 0.4    # θ: retrieve when a look-ahead token's probability is below it
+    flare_threshold: float = 0.2    # θ: retrieve when a look-ahead token's probability is below it
     flare_query_with_question: bool = True  # prefix the masked look-ahead sentence with the question
-    dragin_threshold: float = 1.0   # θ: retrieve at the first token whose RIND score exceeds it
+    dragin_threshold: float = 0.35  # θ: retrieve at the first token whose RIND score exceeds it
     qfs_tokens: int = 8             # DRAGIN query length (tokens picked by attention)
     max_rounds: int = 3             # retrievals per question at most
 

@@ -40,8 +40,9 @@ def train_adapter(model: torch.nn.Module, injector: Injector, sequences: list[to
     gen = torch.Generator().manual_seed(cfg.seed)
     start = init if init is not None else init_adapter(injector, cfg, gen)
     order = _schedule(len(sequences), cfg, gen)
-    params = {n: (a.detach().clone().float().requires_grad_(True), b.detach().clone().float().requires_grad_(True))
-              for n, (a, b) in start.factors.items()}
+    device = next(model.parameters()).device
+    params = {n: (a.detach().clone().float().to(device).requires_grad_(True),
+                  b.detach().clone().float().to(device).requires_grad_(True)) for n, (a, b) in start.factors.items()}
     opt = torch.optim.AdamW([p for ab in params.values() for p in ab], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaling = cfg.alpha / cfg.r
     losses: list[float] = []
@@ -51,7 +52,7 @@ def train_adapter(model: torch.nn.Module, injector: Injector, sequences: list[to
             with torch.enable_grad():
                 for i in order:
                     injector.set_terms({n: [(a.to(dtype), b.to(dtype), scaling)] for n, (a, b) in params.items()})
-                    ids = sequences[i][: cfg.max_seq_len].unsqueeze(0)
+                    ids = sequences[i][: cfg.max_seq_len].unsqueeze(0).to(device)
                     out = model(input_ids=ids, labels=ids)
                     opt.zero_grad(set_to_none=True)
                     out.loss.backward()
@@ -59,7 +60,7 @@ def train_adapter(model: torch.nn.Module, injector: Injector, sequences: list[to
                     losses.append(out.loss.item())
         finally:
             injector.clear()
-    factors = {n: (a.detach(), b.detach()) for n, (a, b) in params.items()}
+    factors = {n: (a.detach().cpu(), b.detach().cpu()) for n, (a, b) in params.items()}
     return Adapter(factors, cfg.r, cfg.alpha), losses
 
 
@@ -75,15 +76,16 @@ class _RowAdam:
         self.params, self.lr, self.wd, self.betas, self.eps = params, lr, weight_decay, betas, eps
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
-        self.steps = torch.zeros(params[0].shape[0], dtype=torch.float64)
+        self.steps = torch.zeros(params[0].shape[0], dtype=torch.float64)  # on the CPU, like `rows`
 
     @torch.no_grad()
     def step(self, rows: torch.Tensor) -> None:
         b1, b2 = self.betas
         self.steps[rows] += 1
         t = self.steps[rows]
-        bc1 = (1 - b1 ** t).float()
-        bc2_sqrt = (1 - b2 ** t).sqrt().float()
+        dev = self.params[0].device
+        bc1 = (1 - b1 ** t).float().to(dev)
+        bc2_sqrt = (1 - b2 ** t).sqrt().float().to(dev)
         for p, m, v in zip(self.params, self.m, self.v):
             g = p.grad[rows]
             shape = (-1,) + (1,) * (p.dim() - 1)
@@ -102,7 +104,7 @@ def row_losses(logits: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor) -
     """Each row's mean next-token loss over its own tokens (right padding ignored): HF's loss, per row."""
     pred, target = logits[:, :-1].float(), ids[:, 1:]
     nll = torch.nn.functional.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="none")
-    mask = torch.arange(target.shape[1]).unsqueeze(0) < (lengths - 1).unsqueeze(1)
+    mask = torch.arange(target.shape[1], device=target.device).unsqueeze(0) < (lengths - 1).unsqueeze(1)
     return (nll.view_as(target) * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
@@ -125,8 +127,11 @@ def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[l
     seqs = [[s[: cfg.max_seq_len] for s in doc] for doc in sequences]
     orders = [_schedule(len(doc), cfg, g) for doc, g in zip(seqs, gens)]
     names = list(injector.modules)
-    a_all = {nm: torch.stack([st.factors[nm][0] for st in starts]).float().requires_grad_(True) for nm in names}
-    b_all = {nm: torch.stack([st.factors[nm][1] for st in starts]).float().requires_grad_(True) for nm in names}
+    device = next(model.parameters()).device
+    a_all = {nm: torch.stack([st.factors[nm][0] for st in starts]).float().to(device).requires_grad_(True)
+             for nm in names}
+    b_all = {nm: torch.stack([st.factors[nm][1] for st in starts]).float().to(device).requires_grad_(True)
+             for nm in names}
     opt = _RowAdam([*a_all.values(), *b_all.values()], cfg.lr, cfg.weight_decay)
     scaling = cfg.alpha / cfg.r
     dtype = injector.dtype  # factors are kept in float32; the forward runs in the model's dtype
@@ -148,6 +153,7 @@ def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[l
                         for j, (ln, d) in enumerate(chunk):
                             ids[j, :ln] = seqs[d][orders[d][step]]
                         mask = (torch.arange(ids.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)).long()
+                        ids, mask, lengths = ids.to(device), mask.to(device), lengths.to(device)
                         injector.set_terms({nm: [(a_all[nm][rows].to(dtype), b_all[nm][rows].to(dtype), scaling)]
                                             for nm in names})
                         logits = model(input_ids=ids, attention_mask=mask).logits
@@ -158,7 +164,7 @@ def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[l
                             losses[d].append(per_row[j].item())
         finally:
             injector.clear()
-    return [(Adapter({nm: (a_all[nm][i].detach().clone(), b_all[nm][i].detach().clone()) for nm in names},
+    return [(Adapter({nm: (a_all[nm][i].detach().cpu().clone(), b_all[nm][i].detach().cpu().clone()) for nm in names},
                      cfg.r, cfg.alpha), losses[i]) for i in range(n)]
 
 
