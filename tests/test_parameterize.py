@@ -140,6 +140,11 @@ def _cli(*args) -> list[str]:
     return [sys.executable, "-m", "prag.cli", *map(str, args)]
 
 
+def _manifest_lines(kb_dir: Path) -> int:
+    path = kb_dir / "manifest.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 def _check_consistent(kb_dir: Path) -> dict[str, int]:
     """Every 'done' record names an adapter whose bytes match its checksum; returns done records per id."""
     done: dict[str, int] = {}
@@ -168,8 +173,12 @@ def test_sigkill_and_resume_leaves_every_document_done_once(tmp_path, tiny_model
     rng = random.Random(1234)
     kills, progress = 0, []
     for _ in range(8):
+        before = _manifest_lines(kb)
         proc = subprocess.Popen(_cli("parameterize", "--kb", kb), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(2.0, 5.0))  # start-up takes about 2 s
+        deadline = time.time() + 60  # wait for the job to finish something (start-up speed varies), then kill it
+        while _manifest_lines(kb) == before and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))  # at a random point of the next batch: training, writing or appending
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
@@ -189,7 +198,7 @@ def test_sigkill_and_resume_leaves_every_document_done_once(tmp_path, tiny_model
                                        check=True).stdout)
     assert (status["parameterized"], status["pending"], status["failed"]) == (n, 0, 0)
     assert not [p for p in (kb / "docs").iterdir() if p.name.startswith(".")], "temporary folders left behind"
-    assert progress[-1] > 0, f"no document finished between kills: {progress}"
+    assert progress == sorted(progress) and progress[-1] > 0, f"documents done after each kill: {progress}"
 
 
 def test_parameterize_on_a_local_ray_instance(tmp_path, tiny_model_dir, tiny_lm):

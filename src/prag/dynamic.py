@@ -186,7 +186,8 @@ def dragin(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, l
         # QFS candidates: content tokens of the question (located by character offsets) and of the output so far
         q0 = prompt.rfind(question)
         texts = [tok.decode([t]) for t in enc["input_ids"]] + gen.texts
-        in_question = [j for j, (b, e) in enumerate(enc["offset_mapping"]) if q0 >= 0 and b >= q0 and e <= q0 + len(question)]
+        in_question = [j for j, (b, e) in enumerate(enc["offset_mapping"])
+                       if q0 >= 0 and b >= q0 and e <= q0 + len(question)]
         candidates = [j for j in in_question + list(range(start, start + i)) if is_content(texts[j])]
         query = qfs_query(texts, attn[start + i].tolist(), candidates, cfg.qfs_tokens)
         hits = _retrieve(pipe, query, question, top_k)
