@@ -9,3 +9,14 @@ def test_bench_update_reports_ours_and_peft(tiny_model_dir):
     for key in ("ours_ms_p50", "ours_cold_ms_p50", "peft_ms_p50", "speedup"):
         assert res[key] > 0
     assert abs(res["speedup"] - res["peft_ms_p50"] / res["ours_ms_p50"]) / res["speedup"] < 0.05  # rounding
+
+
+def test_bench_parameterize_reports_both_paths(tiny_model_dir):
+    from conftest import FICTIONAL
+    from prag.bench import bench_parameterize
+
+    lm = load_model(str(tiny_model_dir))
+    res = bench_parameterize(lm, FICTIONAL / "corpus.jsonl", docs=4, loop_docs=2, batch_docs=4)
+    assert res["docs"] == 4 and res["loop_docs"] == 2 and res["docs_per_hour"] > 0 and res["loop_docs_per_hour"] > 0
+    assert abs(res["speedup"] - res["docs_per_hour"] / res["loop_docs_per_hour"]) < 0.02 * res["speedup"] + 0.01
+    assert res["max_abs_diff_vs_loop"] < 1e-2, "both paths must train the same adapters"

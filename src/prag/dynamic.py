@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .augment import STOP
-from .generate import question_message
+from .generate import greedy_kwargs, question_message
 
 _SENTENCE_END = re.compile(r"[.!?](\s|$)|\n")
 
@@ -96,11 +96,9 @@ def qfs_query(texts: list[str], attn_row: list[float], candidates: list[int], n:
 def scored_generate(lm, prompt: str, max_new_tokens: int) -> Scored:
     tok = lm.tokenizer
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
-    extra = {} if lm.prompter.chat else {"stop_strings": ["\n"], "tokenizer": tok}
     eos = tok.eos_token_id
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                            eos_token_id=[eos] if eos is not None else None, output_logits=True,
-                            return_dict_in_generate=True, **extra)
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
+                            **greedy_kwargs(lm))
     gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
     ids, texts, probs, ents = [], [], [], []
     for step, t in enumerate(gen):
@@ -133,8 +131,7 @@ def flare(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, li
     """Answer with FLARE-direct; returns (raw answer text, the last retrieval's hits, retrieval rounds)."""
     cfg, lm = pipe.config.dynamic, pipe.lm
     answer, hits, rounds = "", [], 0
-    while len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"]) < max_new_tokens:
-        left = max_new_tokens - len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"])
+    while (left := max_new_tokens - len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"])) > 0:
         look = scored_generate(lm, _prompt(lm, question, None, answer), left)
         n = sentence_length(look.texts)
         if n == 0:

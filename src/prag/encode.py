@@ -108,6 +108,17 @@ def row_losses(logits: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor) -
     return (nll.view_as(target) * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
+def _micro_batches(rows: list[tuple[int, int]], budget: int):
+    """Split (length, doc) rows, sorted by length, into consecutive chunks whose padded size (rows x longest)
+    fits `budget` tokens; a single row always forms a chunk."""
+    while rows:
+        take = 1
+        while take < len(rows) and rows[take][0] * (take + 1) <= budget:
+            take += 1
+        yield rows[:take]
+        rows = rows[take:]
+
+
 def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[list[torch.Tensor]], cfg: LoraConfig,
                    pad_id: int = 0, inits: list[Adapter | None] | None = None,
                    max_tokens: int | None = None) -> list[tuple[Adapter, list[float]]]:
@@ -142,11 +153,7 @@ def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[l
             with torch.enable_grad():
                 for step in range(max(map(len, orders))):
                     todo = sorted((len(seqs[d][orders[d][step]]), d) for d in range(n) if step < len(orders[d]))
-                    while todo:
-                        take = 1  # longest prefix of the length-sorted rows whose padded size fits the budget
-                        while take < len(todo) and todo[take][0] * (take + 1) <= budget:
-                            take += 1
-                        chunk, todo = todo[:take], todo[take:]
+                    for chunk in _micro_batches(todo, budget):
                         rows = torch.tensor([d for _, d in chunk])
                         lengths = torch.tensor([ln for ln, _ in chunk])
                         ids = torch.full((len(chunk), int(lengths.max())), pad_id, dtype=torch.long)

@@ -21,18 +21,25 @@ def question_message(question: str, docs: list[Document] | None = None) -> str:
     return "\n\n".join(parts)
 
 
+def greedy_kwargs(lm: LoadedModel, stop_at_newline: bool = True) -> dict:
+    """Settings every greedy `model.generate` call shares: pad and end tokens, and for base models (no chat
+    template) a stop at the first line break, where their answer ends."""
+    tok = lm.tokenizer
+    kw = {"do_sample": False, "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+          "eos_token_id": [tok.eos_token_id] if tok.eos_token_id is not None else None}
+    if stop_at_newline and not lm.prompter.chat:
+        kw.update(stop_strings=["\n"], tokenizer=tok)
+    return kw
+
+
 @torch.inference_mode()
 def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_newline: bool = True,
              streamer=None) -> str:
     """Greedy continuation of `prompt` (already formatted), special tokens removed."""
     tok = lm.tokenizer
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
-    extra = {}
-    if stop_at_newline and not lm.prompter.chat:  # base models: the answer ends at the first line break
-        extra = {"stop_strings": ["\n"], "tokenizer": tok}
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                            eos_token_id=[tok.eos_token_id] if tok.eos_token_id is not None else None,
-                            streamer=streamer, **extra)
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, streamer=streamer,
+                            **greedy_kwargs(lm, stop_at_newline))
     return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 

@@ -20,6 +20,7 @@ import torch
 from . import PragError
 from .augment import QA, Augmentation, _on_topic, answer_spans, cloze, complete, is_grounded
 from .corpus import Document
+from .generate import greedy_kwargs
 
 REWRITE_PROMPT = (
     "Rewrite the passage in different words. Keep every name, number and fact.\n\n"
@@ -54,7 +55,8 @@ class LocalCompleter:
     @torch.inference_mode()
     def complete_many(self, prompts: list[str], max_new_tokens: int) -> list[str]:
         tok = self.lm.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        kw = greedy_kwargs(self.lm, stop_at_newline=False)
+        pad = kw["pad_token_id"]
         out: dict[int, str] = {}
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
         for start in range(0, len(order), self.batch_size):
@@ -63,16 +65,14 @@ class LocalCompleter:
             width = max(map(len, enc))
             ids = torch.tensor([[pad] * (width - len(e)) + e for e in enc])
             mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc])
-            gen = self.lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                         do_sample=False, pad_token_id=pad,
-                                         eos_token_id=[tok.eos_token_id] if tok.eos_token_id is not None else None)
+            gen = self.lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, **kw)
             for row, i in enumerate(idx):
                 out[i] = tok.decode(gen[row, width:], skip_special_tokens=True)
         return [out[i] for i in range(len(prompts))]
 
 
 class OpenAICompleter:
-    """Any OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp server, Ollama, OpenAI, prag serve...).
+    """Any OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp server, Ollama, OpenAI...).
 
     Requests run `concurrency` at a time; a failed request (connection error, 429 or 5xx) is retried with
     exponential backoff; other HTTP errors and exhausted retries raise a PragError saying what happened."""
