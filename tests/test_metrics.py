@@ -126,7 +126,9 @@ def test_summarize_means_and_by_type():
     assert set(s["by_type"]) == {"bridge", "comparison"}
     assert s["by_type"]["bridge"]["n"] == 2
     assert s["by_type"]["bridge"]["f1"] == pytest.approx(0.5)
-    assert s["by_type"]["comparison"] == {"f1": pytest.approx(0.5), "n": 1}
+    assert s["by_type"]["comparison"] == {"f1": pytest.approx(0.5), "em": 0.0, "precision": pytest.approx(0.25),
+                                          "recall": 1.0, "n": 1}
+    assert s["by_type"]["bridge"]["em"] == pytest.approx(0.5) and s["by_type"]["bridge"]["recall"] == pytest.approx(0.5)
 
 
 def test_summarize_without_types_has_no_by_type():
@@ -137,4 +139,4 @@ def test_summarize_without_types_has_no_by_type():
 
 def test_summarize_mixed_rows_with_and_without_type_key():
     s = summarize([_row(1.0, 1.0, 1.0, 1.0, 1.0, "bridge"), _row(0.0, 0.0, 0.0, 0.0, 1.0)])
-    assert s["by_type"] == {"bridge": {"f1": 1.0, "n": 1}}
+    assert s["by_type"] == {"bridge": {"f1": 1.0, "em": 1.0, "precision": 1.0, "recall": 1.0, "n": 1}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from .corpus import Document
 from .evaluate import normalize_answer
@@ -213,6 +214,52 @@ class RuleAugmenter:
 
     def augment(self, doc: Document, n: int, m: int) -> Augmentation:
         return complete(doc, [], [], n, m, {"augmenter": self.name})
+
+    def augment_many(self, docs: list[Document], n: int, m: int) -> list[Augmentation]:
+        return [self.augment(d, n, m) for d in docs]
+
+
+PARTS = ("both", "rewrite", "qa", "none")
+
+
+def select_parts(aug: Augmentation, doc: Document, parts: str) -> Augmentation:
+    """The augmentation restricted for the paper's §5.3 ablation: both (as is), rewrite (no QA pairs), qa (the
+    original document instead of rewrites, plus the QA pairs), none (the original document only)."""
+    if parts not in PARTS:
+        from . import PragError
+
+        raise PragError(f"unknown augment.parts {parts!r}: use {', '.join(PARTS)}")
+    rewrites = aug.rewrites if parts in ("both", "rewrite") else [doc.as_text()]
+    qa = aug.qa if parts in ("both", "qa") else []
+    return Augmentation(rewrites, qa, {**aug.notes, "parts": parts})
+
+
+class ReferenceAugmenter:
+    """QA pairs given in a JSONL file ({doc_id, qa: [{question, answer}]}, e.g. a dataset's
+    augment-reference.jsonl written by a much larger model for the gold paragraphs), with rule rewrites.
+    Documents the file does not cover get rule pairs; `notes["qa_source"]` says which."""
+    name = "reference"
+
+    def __init__(self, path: str | None):
+        from . import PragError
+        from .corpus import read_jsonl
+
+        if not path:
+            raise PragError("augmenter 'reference' needs augment.reference: a JSONL file of {doc_id, qa}")
+        self.pairs: dict[str, list[QA]] = {}
+        for n, row in read_jsonl(Path(path)):
+            try:
+                self.pairs[str(row["doc_id"])] = [QA(str(q["question"]), str(q["answer"]), "reference")
+                                                  for q in row["qa"]]
+            except (KeyError, TypeError):
+                raise PragError(f"{path}: line {n}: expected {{doc_id, qa: [{{question, answer}}]}}") from None
+
+    def augment(self, doc: Document, n: int, m: int) -> Augmentation:
+        ref = self.pairs.get(doc.id)
+        if ref is None:
+            return complete(doc, [], [], n, m, {"augmenter": self.name, "qa_source": "rule"})
+        rewrites = [rule_rewrite(doc, i) for i in range(n)]
+        return Augmentation(rewrites, ref[:m], {"augmenter": self.name, "qa_source": "reference"})
 
     def augment_many(self, docs: list[Document], n: int, m: int) -> list[Augmentation]:
         return [self.augment(d, n, m) for d in docs]

@@ -141,3 +141,90 @@ def bench_parameterize(lm, corpus: Path, docs: int = 32, loop_docs: int | None =
             "speedup": round(dph / loop_dph, 2), **out, "docs": min(docs, len(kb.docs)), "loop_docs": loop_docs,
             "batch_docs": batch_docs, "max_abs_diff_vs_loop": diff, "model": lm.spec,
             "augmenter": cfg.augment.augmenter, "threads": torch.get_num_threads()}
+
+
+def bench_generate(lm, tokens: int = 64, repeats: int = 3, k: int = 3, original: bool = True) -> dict:
+    """Decode tokens/s of the transformers and llama.cpp backends, closed-book and with k random adapters of
+    the real shape active (P-RAG), plus seconds per question (Update + greedy answer) for 5 questions.
+    Same model, same prompts, same process. `original` also times llama.cpp on the shipped quantized GGUF."""
+    from .generate import generate, greedy_kwargs, question_message
+    from .llamacpp import LlamaCppBackend, dequantized_gguf, generate_text, gguf_architecture, write_adapter_gguf
+    from .models import cache_dir, resolve_gguf
+    from .update import Adapter, Injector
+
+    gguf = resolve_gguf(lm.spec)
+    if gguf is None:
+        from . import PragError
+
+        raise PragError(f"model {lm.spec!r} is not a GGUF model: llama.cpp needs one")
+    inj = Injector(lm.model, ["gate_proj", "up_proj", "down_proj"])
+    g = torch.Generator().manual_seed(0)
+    adapters = [Adapter({n: (torch.randn(2, i, generator=g) * 0.01, torch.randn(o, 2, generator=g) * 0.01)
+                         for n, (i, o) in inj.shapes().items()}, 2, 32.0) for _ in range(k)]
+    weights = [1.0 / k] * k
+    questions = ["Who was born first, Ada Lovelace or Charles Babbage?", "What is the capital of the country "
+                 "where the Danube ends?", "Which film came out first, Metropolis or Nosferatu?",
+                 "Where was the director of Casablanca born?", "Are the Rhine and the Elbe in the same country?"]
+    prompts = [lm.prompter.format(question_message(q)) for q in questions]
+    ids = lm.tokenizer(prompts[0], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    kw = greedy_kwargs(lm, stop_at_newline=False) | {"eos_token_id": None, "min_new_tokens": tokens}
+
+    def tf_tok_s(ads) -> float:
+        times = []
+        with inj.applied(ads, weights[: len(ads)]), torch.inference_mode():
+            lm.model.generate(ids, max_new_tokens=4, **kw | {"min_new_tokens": 4})  # warm-up
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                lm.model.generate(ids, max_new_tokens=tokens, **kw)
+                times.append(time.perf_counter() - t0)
+        return tokens / statistics.median(times)
+
+    def tf_question_s() -> float:
+        times = []
+        for p in prompts:
+            t0 = time.perf_counter()
+            with inj.applied(adapters, weights):
+                generate(lm, p)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    out = {"transformers_tok_s": tf_tok_s([]), "transformers_prag_tok_s": tf_tok_s(adapters),
+           "transformers_prag_question_s": tf_question_s()}
+    inj.remove()
+    arch = gguf_architecture(gguf)
+    variants = [("llamacpp", dequantized_gguf(gguf, cache_dir()))] + ([("llamacpp_q", gguf)] if original else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for j, ad in enumerate(adapters):
+            paths.append(Path(tmp) / f"doc{j}.gguf")
+            write_adapter_gguf(ad, arch, paths[-1])
+        pairs = list(zip(paths, weights))
+        prompt_ids = ids[0].tolist()
+        for name, path in variants:
+            be = LlamaCppBackend(path)
+
+            def lc_tok_s(ads) -> float:
+                be.generate(prompt_ids, 4, set(), adapters=ads)  # warm-up (loads adapters)
+                times = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    be.generate(prompt_ids, tokens, set(), adapters=ads)
+                    times.append(time.perf_counter() - t0)
+                return tokens / statistics.median(times)
+
+            out[f"{name}_tok_s"] = lc_tok_s([])
+            out[f"{name}_prag_tok_s"] = lc_tok_s(pairs)
+            qs = []
+            for p in prompts:
+                t0 = time.perf_counter()
+                generate_text(be, lm, p, 24, pairs)
+                qs.append(time.perf_counter() - t0)
+            out[f"{name}_prag_question_s"] = statistics.median(qs)
+            del be
+    out = {k: round(v, 4 if k.endswith("question_s") else 1) for k, v in out.items()}
+    out["prag_speedup"] = round(out["llamacpp_prag_tok_s"] / out["transformers_prag_tok_s"], 2)
+    out["prag_question_speedup"] = round(out["transformers_prag_question_s"] / out["llamacpp_prag_question_s"], 2)
+    out.update(tokens=tokens, prompt_tokens=len(prompt_ids), k=k, model=lm.spec, threads=torch.get_num_threads(),
+               llamacpp_weights="dequantized float32 (llamacpp_*) and the shipped GGUF (llamacpp_q_*)"
+               if original else "dequantized float32")
+    return out

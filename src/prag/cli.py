@@ -18,6 +18,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Parametric RAG: inject retrieved documents into an LLM's FFN weights as per-document LoRAs.")
 
 KB = typer.Option(..., "--kb", help="Knowledge-base directory.")
+BACKEND = typer.Option(None, help="Who generates: transformers | llamacpp (llama.cpp; needs the [llamacpp] extra). Default: the kb's config.")
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The running command with every option it was given (defaults included): what reproduces a result."""
+    import shlex
+
+    parts = ["prag", ctx.info_name]
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        if v is None or v is False:
+            continue
+        flag = p.opts[0]
+        parts += [flag] if v is True and getattr(p, "is_flag", False) else [flag, str(v)]
+    return shlex.join(parts)
+
+
+def _set_backend(pipe, backend: str | None) -> None:
+    if backend is not None:
+        pipe.config.generation.backend = backend
+    pipe.check_generation_config()
 
 
 def _pipeline(kb_dir: Path):
@@ -33,14 +54,29 @@ def index(corpus: Path = typer.Option(..., help="JSONL corpus: one {id, title, t
           model: str = typer.Option("smollm2", help="Base model: smollm2, gemma3-270m, a .gguf file or an HF dir."),
           preset: str = typer.Option("default", help="'default' (our tuned settings) or 'paper' (r=2, alpha=32, lr 3e-4, 1 epoch, plain sum)."),
           config: Optional[Path] = typer.Option(None, help="TOML file overriding the config (sections lora, augment, retrieval, generation)."),
+          augmenter: Optional[str] = typer.Option(None, help="rule | model | openai | reference (QA pairs from --reference, rules elsewhere)."),
+          augment_model: Optional[str] = typer.Option(None, help="For --augmenter model: the augmentation model (default: the base model), e.g. gemma3-270m."),
+          reference: Optional[Path] = typer.Option(None, help="For --augmenter reference: JSONL of {doc_id, qa} (e.g. a dataset's augment-reference.jsonl)."),
+          parts: Optional[str] = typer.Option(None, help="What encoding trains on: both | rewrite | qa | none (the paper's §5.3 ablation; without rewrites, the document itself)."),
+          init_from: Optional[Path] = typer.Option(None, help="Start every document's LoRA from this adapter folder (made by `prag warmup`; §5.2) instead of random init."),
           overwrite: bool = typer.Option(False, help="Replace the settings of an existing kb (its adapters are then stale).")):
-    """Validate a corpus and build (or refresh) a knowledge base: corpus copy, BM25 index, config."""
+    """Validate a corpus and build (or refresh) a knowledge base: corpus copy, BM25 index, config. The encoding
+    settings (model, preset, augmentation, warm-up) are stored in kb.toml, so every adapter of a kb is made alike."""
     from .config import default_config, read_toml
     from .store import KnowledgeBase
 
     cfg = default_config(model, preset)
     if config:
         cfg.apply(read_toml(config))
+    for section, key, value in (("augment", "augmenter", augmenter), ("augment", "parts", parts),
+                                ("augment", "model", augment_model),
+                                ("augment", "reference", reference and str(reference.resolve())),
+                                ("lora", "init_from", init_from and str(init_from.resolve()))):
+        if value is not None:
+            setattr(getattr(cfg, section), key, value)
+    from .pipeline import Pipeline
+
+    Pipeline.check_settings(cfg)
     kbo = KnowledgeBase.create(kb, corpus, cfg, overwrite=overwrite)
     typer.echo(f"indexed {len(kbo.docs)} documents into {kb} (model {cfg.model})")
 
@@ -52,7 +88,7 @@ def parameterize(kb: Path = KB,
                  batch_docs: Optional[int] = typer.Option(None, help="Documents trained together (1: one at a time). Same adapters either way."),
                  train_dtype: Optional[str] = typer.Option(None, help="Model dtype while training: float32 | bfloat16 (faster on CPUs with bf16 units; adapters differ slightly)."),
                  adapter_dtype: Optional[str] = typer.Option(None, help="Stored adapter dtype: float32 | float16 | bfloat16."),
-                 augmenter: Optional[str] = typer.Option(None, help="rule | model (a local LLM) | openai (an OpenAI-compatible endpoint)."),
+                 augmenter: Optional[str] = typer.Option(None, help="rule | model (a local LLM) | openai (an OpenAI-compatible endpoint) | reference (QA pairs from --reference)."),
                  base_url: Optional[str] = typer.Option(None, help="For --augmenter openai: the endpoint, e.g. http://localhost:8000/v1 (key from $OPENAI_API_KEY)."),
                  model: Optional[str] = typer.Option(None, help="Augmentation model: the endpoint's model name, or a local model spec for --augmenter model."),
                  concurrency: Optional[int] = typer.Option(None, help="Requests in flight for --augmenter openai."),
@@ -89,6 +125,23 @@ def parameterize(kb: Path = KB,
 
 
 @app.command()
+def warmup(kb: Path = KB,
+           out: Path = typer.Option(..., help="Folder for the warm-up LoRA (PEFT layout)."),
+           questions: Optional[Path] = typer.Option(None, help="JSONL questions; their dev half is used."),
+           dataset: Optional[str] = typer.Option(None, help="A dataset folder by name or path; its dev half is used."),
+           limit: Optional[int] = typer.Option(None, help="Only the first N dev questions.")):
+    """Train the paper's warm-up LoRA (§5.2) on (question, answer) pairs of DEV questions only, with the kb's
+    LoRA recipe. Then `prag parameterize --init-from OUT` starts every document from it."""
+    from .corpus import dataset_dir, load_questions, split as split_qs
+
+    if (questions is None) == (dataset is None):
+        raise PragError("give exactly one of --questions FILE or --dataset NAME")
+    path = questions or dataset_dir(dataset) / "questions.jsonl"
+    qs = split_qs(load_questions(path), "dev")[: limit or None]
+    typer.echo(json.dumps(_pipeline(kb).warmup(qs, out)))
+
+
+@app.command()
 def status(kb: Path = KB, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Documents, parameterized, pending and failed (with reasons) in a knowledge base."""
     from .store import KnowledgeBase
@@ -105,12 +158,14 @@ def status(kb: Path = KB, as_json: bool = typer.Option(False, "--json", help="Pr
 @app.command()
 def ask(question: str = typer.Argument(..., help="The question."),
         kb: Path = KB,
-        method: str = typer.Option("prag", help="closed | rag | prag | combine | flare | dragin."),
+        method: str = typer.Option("prag", help="closed | rag | da-rag | prag | combine | flare | dragin."),
         top_k: Optional[int] = typer.Option(None, help="Documents to retrieve (default: the kb's config, 3)."),
         merge: Optional[str] = typer.Option(None, help="Adapter weights: sum (paper) | mean | softmax | top1."),
+        backend: Optional[str] = BACKEND,
         as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Answer a question. With prag/combine, retrieved documents without an adapter are parameterized first."""
     pipe = _pipeline(kb)
+    _set_backend(pipe, backend)
     if merge:
         pipe.config.generation.merge = merge
     ans = pipe.ask(question, method=method, top_k=top_k)
@@ -124,49 +179,92 @@ def ask(question: str = typer.Argument(..., help="The question."),
 
 
 @app.command("eval")
-def eval_(kb: Path = KB,
-          questions: Path = typer.Option(..., help="JSONL questions: {id, question, golden_answers}."),
+def eval_(ctx: typer.Context,
+          kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge-base directory. With --dataset it may be left out: runs/kb-<dataset>-<model>, indexed from the dataset's corpus on first use."),
+          questions: Optional[Path] = typer.Option(None, help="JSONL questions: {id, question, golden_answers[, type, gold_doc_ids]}."),
+          dataset: Optional[str] = typer.Option(None, help="A dataset folder (questions.jsonl + corpus.jsonl) by name under ../shared/datasets or by path; replaces --questions."),
+          model: str = typer.Option("smollm2", help="Base model when --dataset creates the kb."),
           split: str = typer.Option("all", help="dev (first half of the file) | test (second half) | all."),
           limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
-          methods: str = typer.Option("closed,rag,prag,combine", help="Comma-separated methods: closed, rag, prag, combine, flare, dragin."),
+          methods: str = typer.Option("closed,rag,prag,combine", help="Comma-separated methods: closed, rag, da-rag, prag, combine, flare, dragin."),
           top_k: int = typer.Option(3, help="Documents retrieved per question."),
           merge: Optional[str] = typer.Option(None, help="Adapter weights: sum | mean | softmax | top1."),
-          json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here (a .log.jsonl beside it lets an interrupted run resume).")):
-    """Score methods on a question set: EM and F1 (SQuAD normalization, max over golden answers), seconds per question."""
-    from .corpus import load_questions, split as split_qs
+          backend: Optional[str] = BACKEND,
+          json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here, and a Markdown table beside it (.md); a .log.jsonl beside it lets an interrupted run resume.")):
+    """Score methods on a question set: EM, F1, precision, recall (SQuAD normalization, max over golden answers;
+    per question type), retrieval recall@k against gold_doc_ids, seconds per question with the Update apart."""
+    from .corpus import dataset_dir, load_questions, split as split_qs
     from .evaluate import run_eval
     from .pipeline import METHODS
+    from .report import markdown_table, runtime_table
 
     ms = [m.strip() for m in methods.split(",") if m.strip()]
     bad = [m for m in ms if m not in METHODS]
     if bad:
         raise PragError(f"unknown method {bad[0]!r}: use one of {', '.join(METHODS)}")
+    if (questions is None) == (dataset is None):
+        raise PragError("give exactly one of --questions FILE or --dataset NAME")
+    if split not in ("dev", "test", "all"):
+        raise PragError(f"unknown split {split!r}: use dev, test or all")
+    ds_dir = dataset_dir(dataset) if dataset else None
+    questions = questions or ds_dir / "questions.jsonl"
     qs = split_qs(load_questions(questions), split)[: limit or None]
+    if kb is None:
+        if ds_dir is None:
+            raise PragError("--kb is required with --questions")
+        kb = Path("runs") / f"kb-{ds_dir.name}-{Path(model).stem}"
+    if ds_dir is not None and not (kb / "kb.toml").exists():
+        from .config import default_config
+        from .store import KnowledgeBase
+
+        KnowledgeBase.create(kb, ds_dir / "corpus.jsonl", default_config(model))
     pipe = _pipeline(kb)
+    _set_backend(pipe, backend)
     if merge:
         pipe.config.generation.merge = merge
+    if {"prag", "combine"} & set(ms):  # adapters of every retrieved document first, batched and resumable
+        need = sorted({h.doc.id for q in qs for h in pipe.kb.retriever.retrieve(q.question, top_k)})
+        s = pipe.parameterize(need)
+        if s["failed"]:
+            raise PragError(f"{len(s['failed'])} documents failed to parameterize; see `prag status --kb {kb}`")
     log = json_out.with_suffix(".log.jsonl") if json_out else None
     res = run_eval(pipe, qs, ms, top_k, log)
-    res.update(questions=str(questions), split=split, top_k=top_k, model=pipe.config.model,
-               merge=pipe.config.generation.merge)
+    res.update(dataset=ds_dir.name if ds_dir else questions.parent.name, questions=str(questions), split=split,
+               limit=limit, top_k=top_k, model=pipe.config.model, merge=pipe.config.generation.merge,
+               backend=pipe.config.generation.backend, kb=str(kb), command=_command_line(ctx))
     text = json.dumps(res, indent=2)
     if json_out:
         json_out.write_text(text)
+        json_out.with_suffix(".md").write_text(markdown_table([res]) + "\n" + runtime_table([res]))
     typer.echo(text)
+
+
+@app.command()
+def report(results: list[Path] = typer.Argument(..., help="Result JSON files written by `prag eval --json`."),
+           out: Path = typer.Option(..., help="Folder for report.md and the PNG plots."),
+           title: str = typer.Option("Results", help="Heading of report.md.")):
+    """Lay out eval results like the paper's Table 1 (Markdown) with plots: F1 by method and model, seconds per question."""
+    from .report import write_report
+
+    typer.echo(json.dumps(write_report(results, out, title)))
 
 
 @app.command()
 def serve(kb: Path = KB,
           host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
           port: int = typer.Option(8000, help="Port."),
-          model_id: Optional[str] = typer.Option(None, help="Model name clients must send (default prag-<model>).")):
+          model_id: Optional[str] = typer.Option(None, help="Model name clients must send (default prag-<model>)."),
+          backend: Optional[str] = BACKEND):
     """Serve the kb over an OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/documents, ...)."""
     import uvicorn
 
     from .serve import create_app
 
     pipe = _pipeline(kb)
+    _set_backend(pipe, backend)
     pipe.lm  # load before accepting requests
+    if pipe.config.generation.backend == "llamacpp":
+        pipe.llamacpp
     uvicorn.run(create_app(pipe, model_id), host=host, port=port, log_level="info")
 
 
@@ -206,6 +304,25 @@ def bench_parameterize(docs: int = typer.Option(32, help="Documents of the datas
     corpus = dataset_dir(dataset) / "corpus.jsonl"
     res = run(load_model(model), corpus, docs=docs, loop_docs=loop_docs, batch_docs=batch_docs,
               train_dtype=train_dtype)
+    typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+
+
+@bench_app.command("generate")
+def bench_generate(model: str = typer.Option("smollm2", help="Base model (a GGUF one: smollm2, gemma3-270m or a .gguf file)."),
+                   tokens: int = typer.Option(64, help="Tokens decoded per timed generation."),
+                   repeats: int = typer.Option(3, help="Timed generations per setting (median reported)."),
+                   top_k: int = typer.Option(3, help="Adapters active for the prag settings."),
+                   original: bool = typer.Option(True, help="Also time llama.cpp on the shipped quantized GGUF (llamacpp_q_*)."),
+                   as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
+    """Decode tokens/s and seconds per question: transformers vs llama.cpp, closed-book and with top-k adapters."""
+    from .bench import bench_generate as run
+    from .llamacpp import require_llama_cpp
+    from .models import load_model
+
+    if tokens < 1 or repeats < 1 or top_k < 1:
+        raise PragError("--tokens, --repeats and --top-k must be at least 1")
+    require_llama_cpp()
+    res = run(load_model(model), tokens=tokens, repeats=repeats, k=top_k, original=original)
     typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
 
 

@@ -31,6 +31,8 @@ class LoraConfig:
     batch_tokens: int = 2048        # padded tokens per forward pass when training batched (bounds memory)
     adapter_dtype: str = "float32"  # how adapters are stored: float32 | float16 | bfloat16
     train_dtype: str = "float32"    # the base model's dtype while encoding: float32 | bfloat16 (faster on AMX CPUs)
+    init_from: str | None = None    # a PEFT adapter folder every document's LoRA starts from (the paper's §5.2
+                                    # warm-up, made by `prag warmup`); None = random init
 
 
 @dataclass
@@ -39,7 +41,11 @@ class AugmentConfig:
     n_rewrites: int = 1
     n_qa: int = 3
     augmenter: str = "model"        # "model" (a local LLM: `model`, else the base model), "openai" (an
-                                    # OpenAI-compatible endpoint at base_url serving `model`) or "rule"
+                                    # OpenAI-compatible endpoint at base_url serving `model`), "rule", or
+                                    # "reference" (QA pairs from the JSONL file `reference`; rules elsewhere)
+    parts: str = "both"             # what encoding trains on (§5.3 ablation): both | rewrite | qa | none;
+                                    # without rewrites the original document stands in for them
+    reference: str | None = None    # for augmenter "reference": JSONL of {doc_id, qa: [{question, answer}]}
     model: str | None = None        # augmentation model; None = the base model
     max_new_tokens: int = 160
     base_url: str | None = None     # for augmenter "openai", e.g. http://localhost:8000/v1
@@ -58,6 +64,10 @@ class GenerationConfig:
     max_new_tokens: int = 24
     merge: str = "sum"              # how the top-k adapters are weighted: sum (paper), mean, softmax, top1
     temperature: float = 1.0        # for merge="softmax": softmax(score / temperature)
+    backend: str = "transformers"   # who generates: transformers | llamacpp (llama-cpp-python, `.[llamacpp]`)
+    llamacpp_weights: str = "dequantized"  # llamacpp: "dequantized" (float32, the transformers backend's exact
+                                    # weights) or "original" (the shipped quantized GGUF: faster, may differ)
+    llamacpp_ctx: int = 4096        # llamacpp context length in tokens
 
 
 @dataclass

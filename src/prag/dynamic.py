@@ -92,25 +92,36 @@ def qfs_query(texts: list[str], attn_row: list[float], candidates: list[int], n:
 
 
 # ---------------------------------------------------------------- running them on a model
-@torch.inference_mode()
-def scored_generate(lm, prompt: str, max_new_tokens: int) -> Scored:
-    tok = lm.tokenizer
-    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
-    eos = tok.eos_token_id
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
-                            **greedy_kwargs(lm))
-    gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
-    ids, texts, probs, ents = [], [], [], []
-    for step, t in enumerate(gen):
+def _scored(tok, ids: list[int], logit_rows, max_new_tokens: int, eos: int | None) -> Scored:
+    """Scored tokens from generated ids and the logits row that produced each (generation stops at `eos`)."""
+    out_ids, texts, probs, ents = [], [], [], []
+    for t, row in zip(ids, logit_rows):
         if t == eos:
             break
-        logp = torch.log_softmax(out.logits[step][0].float(), dim=-1)
-        ids.append(t)
+        logp = torch.log_softmax(torch.as_tensor(row).float().reshape(-1), dim=-1)
+        out_ids.append(t)
         texts.append(tok.decode([t], skip_special_tokens=True))
         probs.append(float(logp[t].exp()))
         ents.append(float(-(logp.exp() * logp).sum()))
-    ended = len(ids) < len(gen) or len(gen) < max_new_tokens or "\n" in "".join(texts)
-    return Scored(ids, texts, probs, ents, ended)
+    ended = len(out_ids) < len(ids) or len(ids) < max_new_tokens or "\n" in "".join(texts)
+    return Scored(out_ids, texts, probs, ents, ended)
+
+
+@torch.inference_mode()
+def scored_generate(lm, prompt: str, max_new_tokens: int, backend=None) -> Scored:
+    """Greedy generation with each token's probability and entropy, on transformers or (`backend`) llama.cpp."""
+    tok = lm.tokenizer
+    if backend is not None:
+        from .llamacpp import generate_text
+
+        rows: list = []
+        _, ids, _ = generate_text(backend, lm, prompt, max_new_tokens, scores=rows)
+        return _scored(tok, ids, rows, max_new_tokens, tok.eos_token_id)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
+                            **greedy_kwargs(lm))
+    gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
+    return _scored(tok, gen, [lg[0] for lg in out.logits], max_new_tokens, tok.eos_token_id)
 
 
 def _retrieve(pipe, query: str, question: str, top_k: int) -> list:
@@ -130,9 +141,10 @@ def _prompt(lm, question: str, docs, answer: str) -> str:
 def flare(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, list, int]:
     """Answer with FLARE-direct; returns (raw answer text, the last retrieval's hits, retrieval rounds)."""
     cfg, lm = pipe.config.dynamic, pipe.lm
+    backend = pipe.llamacpp if pipe.config.generation.backend == "llamacpp" else None
     answer, hits, rounds = "", [], 0
     while (left := max_new_tokens - len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"])) > 0:
-        look = scored_generate(lm, _prompt(lm, question, None, answer), left)
+        look = scored_generate(lm, _prompt(lm, question, None, answer), left, backend)
         n = sentence_length(look.texts)
         if n == 0:
             break
@@ -141,7 +153,7 @@ def flare(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, li
                                 question if cfg.flare_query_with_question else None)
             hits = _retrieve(pipe, query, question, top_k)
             rounds += 1
-            look = scored_generate(lm, _prompt(lm, question, [h.doc for h in hits], answer), left)
+            look = scored_generate(lm, _prompt(lm, question, [h.doc for h in hits], answer), left, backend)
             n = sentence_length(look.texts)
         answer += lm.tokenizer.decode(look.ids[:n], skip_special_tokens=True)
         if n == len(look.ids) and look.ended or "\n" in answer or n == 0:

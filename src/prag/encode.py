@@ -222,6 +222,25 @@ def mmap_safetensors(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def save_adapter(adapter: Adapter, folder: Path, cfg: LoraConfig, base_model: str,
+                 dtype: torch.dtype = torch.float32) -> None:
+    """Write an adapter in PEFT's layout into `folder` (a temporary folder renamed into place)."""
+    import os
+    import shutil
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(adapter_tensors(adapter, dtype), str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (tmp / "adapter_config.json").write_text(json.dumps(adapter_config(cfg, base_model), indent=2))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
 def read_adapter(folder: Path) -> Adapter:
     """Load an adapter saved in PEFT's layout (ours or PEFT's own), memory-mapped: float32 factors are views
     of the file, not copies."""

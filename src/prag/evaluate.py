@@ -42,6 +42,13 @@ def score(pred: str, golds: list[str]) -> dict[str, float]:
             "recall": max(f[2] for f in f1s)}
 
 
+def doc_recall(retrieved: list[str], gold: list[str]) -> float | None:
+    """Share of the gold documents among the retrieved ones (recall@k); None without gold documents."""
+    if not gold:
+        return None
+    return len(set(retrieved) & set(gold)) / len(set(gold))
+
+
 def summarize(rows: list[dict]) -> dict:
     n = len(rows)
     if not n:
@@ -51,13 +58,17 @@ def summarize(rows: list[dict]) -> dict:
     out["update_sec_per_question"] = sum(r.get("update_seconds", 0.0) for r in rows) / n
     out["retrieval_rounds"] = sum(r.get("retrieval_rounds", 0) for r in rows) / n
     out["prompt_tokens"] = sum(r.get("prompt_tokens", 0) for r in rows) / n
+    with_gold = [r["doc_recall"] for r in rows if r.get("doc_recall") is not None]
+    if with_gold:
+        out["retrieval_recall"] = sum(with_gold) / len(with_gold)  # recall@k of gold_doc_ids in the hits
     out["n"] = n
     types = sorted({r.get("type", "") for r in rows} - {""})
     if types:
         out["by_type"] = {}
         for t in types:
             sel = [r for r in rows if r.get("type", "") == t]
-            out["by_type"][t] = {"f1": sum(r["f1"] for r in sel) / len(sel), "n": len(sel)}
+            out["by_type"][t] = {k: sum(r[k] for r in sel) / len(sel) for k in ("f1", "em", "precision", "recall")}
+            out["by_type"][t]["n"] = len(sel)
     return out
 
 
@@ -84,6 +95,7 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
                    "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
                    "seconds": time.perf_counter() - t0, "update_seconds": res.update_seconds,
                    "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens,
+                   "doc_recall": doc_recall([h.doc.id for h in res.hits], q.gold_doc_ids) if res.hits else None,
                    **score(res.answer, q.golden_answers)}
             done[(method, q.id)] = row
             if log:

@@ -2,17 +2,19 @@
 
 `Pipeline` binds one loaded base model, its LoRA `Injector` and a `KnowledgeBase`. The methods it answers
 with are small functions of the stages: closed (bare question), rag (documents in context), prag (documents'
-adapters merged into the FFN, bare question) and combine (both).
+adapters merged into the FFN, bare question), combine (both) and da-rag (the documents' augmentation, i.e.
+rewrites and QA pairs, in context: the paper's §4.2 baseline).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from . import PragError
-from .augment import Augmentation, RuleAugmenter
+from .augment import Augmentation, ReferenceAugmenter, RuleAugmenter, select_parts
 from .corpus import Document
 from .encode import train_adapter, train_adapters
 from .generate import extract_answer, generate, question_message
@@ -21,8 +23,9 @@ from .retrieval import Hit
 from .store import KnowledgeBase
 from .update import Injector, merge_weights
 
-METHODS = ("closed", "rag", "prag", "combine", "flare", "dragin")
+METHODS = ("closed", "rag", "da-rag", "prag", "combine", "flare", "dragin")
 DYNAMIC = ("flare", "dragin")  # multi-round retrieval during generation (dynamic.py)
+BACKENDS = ("transformers", "llamacpp")
 ADAPTER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -77,6 +80,7 @@ class Pipeline:
         self._injector = None
         self._augmenter = None
         self._trainer = None
+        self._llamacpp = None
 
     @property
     def lm(self) -> LoadedModel:
@@ -85,14 +89,61 @@ class Pipeline:
             self._lm = load_model(self.config.model)
         return self._lm
 
+    def check_generation_config(self, method: str | None = None) -> None:
+        """Reject a bad backend (or a method it cannot run) before any model is loaded."""
+        gcfg = self.config.generation
+        if gcfg.backend not in BACKENDS:
+            raise PragError(f"unknown backend {gcfg.backend!r}: use {' or '.join(BACKENDS)}")
+        if gcfg.backend == "llamacpp":
+            if gcfg.llamacpp_weights not in ("dequantized", "original"):
+                raise PragError(f"unknown llamacpp_weights {gcfg.llamacpp_weights!r}: use dequantized or original")
+            if method == "dragin":
+                raise PragError("dragin needs attention weights, which llama.cpp does not expose: "
+                                "use --backend transformers")
+
+    @property
+    def llamacpp(self):
+        """The llama.cpp backend (llamacpp.py), started on first use: the model's GGUF, dequantized to float32
+        by default so it computes with the transformers backend's weights."""
+        if self._llamacpp is None:
+            from .llamacpp import LlamaCppBackend, dequantized_gguf, require_llama_cpp
+            from .models import cache_dir, resolve_gguf
+
+            self.check_generation_config()
+            require_llama_cpp()
+            gguf = resolve_gguf(self.config.model)
+            if gguf is None:
+                raise PragError(f"model {self.config.model!r} is not a GGUF model: the llamacpp backend needs one")
+            gcfg = self.config.generation
+            path = dequantized_gguf(gguf, cache_dir()) if gcfg.llamacpp_weights == "dequantized" else gguf
+            self._llamacpp = LlamaCppBackend(path, gcfg.llamacpp_ctx)
+        return self._llamacpp
+
     @property
     def injector(self) -> Injector:
         if self._injector is None:
             self._injector = Injector(self.lm.model, self.config.lora.target_modules)
         return self._injector
 
+    @staticmethod
+    def check_settings(cfg) -> None:
+        """Reject bad augmentation and warm-up settings of a config (before a kb is made from it)."""
+        from .augment import PARTS
+
+        acfg = cfg.augment
+        if acfg.augmenter not in ("rule", "model", "openai", "reference"):
+            raise PragError(f"unknown augmenter {acfg.augmenter!r}: use rule, model, openai or reference")
+        if acfg.parts not in PARTS:
+            raise PragError(f"unknown augment.parts {acfg.parts!r}: use {', '.join(PARTS)}")
+        if acfg.augmenter == "reference" and not (acfg.reference and Path(acfg.reference).is_file()):
+            raise PragError(f"augmenter 'reference' needs augment.reference, a JSONL file (got {acfg.reference!r})")
+        if cfg.lora.init_from and not (Path(cfg.lora.init_from) / "adapter_model.safetensors").is_file():
+            raise PragError(f"lora.init_from {cfg.lora.init_from}: no adapter_model.safetensors there "
+                            "(make one with `prag warmup`)")
+
     def check_encoding_config(self) -> None:
         """Reject bad encoding settings before any model is loaded."""
+        self.check_settings(self.config)
         lcfg = self.config.lora
         if lcfg.train_dtype not in ("float32", "bfloat16"):
             raise PragError(f"unknown train dtype {lcfg.train_dtype!r}: use float32 or bfloat16")
@@ -100,6 +151,7 @@ class Pipeline:
             raise PragError(f"unknown adapter dtype {lcfg.adapter_dtype!r}: use {', '.join(ADAPTER_DTYPES)}")
         if lcfg.batch_docs < 1 or lcfg.batch_tokens < 1:
             raise PragError("lora.batch_docs and lora.batch_tokens must be at least 1")
+        self.init_adapter  # a warm-up adapter of the wrong rank is reported before any work
 
     @property
     def trainer(self) -> tuple[torch.nn.Module, Injector]:
@@ -129,6 +181,8 @@ class Pipeline:
             acfg = self.config.augment
             if acfg.augmenter == "rule":
                 self._augmenter = RuleAugmenter()
+            elif acfg.augmenter == "reference":
+                self._augmenter = ReferenceAugmenter(acfg.reference)
             elif acfg.augmenter == "model":
                 from .llm_augment import LocalCompleter, ModelAugmenter
 
@@ -143,7 +197,7 @@ class Pipeline:
                                             acfg.concurrency)
                 self._augmenter = ModelAugmenter(completer, acfg.max_new_tokens)
             else:
-                raise PragError(f"unknown augmenter {acfg.augmenter!r}: use rule, model or openai")
+                raise PragError(f"unknown augmenter {acfg.augmenter!r}: use rule, model, openai or reference")
         return self._augmenter
 
     # ------------------------------------------------------------------ offline
@@ -153,17 +207,34 @@ class Pipeline:
     def _augment_many(self, docs: list[Document]) -> list[Augmentation]:
         acfg = self.config.augment
         augmenter = self.augmenter
-        if acfg.augmenter == "rule":  # no model involved: no lock needed
-            return augmenter.augment_many(docs, acfg.n_rewrites, acfg.n_qa)
-        with self.injector.lock:  # augmentation must see the bare base model
-            return augmenter.augment_many(docs, acfg.n_rewrites, acfg.n_qa)
+        if acfg.augmenter in ("rule", "reference"):  # no model involved: no lock needed
+            augs = augmenter.augment_many(docs, acfg.n_rewrites, acfg.n_qa)
+        else:
+            with self.injector.lock:  # augmentation must see the bare base model
+                augs = augmenter.augment_many(docs, acfg.n_rewrites, acfg.n_qa)
+        return augs if acfg.parts == "both" else [select_parts(a, d, acfg.parts) for a, d in zip(augs, docs)]
+
+    @property
+    def init_adapter(self):
+        """The warm-up LoRA every document starts from (lora.init_from), or None for random init."""
+        path = self.config.lora.init_from
+        if not path:
+            return None
+        if getattr(self, "_init", (None, None))[0] != path:
+            from .encode import read_adapter
+
+            ad = read_adapter(Path(path))
+            if ad.r != self.config.lora.r:
+                raise PragError(f"lora.init_from {path}: rank {ad.r}, but this kb trains rank {self.config.lora.r}")
+            self._init = (path, ad)
+        return self._init[1]
 
     def parameterize_one(self, doc: Document) -> dict:
         """Augment and encode one document with the one-at-a-time loop, then store it."""
         t0 = time.perf_counter()
         aug = self._augment(doc)
         seqs = training_sequences(self.lm, aug, self.config.lora.layout)
-        adapter, losses = train_adapter(*self.trainer, seqs, self.config.lora)
+        adapter, losses = train_adapter(*self.trainer, seqs, self.config.lora, init=self.init_adapter)
         secs = time.perf_counter() - t0
         self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype)
         return {"id": doc.id, "seconds": secs, "final_loss": losses[-1] if losses else None}
@@ -189,7 +260,8 @@ class Pipeline:
         tok = self.lm.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         try:
-            trained = train_adapters(*self.trainer, [s for _, _, s in ready], self.config.lora, pad)
+            trained = train_adapters(*self.trainer, [s for _, _, s in ready], self.config.lora, pad,
+                                     inits=[self.init_adapter] * len(ready))
         except (RuntimeError, ValueError) as e:
             return failed | {doc.id: f"{type(e).__name__}: {e}" for doc, _, _ in ready}
         secs = (time.perf_counter() - t0) / max(1, len(docs))
@@ -247,7 +319,30 @@ class Pipeline:
         summary["seconds"] = time.perf_counter() - t0
         return summary
 
+    def warmup(self, questions, out: Path) -> dict:
+        """The paper's §5.2 warm-up: one LoRA trained on (question, golden answer) pairs of development questions,
+        saved in PEFT's layout at `out`; `lora.init_from = out` then starts every document's LoRA from it."""
+        from .augment import QA
+        from .encode import save_adapter
+
+        if not questions:
+            raise PragError("warm-up needs at least one question")
+        aug = Augmentation([], [QA(q.question, q.golden_answers[0], "dev") for q in questions], {})
+        seqs = training_sequences(self.lm, aug, "separate")
+        t0 = time.perf_counter()
+        adapter, losses = train_adapter(*self.trainer, seqs, self.config.lora)
+        save_adapter(adapter, out, self.config.lora, self.config.model)
+        return {"out": str(out), "questions": len(questions), "steps": len(losses), "seconds": time.perf_counter() - t0,
+                "first_loss": losses[0], "final_loss": sum(losses[-10:]) / len(losses[-10:])}
+
     # ------------------------------------------------------------------ online
+    def augmented_document(self, doc: Document) -> Document:
+        """The document as DA-RAG puts it in context: its rewrites and QA pairs (the stored augmentation when
+        the document is parameterized, else augmented now without training)."""
+        aug = self.kb.load_augmentation(doc.id) if self.kb.is_done(doc.id) else self._augment(doc)
+        parts = [r for r in aug.rewrites if r] + [f"Q: {qa.question} A: {qa.answer}" for qa in aug.qa]
+        return Document(doc.id, doc.title, "\n".join(parts) or doc.text)
+
     def retrieve(self, question: str, top_k: int) -> list[Hit]:
         hits = self.kb.retriever.retrieve(question, top_k)
         if not hits:
@@ -260,6 +355,7 @@ class Pipeline:
         weights). Validation happens here, before any model work."""
         if method not in METHODS:
             raise PragError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+        self.check_generation_config(method)
         if not question or not question.strip():
             raise PragError("empty question")
         top_k = top_k or self.config.retrieval.top_k
@@ -275,6 +371,8 @@ class Pipeline:
             else:
                 hits = self.retrieve(question, top_k)
         in_context = [h.doc for h in hits] if method in ("rag", "combine") else None
+        if method == "da-rag":
+            in_context = [self.augmented_document(h.doc) for h in hits]
         prompt = self.lm.prompter.format(question_message(question, in_context))
         weights: list[float] = []
         adapters = []
@@ -306,15 +404,21 @@ class Pipeline:
             n_prompt = len(self.lm.tokenizer(final, add_special_tokens=False)["input_ids"])
             return Answer(question, method, extract_answer(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
                           n_prompt, rounds)
-        with self.injector.lock:
-            tu = time.perf_counter()
-            self.injector.apply(adapters, weights)
-            update_s = time.perf_counter() - tu
-            try:
-                raw = generate(self.lm, prompt, max_new_tokens or self.config.generation.max_new_tokens,
-                               streamer=streamer)
-            finally:
-                self.injector.clear()
+        max_new = max_new_tokens or self.config.generation.max_new_tokens
+        if self.config.generation.backend == "llamacpp":
+            from .llamacpp import generate_text
+
+            ggufs = [(self.kb.adapter_gguf(h.doc.id), w) for h, w in zip(hits, weights)] if adapters else []
+            raw, _, update_s = generate_text(self.llamacpp, self.lm, prompt, max_new, ggufs, streamer=streamer)
+        else:
+            with self.injector.lock:
+                tu = time.perf_counter()
+                self.injector.apply(adapters, weights)
+                update_s = time.perf_counter() - tu
+                try:
+                    raw = generate(self.lm, prompt, max_new, streamer=streamer)
+                finally:
+                    self.injector.clear()
         n_prompt = len(self.lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0,
                       n_prompt)

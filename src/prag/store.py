@@ -6,7 +6,8 @@ the manifest, so a crash never leaves a half-written adapter that is later read 
       kb.toml              the PragConfig the kb was built with
       corpus.jsonl         the documents
       index/               bm25s files
-      docs/<key>/          augmentation.json, adapter_model.safetensors, adapter_config.json
+      docs/<key>/          augmentation.json, adapter_model.safetensors, adapter_config.json, and for GGUF
+                           models adapter_model.gguf (the same LoRA for the llama.cpp backend)
       manifest.jsonl       one line per event {"id", "status", "sha256", ...}; the last line for an id wins
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .encode import adapter_config, adapter_tensors, read_adapter
 from .update import Adapter
 
 ADAPTER_FILE = "adapter_model.safetensors"
+GGUF_FILE = "adapter_model.gguf"
 
 
 def doc_key(doc_id: str) -> str:
@@ -92,6 +94,8 @@ class KnowledgeBase:
         self._sizes: dict[str, int] = {}
         self.cache_limit = 512 * 2**20
         self._retriever = None
+        self._gguf_ok: set[str] = set()  # documents whose adapter GGUF was checked in this process
+        self._arch: str | None | bool = False  # GGUF architecture of the base model (None: not a GGUF model)
         self.lock = threading.RLock()  # guards corpus changes (documents added or removed while serving)
 
     # ------------------------------------------------------------------ create / open
@@ -244,6 +248,12 @@ class KnowledgeBase:
         lcfg = self.config.lora
         blob = st_save(adapter_tensors(adapter, dtype), metadata={"format": "pt", "doc_id": doc_id})
         write_atomic(tmp / ADAPTER_FILE, blob)
+        extra = {}
+        if self.gguf_arch:
+            from .llamacpp import write_adapter_gguf
+
+            write_adapter_gguf(adapter, self.gguf_arch, tmp / GGUF_FILE)
+            extra["gguf_sha256"] = sha256_file(tmp / GGUF_FILE)
         write_atomic(tmp / "adapter_config.json", json.dumps(adapter_config(lcfg, self.config.model), indent=2).encode())
         payload = {"doc_id": doc_id, **aug.to_dict()}
         write_atomic(tmp / "augmentation.json", json.dumps(payload, indent=2, ensure_ascii=False).encode("utf-8"))
@@ -255,13 +265,14 @@ class KnowledgeBase:
         os.replace(tmp, final)
         _fsync_dir(final.parent)
         self._append_manifest({"id": doc_id, "status": "done", "sha256": hashlib.sha256(blob).hexdigest(),
-                               "bytes": len(blob), "seconds": round(seconds, 3)})
+                               "bytes": len(blob), "seconds": round(seconds, 3), **extra})
         self._uncache(doc_id)
 
     def mark_failed(self, doc_id: str, error: str) -> None:
         self._append_manifest({"id": doc_id, "status": "failed", "error": error})
 
     def _uncache(self, doc_id: str) -> None:
+        self._gguf_ok.discard(doc_id)
         if self._cache.pop(doc_id, None) is not None:
             self.cache_bytes -= self._sizes.pop(doc_id)
 
@@ -284,6 +295,36 @@ class KnowledgeBase:
             old_id, _ = self._cache.popitem(last=False)
             self.cache_bytes -= self._sizes.pop(old_id)
         return ad
+
+    @property
+    def gguf_arch(self) -> str | None:
+        """The base model's GGUF architecture (llama, gemma3...), or None when it is not a GGUF model."""
+        if self._arch is False:
+            from .llamacpp import gguf_architecture
+            from .models import resolve_gguf
+
+            gguf = resolve_gguf(self.config.model)
+            self._arch = gguf_architecture(gguf) if gguf else None
+        return self._arch
+
+    def adapter_gguf(self, doc_id: str) -> Path:
+        """The document's adapter as a llama.cpp GGUF. Written by parameterize; (re)exported here from the
+        checksum-verified safetensors when missing or not matching its recorded checksum (older kbs)."""
+        path = self.doc_dir(doc_id) / GGUF_FILE
+        if doc_id in self._gguf_ok:
+            return path
+        adapter = self.load_adapter(doc_id)  # verifies the PEFT file's checksum
+        expected = self._manifest[doc_id].get("gguf_sha256")
+        if not (expected and path.exists() and sha256_file(path) == expected):
+            if not self.gguf_arch:
+                raise PragError(f"model {self.config.model!r} is not a GGUF model: the llamacpp backend needs one")
+            from .llamacpp import write_adapter_gguf
+
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            write_adapter_gguf(adapter, self.gguf_arch, tmp)
+            os.replace(tmp, path)
+        self._gguf_ok.add(doc_id)
+        return path
 
     def load_augmentation(self, doc_id: str) -> Augmentation:
         d = json.loads((self.doc_dir(doc_id) / "augmentation.json").read_text(encoding="utf-8"))

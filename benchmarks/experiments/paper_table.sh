@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The paper's Table 1 on our data: every dataset's TEST split (first LIMIT questions) x both bundled models x
+# METHODS, one `prag eval` each. Every eval resumes from its .log.jsonl and adapters are kept in
+# runs/kb-<dataset>-<model>, so an interrupted run picks up where it stopped: run it again.
+#   LIMIT=100 METHODS=closed,rag,da-rag,prag,combine bash benchmarks/experiments/paper_table.sh
+#   .venv/bin/prag report benchmarks/results/table1/*.json --out benchmarks/results/table1 --title "Table 1 (test)"
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LIMIT=${LIMIT:-100}
+METHODS=${METHODS:-closed,rag,da-rag,prag,combine}
+DATASETS=${DATASETS:-"2wikimultihopqa-comparison 2wikimultihopqa hotpotqa popqa"}
+MODELS=${MODELS:-"smollm2 gemma3-270m"}
+for model in $MODELS; do
+  for ds in $DATASETS; do
+    out=benchmarks/results/table1/$ds-$model.json
+    .venv/bin/prag eval --dataset "$ds" --model "$model" --split test --limit "$LIMIT" --methods "$METHODS" \
+      --json "$out" > /dev/null
+    echo "$out"
+  done
+done
