@@ -182,3 +182,25 @@ def test_warmup_adapter_is_every_documents_starting_point(tiny_kb, tiny_lm, tmp_
             ad = kb.load_adapter(d.id)
             for name, (a, b) in warm.factors.items():
                 assert torch.equal(ad.factors[name][0], a) and torch.equal(ad.factors[name][1], b)
+
+
+def test_eval_resume_does_not_reuse_rows_of_other_settings(tiny_kb, tiny_lm, tmp_path):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:2]
+    log = tmp_path / "run.log.jsonl"
+    run_eval(pipe, qs, ["rag"], 1, log, progress=False)
+    assert len(log.read_text().splitlines()) == 2
+    run_eval(pipe, qs, ["rag"], 1, log, progress=False)  # same settings: nothing redone
+    assert len(log.read_text().splitlines()) == 2
+    res = run_eval(pipe, qs, ["rag"], 2, log, progress=False)  # another top-k: redone, not mixed in
+    assert len(log.read_text().splitlines()) == 4 and res["methods"]["rag"]["n"] == 2
+
+
+def test_report_refuses_two_results_for_the_same_cell(tmp_path):
+    from prag import PragError
+    from prag.report import write_report
+
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(_fake("2wqa", "smollm2", {"closed": 0.2})))
+    with pytest.raises(PragError, match="both have closed"):
+        write_report([tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "r")

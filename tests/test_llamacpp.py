@@ -59,12 +59,11 @@ def tiny_gguf(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_gguf_lm(tiny_gguf, tmp_path_factory):
-    import os
-
     from prag.models import load_model
 
-    os.environ["PRAG_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return load_model(str(tiny_gguf))
+    with pytest.MonkeyPatch.context() as mp:  # the dequantized caches of this module stay in a temporary folder
+        mp.setenv("PRAG_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield load_model(str(tiny_gguf))
 
 
 def random_adapter(inj, seed: int, scale: float = 0.3):
@@ -191,6 +190,7 @@ def test_pipeline_same_answers_on_both_backends_and_isolated_requests(tiny_gguf,
         t.join()
     assert not errors
     assert all(got[q] == {answers["llamacpp", q, "prag"]} for q in questions)
+    assert len({answers["llamacpp", q, "prag"] for q in questions}) > 1  # the requests really differ
 
 
 def test_llamacpp_backend_flare_runs_and_dragin_is_refused(tiny_gguf, tiny_gguf_lm, tmp_path):
@@ -224,3 +224,13 @@ def test_adapter_gguf_is_reexported_when_missing_or_corrupt(tiny_gguf, tiny_gguf
     assert kb2.adapter_gguf(doc) == path and path.read_bytes() == good
     path.unlink()  # a kb from before the llama.cpp backend
     assert KnowledgeBase.open(kb.root).adapter_gguf(doc).read_bytes() == good
+
+
+def test_bench_generate_reports_both_backends(tiny_gguf_lm):
+    from prag.bench import bench_generate
+
+    # a smoke test: the benchmark runs both backends on a GGUF model and reports every figure
+    res = bench_generate(tiny_gguf_lm, tokens=4, repeats=1, k=3, original=True)
+    keys = ("transformers_tok_s", "transformers_prag_tok_s", "llamacpp_tok_s", "llamacpp_prag_tok_s",
+            "llamacpp_q_tok_s", "llamacpp_q_prag_tok_s", "llamacpp_prag_question_s", "transformers_prag_question_s")
+    assert set(keys) <= set(res) and res["tokens"] == 4 and res["k"] == 3 and res["prompt_tokens"] > 5

@@ -39,6 +39,7 @@ def main() -> None:
     need = sorted({h.doc.id for q in qs for h in kb.retriever.retrieve(q.question, args.top_k)})
     pipe.parameterize(need)  # resumable: rerun after an interruption
     pipe.config.generation.llamacpp_weights = args.weights
+    pipe.lm, pipe.llamacpp  # both loaded before anything is timed
     out: dict = {"dataset": args.dataset, "split": "dev", "n": len(qs), "top_k": args.top_k,
                  "llamacpp_weights": args.weights, "model": kb.config.model, "merge": kb.config.generation.merge,
                  "methods": {}}

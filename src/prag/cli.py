@@ -88,7 +88,7 @@ def parameterize(kb: Path = KB,
                  batch_docs: Optional[int] = typer.Option(None, help="Documents trained together (1: one at a time). Same adapters either way."),
                  train_dtype: Optional[str] = typer.Option(None, help="Model dtype while training: float32 | bfloat16 (faster on CPUs with bf16 units; adapters differ slightly)."),
                  adapter_dtype: Optional[str] = typer.Option(None, help="Stored adapter dtype: float32 | float16 | bfloat16."),
-                 augmenter: Optional[str] = typer.Option(None, help="rule | model (a local LLM) | openai (an OpenAI-compatible endpoint) | reference (QA pairs from --reference)."),
+                 augmenter: Optional[str] = typer.Option(None, help="rule | model (a local LLM) | openai (an OpenAI-compatible endpoint) | reference (QA pairs from the kb's augment.reference file)."),
                  base_url: Optional[str] = typer.Option(None, help="For --augmenter openai: the endpoint, e.g. http://localhost:8000/v1 (key from $OPENAI_API_KEY)."),
                  model: Optional[str] = typer.Option(None, help="Augmentation model: the endpoint's model name, or a local model spec for --augmenter model."),
                  concurrency: Optional[int] = typer.Option(None, help="Requests in flight for --augmenter openai."),
@@ -131,7 +131,7 @@ def warmup(kb: Path = KB,
            dataset: Optional[str] = typer.Option(None, help="A dataset folder by name or path; its dev half is used."),
            limit: Optional[int] = typer.Option(None, help="Only the first N dev questions.")):
     """Train the paper's warm-up LoRA (§5.2) on (question, answer) pairs of DEV questions only, with the kb's
-    LoRA recipe. Then `prag parameterize --init-from OUT` starts every document from it."""
+    LoRA recipe. Then a kb made with `prag index ... --init-from OUT` starts every document from it."""
     from .corpus import dataset_dir, load_questions, split as split_qs
 
     if (questions is None) == (dataset is None):
@@ -183,7 +183,7 @@ def eval_(ctx: typer.Context,
           kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge-base directory. With --dataset it may be left out: runs/kb-<dataset>-<model>, indexed from the dataset's corpus on first use."),
           questions: Optional[Path] = typer.Option(None, help="JSONL questions: {id, question, golden_answers[, type, gold_doc_ids]}."),
           dataset: Optional[str] = typer.Option(None, help="A dataset folder (questions.jsonl + corpus.jsonl) by name under ../shared/datasets or by path; replaces --questions."),
-          model: str = typer.Option("smollm2", help="Base model when --dataset creates the kb."),
+          model: Optional[str] = typer.Option(None, help="Base model when --dataset creates the kb (default smollm2); must match an existing kb's."),
           split: str = typer.Option("all", help="dev (first half of the file) | test (second half) | all."),
           limit: Optional[int] = typer.Option(None, help="Only the first N questions of the split."),
           methods: str = typer.Option("closed,rag,prag,combine", help="Comma-separated methods: closed, rag, da-rag, prag, combine, flare, dragin."),
@@ -212,13 +212,15 @@ def eval_(ctx: typer.Context,
     if kb is None:
         if ds_dir is None:
             raise PragError("--kb is required with --questions")
-        kb = Path("runs") / f"kb-{ds_dir.name}-{Path(model).stem}"
+        kb = Path("runs") / f"kb-{ds_dir.name}-{Path(model or 'smollm2').stem}"
     if ds_dir is not None and not (kb / "kb.toml").exists():
         from .config import default_config
         from .store import KnowledgeBase
 
-        KnowledgeBase.create(kb, ds_dir / "corpus.jsonl", default_config(model))
+        KnowledgeBase.create(kb, ds_dir / "corpus.jsonl", default_config(model or "smollm2"))
     pipe = _pipeline(kb)
+    if model is not None and model != pipe.config.model:
+        raise PragError(f"--model {model} but the kb {kb} was built for {pipe.config.model}")
     _set_backend(pipe, backend)
     if merge:
         pipe.config.generation.merge = merge
@@ -227,6 +229,8 @@ def eval_(ctx: typer.Context,
         s = pipe.parameterize(need)
         if s["failed"]:
             raise PragError(f"{len(s['failed'])} documents failed to parameterize; see `prag status --kb {kb}`")
+    if pipe.config.generation.backend == "llamacpp":
+        pipe.llamacpp  # started before timing: its start-up is not the first question's
     log = json_out.with_suffix(".log.jsonl") if json_out else None
     res = run_eval(pipe, qs, ms, top_k, log)
     res.update(dataset=ds_dir.name if ds_dir else questions.parent.name, questions=str(questions), split=split,

@@ -77,21 +77,25 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
     """Answer every question with every method; rows already in `log_path` (JSONL) are reused (resume)."""
     from tqdm import tqdm
 
+    gcfg = pipe.config.generation
+    setting = {"top_k": top_k, "backend": gcfg.backend, "merge": gcfg.merge, "model": pipe.config.model}
     done: dict[tuple[str, str], dict] = {}
     if log_path and log_path.exists():
         for line in log_path.read_text(encoding="utf-8").splitlines():
             try:
                 row = json.loads(line)
-                done[(row["method"], row["id"])] = row
-            except (json.JSONDecodeError, KeyError):
+                key = (row["method"], row["id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # a line cut short by a crash
+            if row.get("setting", setting) == setting:  # rows of other settings are not reused (redone)
+                done[key] = row
     log = open(log_path, "a", encoding="utf-8") if log_path else None
     try:
         todo = [(m, q) for m in methods for q in questions if (m, q.id) not in done]
         for method, q in tqdm(todo, desc="eval", unit="q", disable=not progress or not todo):
             t0 = time.perf_counter()
             res = pipe.ask(q.question, method=method, top_k=top_k)
-            row = {"method": method, "id": q.id, "type": q.type, "prediction": res.answer,
+            row = {"method": method, "id": q.id, "type": q.type, "setting": setting, "prediction": res.answer,
                    "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
                    "seconds": time.perf_counter() - t0, "update_seconds": res.update_seconds,
                    "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens,

@@ -49,6 +49,11 @@ def gguf_tensor_name(module: str) -> str:
     return f"blk.{m.group(1)}.{_FFN[m.group(2)]}.weight"
 
 
+def exportable(adapter: Adapter) -> bool:
+    """Whether every module of the adapter has a llama.cpp tensor name (FFN gate/up/down)."""
+    return all(_MODULE.search(m) for m in adapter.factors)
+
+
 def gguf_architecture(path: Path) -> str:
     """The `general.architecture` of a GGUF file (llama, gemma3, ...)."""
     from gguf import GGUFReader
@@ -125,8 +130,9 @@ class LlamaCppBackend:
         llama_cpp = require_llama_cpp()
         self._lc = llama_cpp
         self.model_path = Path(model_path)
-        self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
-                                   n_batch=512, verbose=False)
+        threads = n_threads or len(os.sched_getaffinity(0))
+        self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads,
+                                   n_threads_batch=threads, n_batch=512, verbose=False)
         self.n_vocab = self.llm.n_vocab()
         self.lock = threading.RLock()
         self._adapters: OrderedDict[str, object] = OrderedDict()
@@ -135,7 +141,10 @@ class LlamaCppBackend:
     # ------------------------------------------------------------------ adapters
     def adapter(self, path: Path):
         """The llama.cpp handle of an adapter GGUF, loaded once and kept in an LRU cache."""
-        key = f"{path}|{Path(path).stat().st_mtime_ns}"  # a re-parameterized document gets a new handle
+        try:
+            key = f"{path}|{Path(path).stat().st_mtime_ns}"  # a re-parameterized document gets a new handle
+        except OSError as e:  # e.g. the document was deleted meanwhile
+            raise PragError(f"{path}: adapter file unavailable ({e.strerror})") from None
         with self.lock:
             if key in self._adapters:
                 self._adapters.move_to_end(key)
@@ -144,10 +153,13 @@ class LlamaCppBackend:
             if not handle:
                 raise PragError(f"{path}: llama.cpp could not load this LoRA adapter")
             self._adapters[key] = handle
-            while len(self._adapters) > self.max_adapters:
-                _, old = self._adapters.popitem(last=False)
-                self._lc.llama_adapter_lora_free(old)
             return handle
+
+    def _evict(self) -> None:
+        """Free the least recently used handles beyond `max_adapters` (only while none is active)."""
+        while len(self._adapters) > self.max_adapters:
+            _, old = self._adapters.popitem(last=False)
+            self._lc.llama_adapter_lora_free(old)
 
     def _activate(self, adapters: list[tuple[Path, float]]) -> None:
         """Make exactly these adapters, with these scales, the context's active set (one call replaces it)."""
@@ -155,11 +167,11 @@ class LlamaCppBackend:
         pairs = [(self.adapter(p), float(s)) for p, s in adapters if s != 0.0]
         handles = (lc.llama_adapter_lora_p_ctypes * max(1, len(pairs)))(*[h for h, _ in pairs])
         scales = (ctypes.c_float * max(1, len(pairs)))(*[s for _, s in pairs])
-        if lc.llama_set_adapters_lora(self.llm.ctx, handles, len(pairs), scales) != 0:
-            raise PragError("llama.cpp refused the adapter set (do the adapters match the model?)")
+        lc.llama_set_adapters_lora(self.llm.ctx, handles, len(pairs), scales)
 
     def _deactivate(self) -> None:
         self._lc.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        self._evict()
 
     # ------------------------------------------------------------------ decoding
     def _last_logits(self) -> np.ndarray:

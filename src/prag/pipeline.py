@@ -100,6 +100,13 @@ class Pipeline:
             if method == "dragin":
                 raise PragError("dragin needs attention weights, which llama.cpp does not expose: "
                                 "use --backend transformers")
+            if self._llamacpp is None:  # before any work: the extra is installed and the model is a GGUF one
+                from .llamacpp import require_llama_cpp
+                from .models import resolve_gguf
+
+                require_llama_cpp()
+                if resolve_gguf(self.config.model) is None:
+                    raise PragError(f"model {self.config.model!r} is not a GGUF model: the llamacpp backend needs one")
 
     @property
     def llamacpp(self):

@@ -38,11 +38,16 @@ def _cells(results: list[dict]):
     """{(model, method): {(dataset, type or ''): summary}} and the column list in first-seen order."""
     cells: dict = defaultdict(dict)
     columns: dict[str, list[str]] = {}
+    seen: dict[tuple, str] = {}
     for res in results:
         ds, model = res["dataset"], res.get("model", "?")
         for method, summ in res["methods"].items():
             if not summ.get("n"):
                 continue
+            other = seen.setdefault((ds, model, method), res.get("_path", "?"))
+            if other != res.get("_path", "?"):
+                raise PragError(f"{res.get('_path')} and {other} both have {method} on {ds} with {model}: "
+                                "report them separately")
             types = sorted(summ.get("by_type", {}))
             cols = columns.setdefault(ds, [])
             for t in types + ["" if types else ""]:

@@ -82,6 +82,14 @@ def _write_corpus_and_index(root: Path, docs: list[Document]):
     return retriever
 
 
+def _rounded(adapter: Adapter, dtype: torch.dtype) -> Adapter:
+    """The adapter as stored in `dtype` (what reading the safetensors back gives), in float32."""
+    if dtype == torch.float32:
+        return adapter
+    return Adapter({n: (a.to(dtype).float(), b.to(dtype).float()) for n, (a, b) in adapter.factors.items()},
+                   adapter.r, adapter.alpha)
+
+
 class KnowledgeBase:
     def __init__(self, root: Path, config: PragConfig, docs: list[Document]):
         self.root = Path(root)
@@ -249,10 +257,10 @@ class KnowledgeBase:
         blob = st_save(adapter_tensors(adapter, dtype), metadata={"format": "pt", "doc_id": doc_id})
         write_atomic(tmp / ADAPTER_FILE, blob)
         extra = {}
-        if self.gguf_arch:
-            from .llamacpp import write_adapter_gguf
+        from .llamacpp import exportable, write_adapter_gguf
 
-            write_adapter_gguf(adapter, self.gguf_arch, tmp / GGUF_FILE)
+        if self.gguf_arch and exportable(adapter):  # the same (dtype-rounded) factors for llama.cpp
+            write_adapter_gguf(_rounded(adapter, dtype), self.gguf_arch, tmp / GGUF_FILE)
             extra["gguf_sha256"] = sha256_file(tmp / GGUF_FILE)
         write_atomic(tmp / "adapter_config.json", json.dumps(adapter_config(lcfg, self.config.model), indent=2).encode())
         payload = {"doc_id": doc_id, **aug.to_dict()}
@@ -313,17 +321,23 @@ class KnowledgeBase:
         path = self.doc_dir(doc_id) / GGUF_FILE
         if doc_id in self._gguf_ok:
             return path
-        adapter = self.load_adapter(doc_id)  # verifies the PEFT file's checksum
-        expected = self._manifest[doc_id].get("gguf_sha256")
-        if not (expected and path.exists() and sha256_file(path) == expected):
-            if not self.gguf_arch:
-                raise PragError(f"model {self.config.model!r} is not a GGUF model: the llamacpp backend needs one")
-            from .llamacpp import write_adapter_gguf
+        with self.lock:
+            adapter = self.load_adapter(doc_id)  # verifies the PEFT file's checksum (factors as stored)
+            rec = self._manifest[doc_id]
+            expected = rec.get("gguf_sha256")
+            if not (expected and path.exists() and sha256_file(path) == expected):
+                from .llamacpp import exportable, write_adapter_gguf
 
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            write_adapter_gguf(adapter, self.gguf_arch, tmp)
-            os.replace(tmp, path)
-        self._gguf_ok.add(doc_id)
+                if not self.gguf_arch:
+                    raise PragError(f"model {self.config.model!r} is not a GGUF model: the llamacpp backend needs one")
+                if not exportable(adapter):
+                    raise PragError("the llamacpp backend supports adapters on the FFN projections only "
+                                    f"(this kb targets {', '.join(self.config.lora.target_modules)})")
+                tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+                write_adapter_gguf(adapter, self.gguf_arch, tmp)
+                os.replace(tmp, path)
+                self._append_manifest({**rec, "gguf_sha256": sha256_file(path)})  # not redone next time
+            self._gguf_ok.add(doc_id)
         return path
 
     def load_augmentation(self, doc_id: str) -> Augmentation:
