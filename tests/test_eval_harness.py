@@ -107,7 +107,11 @@ def test_report_lays_out_table_one_and_plots(tmp_path):
     assert rows[("SmolLM2-135M-Instruct", "rag")].endswith("| – | – | – | 0.300 |")
     assert rows[("Gemma 3 270M", "closed")].endswith("| 0.150 | – |")
     assert list(rows)[0] == ("SmolLM2-135M-Instruct", "closed")  # methods in the paper's order
-    assert "prag eval --dataset popqa" in md and "Update s/question" in md
+    few = _fake("popqa", "smollm2", {"prag": 0.4})
+    few["methods"]["prag"]["n"] = 5
+    more = markdown_table([json.loads(f.read_text()) for f in files] + [few])
+    assert "| 0.400 (n=5) |" in more and "| 0.300 |" in more  # a cell over fewer questions says so
+    assert "prag eval --dataset popqa" in md and "Update ms/question" in md
     for p in out["plots"]:
         assert (tmp_path / "report" / p.split("/")[-1]).stat().st_size > 5000
 

@@ -69,6 +69,8 @@ def markdown_table(results: list[dict], metric: str = "f1") -> str:
         head += [f"{ds} {c}" if c else (f"{ds} total" if len(cols) > 1 else ds) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     models = sorted({m for m, _ in cells}, key=lambda m: list(MODEL_NAMES).index(m) if m in MODEL_NAMES else 99)
+    most = {col: max((c[col].get("n", 0) for c in cells.values() if col in c), default=0)
+            for col in {k for c in cells.values() for k in c}}
     for model in models:
         methods = sorted({me for mo, me in cells if mo == model},
                          key=lambda me: METHOD_ORDER.index(me) if me in METHOD_ORDER else 99)
@@ -77,14 +79,18 @@ def markdown_table(results: list[dict], metric: str = "f1") -> str:
             for ds, cols in columns.items():
                 for c in cols:
                     summ = cells[(model, method)].get((ds, c))
-                    row.append(f"{summ[metric]:.3f}" if summ and metric in summ else "–")
+                    if not summ or metric not in summ:
+                        row.append("–")
+                        continue
+                    fewer = summ.get("n", 0) != most[(ds, c)]  # a cell over fewer questions says so
+                    row.append(f"{summ[metric]:.3f}" + (f" (n={summ['n']})" if fewer else ""))
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
 def runtime_table(results: list[dict]) -> str:
     """Seconds per question by method (mean over each result file's questions), Update shown apart."""
-    lines = ["| dataset | model | method | n | F1 | EM | s/question | Update s/question | prompt tokens | retrieval recall |",
+    lines = ["| dataset | model | method | n | F1 | EM | s/question | Update ms/question | prompt tokens | retrieval recall |",
              "|" + " --- |" * 10]
     for res in results:
         for method in sorted(res["methods"], key=lambda me: METHOD_ORDER.index(me) if me in METHOD_ORDER else 99):
@@ -94,7 +100,7 @@ def runtime_table(results: list[dict]) -> str:
             rec = f"{s['retrieval_recall']:.2f}" if "retrieval_recall" in s else "–"
             lines.append(f"| {res['dataset']} | {MODEL_NAMES.get(res.get('model'), res.get('model'))} | {method} | "
                          f"{s['n']} | {s['f1']:.3f} | {s['em']:.3f} | {s['sec_per_question']:.2f} | "
-                         f"{s.get('update_sec_per_question', 0.0) * 1000:.1f} ms | {s.get('prompt_tokens', 0):.0f} | {rec} |")
+                         f"{s.get('update_sec_per_question', 0.0) * 1000:.1f} | {s.get('prompt_tokens', 0):.0f} | {rec} |")
     return "\n".join(lines) + "\n"
 
 
