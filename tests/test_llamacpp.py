@@ -5,6 +5,7 @@ The tiny model is written here: SmolLM2's tokenizer metadata (from the bundled p
 width 64, so both backends run it in well under a second."""
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -234,3 +235,29 @@ def test_bench_generate_reports_both_backends(tiny_gguf_lm):
     keys = ("transformers_tok_s", "transformers_prag_tok_s", "llamacpp_tok_s", "llamacpp_prag_tok_s",
             "llamacpp_q_tok_s", "llamacpp_q_prag_tok_s", "llamacpp_prag_question_s", "transformers_prag_question_s")
     assert set(keys) <= set(res) and res["tokens"] == 4 and res["k"] == 3 and res["prompt_tokens"] > 5
+
+
+def test_api_streams_on_the_llamacpp_backend(tiny_gguf, tiny_gguf_lm, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from prag.pipeline import Pipeline
+    from prag.serve import create_app
+
+    kb = _gguf_kb(tmp_path, tiny_gguf)
+    pipe = Pipeline(kb, tiny_gguf_lm)
+    pipe.config.generation.backend = "llamacpp"
+    client = TestClient(create_app(pipe, "prag-tiny"))
+    body = {"model": "prag-tiny", "messages": [{"role": "user", "content": "What was Ostrander Pell's occupation?"}],
+            "max_tokens": 8, "method": "prag", "top_k": 2}
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    text = r.json()["choices"][0]["message"]["content"]
+    s = client.post("/v1/chat/completions", json=body | {"stream": True})
+    assert s.status_code == 200
+    pieces = []
+    for line in s.text.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            chunk = json.loads(line[len("data: "):])
+            if chunk.get("choices"):
+                pieces.append(chunk["choices"][0]["delta"].get("content") or "")
+    assert "".join(pieces).strip() == text.strip() and text.strip()
