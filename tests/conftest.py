@@ -53,18 +53,26 @@ def tiny_lm(tiny_model_dir):
     return load_model(str(tiny_model_dir))
 
 
+def small_config(model, max_seq_len: int = 256, max_new_tokens: int | None = None):
+    """The default config on a test model, made fast: rule augmentation, 1 epoch, short sequences."""
+    from prag.config import default_config
+
+    cfg = default_config("smollm2")
+    cfg.model = str(model)
+    cfg.augment.augmenter = "rule"
+    cfg.lora.epochs = 1
+    cfg.lora.max_seq_len = max_seq_len
+    if max_new_tokens is not None:
+        cfg.generation.max_new_tokens = max_new_tokens
+    return cfg
+
+
 @pytest.fixture()
 def tiny_kb(tmp_path, tiny_model_dir):
     """A kb over the fictional test corpus whose model is the tiny one (fast rule augmentation, 1 epoch)."""
-    from prag.config import default_config
     from prag.store import KnowledgeBase
 
-    cfg = default_config("smollm2")
-    cfg.model = str(tiny_model_dir)
-    cfg.augment.augmenter = "rule"
-    cfg.lora.epochs = 1
-    cfg.lora.max_seq_len = 256
-    return KnowledgeBase.create(tmp_path / "kb", FICTIONAL / "corpus.jsonl", cfg)
+    return KnowledgeBase.create(tmp_path / "kb", FICTIONAL / "corpus.jsonl", small_config(tiny_model_dir))
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FICTIONAL
+from conftest import FICTIONAL, small_config
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (the [llamacpp] extra) is not installed")
 
@@ -140,15 +140,9 @@ def test_llama_cpp_logits_match_transformers_with_adapters(tiny_gguf, tiny_gguf_
 
 
 def _gguf_kb(tmp_path, tiny_gguf):
-    from prag.config import default_config
     from prag.store import KnowledgeBase
 
-    cfg = default_config("smollm2")
-    cfg.model = str(tiny_gguf)
-    cfg.augment.augmenter = "rule"
-    cfg.lora.epochs = 1
-    cfg.lora.max_seq_len = 128
-    cfg.generation.max_new_tokens = 8
+    cfg = small_config(tiny_gguf, max_seq_len=128, max_new_tokens=8)
     return KnowledgeBase.create(tmp_path / "kb", FICTIONAL / "corpus.jsonl", cfg)
 
 

@@ -13,18 +13,12 @@ from prag.pipeline import Pipeline
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_model_dir, tiny_lm):
-    from prag.config import default_config
     from prag.serve import create_app
     from prag.store import KnowledgeBase
 
-    from conftest import FICTIONAL
+    from conftest import FICTIONAL, small_config
 
-    cfg = default_config("smollm2")
-    cfg.model = str(tiny_model_dir)
-    cfg.augment.augmenter = "rule"
-    cfg.lora.epochs = 1
-    cfg.lora.max_seq_len = 128
-    cfg.generation.max_new_tokens = 6
+    cfg = small_config(tiny_model_dir, max_seq_len=128, max_new_tokens=6)
     kb = KnowledgeBase.create(tmp_path_factory.mktemp("srv") / "kb", FICTIONAL / "corpus.jsonl", cfg)
     pipe = Pipeline(kb, tiny_lm)
     pipe.parameterize(progress=False)

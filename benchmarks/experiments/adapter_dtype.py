@@ -33,8 +33,7 @@ def main() -> None:
     kb = (KnowledgeBase.open(args.kb) if (args.kb / "kb.toml").exists()
           else KnowledgeBase.create(args.kb, ds / "corpus.jsonl", default_config(args.model)))
     pipe = Pipeline(kb)
-    need = sorted({h.doc.id for q in qs for h in kb.retriever.retrieve(q.question, args.top_k)})
-    pipe.parameterize(need)  # resumable: rerun after an interruption
+    need = pipe.parameterize_retrieved(qs, args.top_k)  # resumable: rerun after an interruption
     rows, preds = {}, {}
     for name, dtype in ADAPTER_DTYPES.items():
         root = args.kb.parent / f"{args.kb.name}-{name}"

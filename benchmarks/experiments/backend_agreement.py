@@ -36,8 +36,7 @@ def main() -> None:
     kb = (KnowledgeBase.open(args.kb) if (args.kb / "kb.toml").exists()
           else KnowledgeBase.create(args.kb, ds / "corpus.jsonl", default_config(args.model)))
     pipe = Pipeline(kb)
-    need = sorted({h.doc.id for q in qs for h in kb.retriever.retrieve(q.question, args.top_k)})
-    pipe.parameterize(need)  # resumable: rerun after an interruption
+    pipe.parameterize_retrieved(qs, args.top_k)  # resumable: rerun after an interruption
     pipe.config.generation.llamacpp_weights = args.weights
     pipe.lm, pipe.llamacpp  # both loaded before anything is timed
     out: dict = {"dataset": args.dataset, "split": "dev", "n": len(qs), "top_k": args.top_k,

@@ -78,9 +78,7 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
 def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: int = 3) -> dict:
     """p50 seconds per question for each method on the same questions, same process. Adapters of the retrieved
     documents are built first (not timed), as a deployed P-RAG system has them ready."""
-    need = sorted({h.doc.id for q in questions for h in pipe.kb.retriever.retrieve(q.question, top_k)})
-    pipe.parameterize(need, progress=True)
-    for h in need:  # adapters in memory, as in serving
+    for h in pipe.parameterize_retrieved(questions, top_k):  # adapters in memory, as in serving
         pipe.kb.load_adapter(h)
     pipe.ask(questions[0].question, method="closed")  # warm-up
     out: dict = {}

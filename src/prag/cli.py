@@ -225,10 +225,7 @@ def eval_(ctx: typer.Context,
     if merge:
         pipe.config.generation.merge = merge
     if {"prag", "combine"} & set(ms):  # adapters of every retrieved document first, batched and resumable
-        need = sorted({h.doc.id for q in qs for h in pipe.kb.retriever.retrieve(q.question, top_k)})
-        s = pipe.parameterize(need)
-        if s["failed"]:
-            raise PragError(f"{len(s['failed'])} documents failed to parameterize; see `prag status --kb {kb}`")
+        pipe.parameterize_retrieved(qs, top_k)
     if pipe.config.generation.backend == "llamacpp":
         pipe.llamacpp  # started before timing: its start-up is not the first question's
     log = json_out.with_suffix(".log.jsonl") if json_out else None

@@ -26,6 +26,7 @@ from .update import Injector, merge_weights
 METHODS = ("closed", "rag", "da-rag", "prag", "combine", "flare", "dragin")
 DYNAMIC = ("flare", "dragin")  # multi-round retrieval during generation (dynamic.py)
 BACKENDS = ("transformers", "llamacpp")
+AUGMENTERS = ("rule", "model", "openai", "reference")
 ADAPTER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -113,14 +114,11 @@ class Pipeline:
         """The llama.cpp backend (llamacpp.py), started on first use: the model's GGUF, dequantized to float32
         by default so it computes with the transformers backend's weights."""
         if self._llamacpp is None:
-            from .llamacpp import LlamaCppBackend, dequantized_gguf, require_llama_cpp
+            from .llamacpp import LlamaCppBackend, dequantized_gguf
             from .models import cache_dir, resolve_gguf
 
-            self.check_generation_config()
-            require_llama_cpp()
+            self.check_generation_config()  # llama.cpp installed, a GGUF model
             gguf = resolve_gguf(self.config.model)
-            if gguf is None:
-                raise PragError(f"model {self.config.model!r} is not a GGUF model: the llamacpp backend needs one")
             gcfg = self.config.generation
             path = dequantized_gguf(gguf, cache_dir()) if gcfg.llamacpp_weights == "dequantized" else gguf
             self._llamacpp = LlamaCppBackend(path, gcfg.llamacpp_ctx)
@@ -138,8 +136,8 @@ class Pipeline:
         from .augment import PARTS
 
         acfg = cfg.augment
-        if acfg.augmenter not in ("rule", "model", "openai", "reference"):
-            raise PragError(f"unknown augmenter {acfg.augmenter!r}: use rule, model, openai or reference")
+        if acfg.augmenter not in AUGMENTERS:
+            raise PragError(f"unknown augmenter {acfg.augmenter!r}: use {', '.join(AUGMENTERS)}")
         if acfg.parts not in PARTS:
             raise PragError(f"unknown augment.parts {acfg.parts!r}: use {', '.join(PARTS)}")
         if acfg.augmenter == "reference" and not (acfg.reference and Path(acfg.reference).is_file()):
@@ -204,7 +202,7 @@ class Pipeline:
                                             acfg.concurrency)
                 self._augmenter = ModelAugmenter(completer, acfg.max_new_tokens)
             else:
-                raise PragError(f"unknown augmenter {acfg.augmenter!r}: use rule, model, openai or reference")
+                raise PragError(f"unknown augmenter {acfg.augmenter!r}: use {', '.join(AUGMENTERS)}")
         return self._augmenter
 
     # ------------------------------------------------------------------ offline
@@ -325,6 +323,15 @@ class Pipeline:
                 bar.update(len(chunk))
         summary["seconds"] = time.perf_counter() - t0
         return summary
+
+    def parameterize_retrieved(self, questions, top_k: int, progress: bool = True) -> list[str]:
+        """Parameterize every document BM25 retrieves (top-k) for the questions, as an eval of prag/combine
+        needs (batched, resumable). Returns their ids."""
+        need = sorted({h.doc.id for q in questions for h in self.kb.retriever.retrieve(q.question, top_k)})
+        s = self.parameterize(need, progress=progress)
+        if s["failed"]:
+            raise PragError(f"{len(s['failed'])} documents failed to parameterize; see `prag status --kb {self.kb.root}`")
+        return need
 
     def warmup(self, questions, out: Path) -> dict:
         """The paper's §5.2 warm-up: one LoRA trained on (question, golden answer) pairs of development questions,
