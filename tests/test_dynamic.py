@@ -88,7 +88,7 @@ def test_flare_retrieves_on_the_least_confident_token(pipe):
     from prag.dynamic import _prompt
 
     lm = pipe.lm
-    look = scored_generate(lm, _prompt(lm, Q, None, ""), 12)
+    look = scored_generate(lm, _prompt(pipe, Q, None, ""), 12)
     n = sentence_length(look.texts)
     theta = min(look.probs[:n]) + 1e-6  # only the least confident token is below θ
     pipe.config.dynamic.flare_threshold = theta

@@ -208,3 +208,63 @@ def test_report_refuses_two_results_for_the_same_cell(tmp_path):
         (tmp_path / f"{name}.json").write_text(json.dumps(_fake("2wqa", "smollm2", {"closed": 0.2})))
     with pytest.raises(PragError, match="both have closed"):
         write_report([tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "r")
+
+
+def _questions(n, types=("a", "b")):
+    from prag.corpus import Question
+
+    return [Question(f"q{i}", f"question {i}?", [f"answer {i}"], types[i % len(types)]) for i in range(n)]
+
+
+def test_few_shot_examples_come_from_the_end_of_dev_one_type_after_another():
+    from prag import PragError
+    from prag.corpus import few_shot_examples, split
+
+    qs = _questions(20, ("a", "a", "b", "a", "c"))
+    dev = {q.id for q in split(qs, "dev")}
+    shots = few_shot_examples(qs, 3)
+    assert {q.id for q in shots} <= dev and sorted(q.type for q in shots) == ["a", "b", "c"]
+    assert [q.id for q in shots] == sorted((q.id for q in shots), key=lambda i: int(i[1:]))  # file order
+    assert "q0" not in {q.id for q in few_shot_examples(qs, 6)}  # the first dev questions stay unseen
+    assert few_shot_examples(qs, 0) == []
+    with pytest.raises(PragError, match="negative"):
+        few_shot_examples(qs, -1)
+    with pytest.raises(PragError, match="dev split has 10"):
+        few_shot_examples(qs, 11)
+
+
+def test_eval_few_shot_and_scale_reach_the_prompt_and_the_results(tmp_path, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from prag.cli import app
+    from prag.config import default_config
+    from prag.store import KnowledgeBase
+
+    cfg = default_config("smollm2")
+    cfg.model = str(tiny_model_dir)
+    KnowledgeBase.create(tmp_path / "kb", FICTIONAL / "corpus.jsonl", cfg)
+    out = tmp_path / "res.json"
+    args = ["eval", "--questions", str(FICTIONAL / "questions.jsonl"), "--kb", str(tmp_path / "kb"), "--split",
+            "dev", "--methods", "closed", "--few-shot", "2", "--scale", "0.5", "--json", str(out)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    n_dev = len(load_questions(FICTIONAL / "questions.jsonl")) // 2
+    assert len(res["few_shot"]) == 2 and res["scale"] == 0.5
+    assert res["methods"]["closed"]["n"] == n_dev - 2  # the examples are not scored
+    rows = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert not {r["id"] for r in rows} & set(res["few_shot"])
+    assert rows[0]["setting"]["scale"] == 0.5 and len(rows[0]["setting"]["few_shot"]) == 2
+    assert rows[0]["prompt_tokens"] > 40  # the examples are in the prompt
+    bad = CliRunner().invoke(app, args[:-2] + ["--scale", "-1"])
+    assert bad.exit_code != 0 and "generation.scale" in str(bad.exception)
+
+
+def test_pipeline_prompt_shows_the_examples_for_every_method(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    q = "What was Ostrander Pell's occupation?"
+    bare = {m: pipe.plan(q, m)[0] for m in ("closed", "rag", "prag")}
+    pipe.examples = [("Who wrote Zyx?", "Quentin Marsh")]
+    for m in ("closed", "rag", "prag"):
+        prompt = pipe.plan(q, m)[0]
+        assert "Quentin Marsh" in prompt and prompt.endswith(bare[m][-40:]) and prompt != bare[m]

@@ -122,3 +122,10 @@ def test_mmap_safetensors_matches_the_reference_reader(tmp_path):
     assert set(got) == set(ref)
     for k in ref:
         assert got[k].dtype == ref[k].dtype and torch.equal(got[k], ref[k])
+
+
+def test_merge_weights_scale():
+    assert merge_weights([1.0, 2.0, 3.0], "sum", scale=0.5) == [0.5, 0.5, 0.5]
+    w = merge_weights([1.0, 2.0], "softmax", 1.0, scale=0.25)
+    assert sum(w) == pytest.approx(0.25) and w[1] > w[0]
+    assert merge_weights([1.0, 5.0], "top1", scale=2.0) == [0.0, 2.0]

@@ -31,7 +31,7 @@ def main():
     ap.add_argument("--corpus", default="tests/data/fictional")
     ap.add_argument("--out", default="runs/recipes.json")
     ap.add_argument("--recipes", default="3e-4:1:concat,1e-3:3:concat,1e-3:3:separate,3e-3:3:separate",
-                    help="comma-separated lr:epochs:layout")
+                    help="comma-separated lr:epochs:layout[:rank]")
     ap.add_argument("--merges", default="top1,sum,softmax")
     ap.add_argument("--n-qa", type=int, default=3)
     ap.add_argument("--augmenter", default="model", choices=["model", "rule"])
@@ -69,8 +69,9 @@ def main():
     results = {"closed": run(None, "sum"), "recipes": {}}
     print("closed", results["closed"])
     for rec in args.recipes.split(","):
-        lr, ep, layout = rec.split(":")
-        cfg = dataclasses.replace(default_config("smollm2").lora, lr=float(lr), epochs=int(ep), layout=layout)
+        lr, ep, layout, *rank = rec.split(":")
+        base = default_config("smollm2").lora
+        cfg = dataclasses.replace(base, lr=float(lr), epochs=int(ep), layout=layout, r=int(rank[0]) if rank else base.r)
         t0 = time.perf_counter()
         adapters = {d.id: train_adapter(lm.model, inj, training_sequences(lm, augs[d.id], cfg.layout), cfg)[0] for d in docs}
         train_s = (time.perf_counter() - t0) / len(docs)
@@ -79,7 +80,7 @@ def main():
             row[mg] = run(adapters, mg)
         results["recipes"][rec] = row
         print(rec, row, flush=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
+        Path(args.out).write_text(json.dumps(results, indent=1))  # after each recipe: a killed sweep keeps its rows
 
 
 if __name__ == "__main__":

@@ -189,11 +189,13 @@ def eval_(ctx: typer.Context,
           methods: str = typer.Option("closed,rag,prag,combine", help="Comma-separated methods: closed, rag, da-rag, prag, combine, flare, dragin."),
           top_k: int = typer.Option(3, help="Documents retrieved per question."),
           merge: Optional[str] = typer.Option(None, help="Adapter weights: sum | mean | softmax | top1."),
+          scale: Optional[float] = typer.Option(None, help="Multiply every adapter weight (strength of the injected update; default the kb's, 1)."),
+          few_shot: int = typer.Option(0, help="Worked examples in every method's prompt, from the end of the question file's dev split (one question type after another); they are left out of the scored questions."),
           backend: Optional[str] = BACKEND,
           json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here, and a Markdown table beside it (.md); a .log.jsonl beside it lets an interrupted run resume.")):
     """Score methods on a question set: EM, F1, precision, recall (SQuAD normalization, max over golden answers;
     per question type), retrieval recall@k against gold_doc_ids, seconds per question with the Update apart."""
-    from .corpus import dataset_dir, load_questions, split as split_qs
+    from .corpus import dataset_dir, few_shot_examples, load_questions, split as split_qs
     from .evaluate import run_eval
     from .pipeline import METHODS
     from .report import markdown_table, runtime_table
@@ -208,7 +210,10 @@ def eval_(ctx: typer.Context,
         raise PragError(f"unknown split {split!r}: use dev, test or all")
     ds_dir = dataset_dir(dataset) if dataset else None
     questions = questions or ds_dir / "questions.jsonl"
-    qs = split_qs(load_questions(questions), split)[: limit or None]
+    all_qs = load_questions(questions)
+    shots = few_shot_examples(all_qs, few_shot)
+    shown = {q.id for q in shots}
+    qs = [q for q in split_qs(all_qs, split) if q.id not in shown][: limit or None]
     if kb is None:
         if ds_dir is None:
             raise PragError("--kb is required with --questions")
@@ -224,6 +229,10 @@ def eval_(ctx: typer.Context,
     _set_backend(pipe, backend)
     if merge:
         pipe.config.generation.merge = merge
+    if scale is not None:
+        pipe.config.generation.scale = scale
+    pipe.check_generation_config()
+    pipe.examples = [(q.question, q.golden_answers[0]) for q in shots]
     if {"prag", "combine"} & set(ms):  # adapters of every retrieved document first, batched and resumable
         pipe.parameterize_retrieved(qs, top_k)
     if pipe.config.generation.backend == "llamacpp":
@@ -232,6 +241,7 @@ def eval_(ctx: typer.Context,
     res = run_eval(pipe, qs, ms, top_k, log)
     res.update(dataset=ds_dir.name if ds_dir else questions.parent.name, questions=str(questions), split=split,
                limit=limit, top_k=top_k, model=pipe.config.model, merge=pipe.config.generation.merge,
+               scale=pipe.config.generation.scale, few_shot=[q.id for q in shots],
                backend=pipe.config.generation.backend, kb=str(kb), command=_command_line(ctx))
     text = json.dumps(res, indent=2)
     if json_out:

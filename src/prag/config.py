@@ -64,6 +64,7 @@ class GenerationConfig:
     max_new_tokens: int = 24
     merge: str = "sum"              # how the top-k adapters are weighted: sum (paper), mean, softmax, top1
     temperature: float = 1.0        # for merge="softmax": softmax(score / temperature)
+    scale: float = 1.0              # every merge weight times this: the strength of the injected update
     backend: str = "transformers"   # who generates: transformers | llamacpp (llama-cpp-python, `.[llamacpp]`)
     llamacpp_weights: str = "dequantized"  # llamacpp: "dequantized" (float32, the transformers backend's exact
                                     # weights) or "original" (the shipped quantized GGUF: faster, may differ)

@@ -118,6 +118,26 @@ def split(questions: list[Question], which: str) -> list[Question]:
     raise PragError(f"unknown split {which!r}: use dev, test or all")
 
 
+def few_shot_examples(questions: list[Question], n: int) -> list[Question]:
+    """`n` worked examples for a dataset's prompt, drawn from its dev split only: from the end of dev, so the
+    first dev questions (those tuned on) are not among them, one question type after another so each type is
+    shown. Returned in file order; an evaluation must leave them out of the questions it scores."""
+    if n < 0:
+        raise PragError(f"few-shot examples: {n} is negative")
+    pool = list(reversed(split(questions, "dev")))
+    if n > len(pool):
+        raise PragError(f"few-shot examples: {n} asked for, the dev split has {len(pool)} questions")
+    types = list(dict.fromkeys(q.type for q in pool))
+    by_type = {t: [q for q in pool if q.type == t] for t in types}
+    picked: list[Question] = []
+    while len(picked) < n:
+        for t in types:
+            if by_type[t] and len(picked) < n:
+                picked.append(by_type[t].pop(0))
+    order = {q.id: i for i, q in enumerate(questions)}
+    return sorted(picked, key=lambda q: order[q.id])
+
+
 def dataset_dir(name_or_path: str) -> Path:
     """A dataset folder by path, or by name under ../shared/datasets or $PRAG_DATASETS."""
     import os

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .augment import STOP
-from .generate import greedy_kwargs, question_message
+from .generate import greedy_kwargs
 
 _SENTENCE_END = re.compile(r"[.!?](\s|$)|\n")
 
@@ -134,8 +134,8 @@ def _retrieve(pipe, query: str, question: str, top_k: int) -> list:
         return pipe.retrieve(question, top_k)
 
 
-def _prompt(lm, question: str, docs, answer: str) -> str:
-    return lm.prompter.format(question_message(question, docs)) + answer
+def _prompt(pipe, question: str, docs, answer: str) -> str:
+    return pipe.prompt(question, docs) + answer
 
 
 def flare(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, list, int]:
@@ -144,7 +144,7 @@ def flare(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, li
     backend = pipe.llamacpp if pipe.config.generation.backend == "llamacpp" else None
     answer, hits, rounds = "", [], 0
     while (left := max_new_tokens - len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"])) > 0:
-        look = scored_generate(lm, _prompt(lm, question, None, answer), left, backend)
+        look = scored_generate(lm, _prompt(pipe, question, None, answer), left, backend)
         n = sentence_length(look.texts)
         if n == 0:
             break
@@ -153,7 +153,7 @@ def flare(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, li
                                 question if cfg.flare_query_with_question else None)
             hits = _retrieve(pipe, query, question, top_k)
             rounds += 1
-            look = scored_generate(lm, _prompt(lm, question, [h.doc for h in hits], answer), left, backend)
+            look = scored_generate(lm, _prompt(pipe, question, [h.doc for h in hits], answer), left, backend)
             n = sentence_length(look.texts)
         answer += lm.tokenizer.decode(look.ids[:n], skip_special_tokens=True)
         if n == len(look.ids) and look.ended or "\n" in answer or n == 0:
@@ -180,7 +180,7 @@ def dragin(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, l
     tok = lm.tokenizer
     answer, hits, rounds = "", [], 0
     while True:
-        prompt = _prompt(lm, question, [h.doc for h in hits] or None, answer)
+        prompt = _prompt(pipe, question, [h.doc for h in hits] or None, answer)
         left = max(1, max_new_tokens - len(tok(answer, add_special_tokens=False)["input_ids"]))
         gen = scored_generate(lm, prompt, left)
         if rounds >= cfg.max_rounds or not gen.ids:

@@ -79,6 +79,10 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
 
     gcfg = pipe.config.generation
     setting = {"top_k": top_k, "backend": gcfg.backend, "merge": gcfg.merge, "model": pipe.config.model}
+    if gcfg.scale != 1.0:  # keys only when set, so logs written before they existed still resume
+        setting["scale"] = gcfg.scale
+    if pipe.examples:
+        setting["few_shot"] = [q for q, _ in pipe.examples]
     done: dict[tuple[str, str], dict] = {}
     if log_path and log_path.exists():
         for line in log_path.read_text(encoding="utf-8").splitlines():

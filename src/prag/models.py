@@ -131,13 +131,25 @@ class Prompter:
         self.tokenizer = tokenizer
         self.chat = bool(getattr(tokenizer, "chat_template", None))
 
-    def format(self, user: str, few_shot: bool = True) -> str:
+    def format(self, user: str, few_shot: bool = True, shots: list[tuple[str, str]] | None = None) -> str:
+        """The prompt for `user`. `shots` are worked examples (user message, answer) shown first: earlier chat
+        turns, or for a base model in place of the generic FEW_SHOT header (`few_shot=False` drops that)."""
+        shots = shots or []
         if self.chat:
-            msgs = [{"role": "user", "content": user}]
+            msgs = [m for u, a in shots for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
+            msgs.append({"role": "user", "content": user})
             return self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        # The few-shot header already carries the instruction; a second one mid-prompt breaks the pattern.
-        user = user.removeprefix(INSTRUCTION).lstrip("\n")
-        return (self.FEW_SHOT if few_shot else "") + user + "\nAnswer:"
+
+        def bare(msg: str) -> str:
+            # The header already carries the instruction; a second one mid-prompt breaks the pattern.
+            return msg.removeprefix(INSTRUCTION).lstrip("\n")
+
+        if shots:
+            header = "Answer each question with a short answer.\n\n" + "".join(
+                f"{bare(u)}\nAnswer: {a}\n\n" for u, a in shots)
+        else:
+            header = self.FEW_SHOT if few_shot else ""
+        return header + bare(user) + "\nAnswer:"
 
     @property
     def end_of_answer(self) -> str:

@@ -7,6 +7,7 @@ rewrites and QA pairs, in context: the paper's §4.2 baseline).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ class Pipeline:
         self._augmenter = None
         self._trainer = None
         self._llamacpp = None
+        self.examples: list[tuple[str, str]] = []  # worked (question, answer) examples every prompt shows first
 
     @property
     def lm(self) -> LoadedModel:
@@ -93,6 +95,8 @@ class Pipeline:
     def check_generation_config(self, method: str | None = None) -> None:
         """Reject a bad backend (or a method it cannot run) before any model is loaded."""
         gcfg = self.config.generation
+        if not (gcfg.scale >= 0 and math.isfinite(gcfg.scale)):
+            raise PragError(f"generation.scale must be a finite number >= 0, not {gcfg.scale!r}")
         if gcfg.backend not in BACKENDS:
             raise PragError(f"unknown backend {gcfg.backend!r}: use {' or '.join(BACKENDS)}")
         if gcfg.backend == "llamacpp":
@@ -363,6 +367,12 @@ class Pipeline:
             raise PragError("the question retrieves no document (none of its words occur in the corpus)")
         return hits
 
+    def prompt(self, question: str, docs: list | None = None) -> str:
+        """The prompt every method shares: the worked examples (`examples`, e.g. a dataset's dev few-shot), then
+        the question, after the in-context documents `docs` if any."""
+        shots = [(question_message(q), a) for q, a in self.examples]
+        return self.lm.prompter.format(question_message(question, docs), shots=shots)
+
     def plan(self, question: str, method: str = "prag", top_k: int | None = None,
              doc_ids: list[str] | None = None) -> tuple[str, list[Hit], list, list[float]]:
         """Retrieve (or take `doc_ids`) and build the prompt and the adapters to apply: (prompt, hits, adapters,
@@ -387,7 +397,7 @@ class Pipeline:
         in_context = [h.doc for h in hits] if method in ("rag", "combine") else None
         if method == "da-rag":
             in_context = [self.augmented_document(h.doc) for h in hits]
-        prompt = self.lm.prompter.format(question_message(question, in_context))
+        prompt = self.prompt(question, in_context)
         weights: list[float] = []
         adapters = []
         if method in ("prag", "combine"):
@@ -395,7 +405,7 @@ class Pipeline:
             if need:
                 self.parameterize(need, progress=False)
             gcfg = self.config.generation
-            weights = merge_weights([h.score for h in hits], gcfg.merge, gcfg.temperature)
+            weights = merge_weights([h.score for h in hits], gcfg.merge, gcfg.temperature, gcfg.scale)
             adapters = [self.kb.load_adapter(h.doc.id) for h in hits]
         return prompt, hits, adapters, weights
 
@@ -414,7 +424,7 @@ class Pipeline:
             with self.injector.lock:  # the bare base model
                 raw, hits, rounds = run(self, question, top_k or self.config.retrieval.top_k,
                                         max_new_tokens or self.config.generation.max_new_tokens)
-            final = self.lm.prompter.format(question_message(question, [h.doc for h in hits] or None))
+            final = self.prompt(question, [h.doc for h in hits] or None)
             n_prompt = len(self.lm.tokenizer(final, add_special_tokens=False)["input_ids"])
             return Answer(question, method, extract_answer(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
                           n_prompt, rounds)

@@ -48,28 +48,30 @@ class Adapter:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def merge_weights(scores: list[float], mode: str = "sum", temperature: float = 1.0) -> list[float]:
-    """Weights w_j for the retrieved documents' adapters from their retrieval scores.
+def merge_weights(scores: list[float], mode: str = "sum", temperature: float = 1.0, scale: float = 1.0) -> list[float]:
+    """Weights w_j for the retrieved documents' adapters from their retrieval scores, each times `scale`.
 
     sum: 1 each (the paper); mean: 1/k each; softmax: softmax(score/temperature) (weights sum to 1);
-    top1: only the best document.
+    top1: only the best document. `scale` < 1 weakens the injected update as a whole.
     """
     k = len(scores)
     if k == 0:
         return []
     if mode == "sum":
-        return [1.0] * k
-    if mode == "mean":
-        return [1.0 / k] * k
-    if mode == "softmax":
+        w = [1.0] * k
+    elif mode == "mean":
+        w = [1.0 / k] * k
+    elif mode == "softmax":
         t = torch.tensor(scores, dtype=torch.float64) / max(temperature, 1e-6)
-        return torch.softmax(t, dim=0).tolist()
-    if mode == "top1":
+        w = torch.softmax(t, dim=0).tolist()
+    elif mode == "top1":
         best = max(range(k), key=lambda i: scores[i])
-        return [1.0 if i == best else 0.0 for i in range(k)]
-    from . import PragError
+        w = [1.0 if i == best else 0.0 for i in range(k)]
+    else:
+        from . import PragError
 
-    raise PragError(f"unknown merge mode {mode!r}: use sum, mean, softmax or top1")
+        raise PragError(f"unknown merge mode {mode!r}: use sum, mean, softmax or top1")
+    return [x * scale for x in w]
 
 
 class Injector:
