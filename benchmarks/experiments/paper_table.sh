@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The paper's Table 1 on our data: every dataset's TEST split (first LIMIT questions) x both bundled models x
-# METHODS, one `prag eval` each. Every eval resumes from its .log.jsonl and adapters are kept in
+# METHODS, one `prag eval` each, with FEWSHOT worked examples from the dev split in every method's prompt and
+# adapter strength SCALE (both chosen on dev: benchmarks/experiments/tune_dev.sh). Every eval resumes from its .log.jsonl and adapters are kept in
 # runs/kb-<dataset>-<model>, so an interrupted run picks up where it stopped: run it again.
 #   LIMIT=100 METHODS=closed,rag,da-rag,prag,combine bash benchmarks/experiments/paper_table.sh
 #   .venv/bin/prag report benchmarks/results/table1/*.json --out benchmarks/results/table1 --title "Table 1 (test)"
@@ -10,11 +11,14 @@ LIMIT=${LIMIT:-100}
 METHODS=${METHODS:-closed,rag,da-rag,prag,combine}
 DATASETS=${DATASETS:-"2wikimultihopqa-comparison 2wikimultihopqa hotpotqa popqa"}
 MODELS=${MODELS:-"smollm2 gemma3-270m"}
+FEWSHOT=${FEWSHOT:-4}
+SCALE=${SCALE:-0.5}
+SUFFIX=${SUFFIX:-}
 for model in $MODELS; do
   for ds in $DATASETS; do
-    out=benchmarks/results/table1/$ds-$model.json
+    out=benchmarks/results/table1/$ds-$model$SUFFIX.json
     .venv/bin/prag eval --dataset "$ds" --model "$model" --split test --limit "$LIMIT" --methods "$METHODS" \
-      --json "$out" > /dev/null
+      --few-shot "$FEWSHOT" --scale "$SCALE" --json "$out" > /dev/null 2>&1
     echo "$out"
   done
 done
