@@ -12,7 +12,7 @@ METHODS=${METHODS:-closed,rag,da-rag,prag,combine}
 DATASETS=${DATASETS:-"2wikimultihopqa-comparison 2wikimultihopqa hotpotqa popqa"}
 MODELS=${MODELS:-"smollm2 gemma3-270m"}
 FEWSHOT=${FEWSHOT:-4}
-SCALE=${SCALE:-0.5}
+SCALE=${SCALE:-0.25}
 SUFFIX=${SUFFIX:-}
 for model in $MODELS; do
   for ds in $DATASETS; do
