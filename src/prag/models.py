@@ -114,6 +114,12 @@ def load_model(spec: str = "smollm2", threads: int | None = None) -> LoadedModel
 INSTRUCTION = "Answer the question with a short answer."
 
 
+def _bare(msg: str) -> str:
+    """A user message without the instruction: the few-shot header carries it once; a second one mid-prompt
+    breaks the pattern."""
+    return msg.removeprefix(INSTRUCTION).lstrip("\n")
+
+
 class Prompter:
     """Formats a user message for the model: its chat template when it has one, else a plain few-shot layout.
 
@@ -121,35 +127,32 @@ class Prompter:
     (encode) and at question time, so an adapter learns answers in the form in which they are asked for.
     """
 
-    FEW_SHOT = (
-        "Answer each question with a short answer.\n\n"
-        "Question: What is the capital of France?\nAnswer: Paris\n\n"
-        "Question: Who wrote the novel Pride and Prejudice?\nAnswer: Jane Austen\n\n"
-    )
+    HEADER = "Answer each question with a short answer.\n\n"
+    GENERIC_SHOTS = [("Question: What is the capital of France?", "Paris"),
+                     ("Question: Who wrote the novel Pride and Prejudice?", "Jane Austen")]
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self.chat = bool(getattr(tokenizer, "chat_template", None))
 
-    def format(self, user: str, few_shot: bool = True, shots: list[tuple[str, str]] | None = None) -> str:
+    def format(self, user: str, shots: list[tuple[str, str]] | None = None) -> str:
         """The prompt for `user`. `shots` are worked examples (user message, answer) shown first: earlier chat
-        turns, or for a base model in place of the generic FEW_SHOT header (`few_shot=False` drops that)."""
+        turns, or for a base model in place of GENERIC_SHOTS (a base model always gets some, to learn the form)."""
         shots = shots or []
         if self.chat:
             msgs = [m for u, a in shots for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
             msgs.append({"role": "user", "content": user})
             return self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        return self.few_shot_header(shots or self.GENERIC_SHOTS) + _bare(user) + "\nAnswer:"
 
-        def bare(msg: str) -> str:
-            # The header already carries the instruction; a second one mid-prompt breaks the pattern.
-            return msg.removeprefix(INSTRUCTION).lstrip("\n")
+    def few_shot_header(self, shots: list[tuple[str, str]]) -> str:
+        """The base-model layout: one instruction, then each example as "Question: ...\nAnswer: ..."."""
+        return self.HEADER + "".join(f"{_bare(u)}\nAnswer: {a}\n\n" for u, a in shots)
 
-        if shots:
-            header = "Answer each question with a short answer.\n\n" + "".join(
-                f"{bare(u)}\nAnswer: {a}\n\n" for u, a in shots)
-        else:
-            header = self.FEW_SHOT if few_shot else ""
-        return header + bare(user) + "\nAnswer:"
+    @property
+    def FEW_SHOT(self) -> str:
+        """The generic header a base model gets when no examples are given."""
+        return self.few_shot_header(self.GENERIC_SHOTS)
 
     @property
     def end_of_answer(self) -> str:
