@@ -187,3 +187,14 @@ def test_generated_question_must_be_on_topic():
     sentence = next(s for s in doc.text.split(". ") if "4817" in s)
     assert not _on_topic(QA("How many species of birds live in Wrenmoor Gate?", "4817"), sentence, doc)
     assert _on_topic(QA("What is the population of Wrenmoor Gate according to the census?", "4817"), sentence, doc)
+
+
+def test_rule_spans_ask_for_what_a_linking_verb_states_not_for_verbs():
+    doc = Document("s", "Marrow Finch", "The Marrow Finch was a songbird from the valley of Oster Dell. Its wings are "
+                   "russet with pale bars. Its nest was woven from reed and lined with wool. Farmers "
+                   "prized eggs for luck.")
+    answers = [q.answer for q in rule_qa(doc, 10)]
+    assert answers[:2] == ["songbird", "russet"], answers    # each sentence's main statement comes first
+    assert "eggs" in answers                                   # object of a past-tense verb
+    assert not {"woven", "prized", "lined"} & set(answers), answers
+    assert "songbird from" not in answers                      # a trailing function word is trimmed, not kept

@@ -16,7 +16,8 @@ from .corpus import Document
 from .evaluate import normalize_answer
 
 STOP = set("a an the of in on at to for from by with and or is was were are be been as that this it its "
-           "which who whom what when where why how did does do has have had his her their there into".split())
+           "which who whom what when where why how did does do has have had his her their there into over under above "
+           "below across through along around among against".split())
 PRONOUNS = set("he she it they its their his her this these those".split())
 
 
@@ -93,9 +94,14 @@ def _on_topic(qa: QA, sentence: str, doc: Document) -> bool:
 
 
 # ---------------------------------------------------------------- deterministic rules
+# Recorded in every augmentation's notes, so a kb shows which rules wrote its pairs. 2: linking-verb statements
+# and dates first, objects of past-tense verbs, verbs no longer asked for (the rules without a version: 1).
+RULE_VERSION = 2
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
 _NUM = re.compile(r"\b\d+(?:[.,]\d+)?\b")
+_MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+_DATE = re.compile(rf"\b(?:\d{{1,2}}\s+{_MONTH}\s+\d{{4}}|{_MONTH}\s+\d{{1,2}},\s+\d{{4}})\b")  # '11 July 1977'
 _NAME = re.compile(r"\b([A-Z][a-z'\-]+(?:\s+(?:of\s+|de\s+|the\s+)?[A-Z][a-z'\-]+)*)\b")
 
 
@@ -103,14 +109,25 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT.split(text.strip()) if s.strip()]
 
 
+# the predicate of a linking verb: 'was a beekeeper', 'was painted indigo', 'are amber', 'is made of brass'
+_COMPLEMENT = re.compile(r"\b(?:is|are|was|were|became|becomes|remains|remained)\s+(?:[a-z]+ed\s+(?:of\s+|from\s+)?)?"
+                         r"(?:(?:a|an|the)\s+)?([A-Za-z][a-z\-]{2,}(?:\s+[a-z][a-z\-]{2,})?)\b")
+_VOBJ = re.compile(r"\b[a-z]{3,}ed\s+([a-z][a-z\-]{3,}(?:\s+[a-z][a-z\-]{3,})?)\b")  # 'produced silver'
 _OBJ = re.compile(r"\b(?:a|an|the|of|on|with|as|in|from|by|into)\s+([a-z][a-z\-]{3,}(?:\s+[a-z][a-z\-]{3,})?)\b")
 COMMON = set("other another many most more some such very also only known famous traditional traditionally until "
              "later years year still each every first second third large small local several made used called "
-             "named began begun often once well because after before since during about near".split())
-VERBISH = set("born made built known held kept sold grown found seen worn given taken".split())
-_WORD1 = re.compile(r"[a-z][a-z\-]{3,}")
+             "named began begun often once well because after before since during about near now whose instead".split())
+# past participles that do not end in -ed, and words that never answer a question
+VERBISH = set("born made built known held kept sold grown found seen worn given taken cast wound drawn written "
+              "thrown shown lost won rung hung sung led told woven chosen broken frozen hidden stolen spoken driven "
+              "beaten eaten fallen risen shaken sworn torn sewn without within than rather between".split())
 _WORD = re.compile(r"\b[a-z][a-z\-]{4,}\b")
 _TAIL = re.compile(r"([A-Za-z][A-Za-z'\-]+(?:\s+[A-Za-z][A-Za-z'\-]+)?)\W*$")
+
+
+def _span(s: str, a: int, b: int) -> re.Match:
+    """A match object covering exactly s[a:b] (spans are passed around as matches)."""
+    return re.compile(re.escape(s[a:b])).search(s, a)
 
 
 def _bounds(m: re.Match) -> tuple[int, int, str]:
@@ -119,33 +136,65 @@ def _bounds(m: re.Match) -> tuple[int, int, str]:
     return m.start(g), m.end(g), m.group(g)
 
 
+def _trim(m: re.Match, s: str) -> tuple[int, int, str]:
+    """A two-word span whose second word is a function or filler word keeps only its first ('beekeeper from')."""
+    a, b, text = _bounds(m)
+    ws = text.split()
+    if len(ws) == 2 and (ws[1].lower() in STOP | COMMON or _verbish(ws[1]) or ws[1].endswith("ing")):
+        return a, a + len(ws[0]), ws[0]
+    return a, b, text
+
+
+def _verbish(word: str) -> bool:
+    w = word.lower()
+    return w in VERBISH or (w.endswith("ed") and not w.endswith("eed"))
+
+
 def _is_content(words: str) -> bool:
     ws = words.lower().split()
     return bool(ws) and ws[0] not in STOP | COMMON and ws[-1] not in STOP | COMMON \
         and not any(w.endswith(("ly", "ing")) for w in ws)
 
 
+def _without_overlaps(spans: list[tuple[re.Match, str]]) -> list[tuple[re.Match, str]]:
+    """The spans that overlap no earlier span in the list."""
+    kept, taken = [], []
+    for m, wh in spans:
+        if not any(x < m.end() and m.start() < y for x, y in taken):
+            kept.append((m, wh))
+            taken.append((m.start(), m.end()))
+    return kept
+
+
 def answer_spans(doc: Document) -> list[tuple[str, re.Match, str, str]]:
-    """Candidate answers, as (sentence, match, wh-phrase, answer). Per sentence: years, numbers, names, then
-    lower-case phrases after an article or preposition ('feeds on lichen', 'a wooden hoop'), the sentence's
-    last words, then other content words. Ordered for coverage: every sentence's first span, then every
-    sentence's second, and so on."""
+    """Candidate answers, as (sentence, match, wh-phrase, answer). Per sentence: what a linking verb says the
+    subject is ('was a beekeeper', 'is a Danish screenwriter', 'was painted indigo'), then dates, years, numbers
+    and names in order, then lower-case phrases after a past-tense verb ('produced silver'), an article or a
+    preposition ('feeds on lichen', 'a wooden hoop'), the sentence's last words, then other content words (not
+    verbs such as 'painted'). Ordered for coverage: every sentence's first span, then every sentence's second,
+    and so on."""
     per_sentence = []
     title = doc.title.lower()
     for s in sentences(doc.text):
-        spans = [(m, "what year") for m in _YEAR.finditer(s)]
-        spans += [(m, "how many") for m in _NUM.finditer(s) if not _YEAR.fullmatch(m.group())]
-        spans += [(m, "what") for m in _NAME.finditer(s) if m.start() > 0 and m.group() not in doc.title]
-        spans = sorted(spans, key=lambda x: x[0].start())
-        for pattern in (_OBJ, _TAIL, _WORD):
+        statements = []
+        for m in _COMPLEMENT.finditer(s):
+            a, b, text = _trim(m, s)
+            if _is_content(text) and text.lower() not in title and not _verbish(text.split()[0]):
+                statements.append((_span(s, a, b), "what"))
+        facts = [(m, "when") for m in _DATE.finditer(s)]
+        facts += [(m, "what year") for m in _YEAR.finditer(s)]
+        facts += [(m, "how many") for m in _NUM.finditer(s) if not _YEAR.fullmatch(m.group())]
+        facts += [(m, "what") for m in _NAME.finditer(s) if m.start() > 0 and m.group() not in doc.title]
+        spans = _without_overlaps(statements + facts)  # a statement beats a name in it, a date its year and day
+        spans.sort(key=lambda x: (x[0] not in [m for m, _ in statements], x[0].start()))  # statements first
+        for pattern in (_VOBJ, _OBJ, _TAIL, _WORD):
             taken = [_bounds(m)[:2] for m, _ in spans]
             for m in pattern.finditer(s.rstrip(" .!?") if pattern is _TAIL else s):
-                a, b, text = _bounds(m)
-                if pattern is _OBJ and " " in text and (text.endswith(("ed", "ing")) or text.split()[1] in VERBISH):
-                    m = _WORD1.search(s, a)  # 'cartographer born' -> 'cartographer'
-                    a, b, text = _bounds(m)
+                a, b, text = _trim(m, s) if pattern in (_VOBJ, _OBJ) else _bounds(m)
+                if pattern is _WORD and _verbish(text):
+                    continue  # 'painted', 'invented': verbs, not facts
                 if _is_content(text) and text.lower() not in title and not any(x < b and a < y for x, y in taken):
-                    spans.append((m, "what"))
+                    spans.append((_span(s, a, b), "what"))
                     taken.append((a, b))
         per_sentence.append([(s, m, wh, _bounds(m)[2]) for m, wh in spans])
     out, seen = [], set()
@@ -204,7 +253,8 @@ def complete(doc: Document, rewrites: list[str], qa: list[QA], n: int, m: int, n
             answers.add(normalize_answer(q.answer))
     while len(good_rw) < n:
         good_rw.append(rule_rewrite(doc, len(good_rw)))
-    notes.update(rewrites_generated=len(rewrites), rewrites_kept=sum(1 for r in good_rw if r in rewrites),
+    notes.update(rule_version=RULE_VERSION, rewrites_generated=len(rewrites),
+                 rewrites_kept=sum(1 for r in good_rw if r in rewrites),
                  qa_generated=len(qa), qa_kept=sum(1 for q in good_qa if q.source != "rule"))
     return Augmentation(good_rw, good_qa, notes)
 
