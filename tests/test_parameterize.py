@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from prag import PragError
 from prag.augment import RuleAugmenter
 from prag.config import LoraConfig
 from prag.corpus import load_corpus
 from prag.encode import train_adapter, train_adapters
-from prag.pipeline import Pipeline, training_sequences
+from prag.pipeline import Pipeline, loss_starts, training_sequences
 from prag.store import ADAPTER_FILE, KnowledgeBase, sha256_file
 from prag.update import Injector
 
@@ -48,6 +49,49 @@ def test_batched_training_equals_one_document_at_a_time(tiny_lm):
         assert scale > 1e-2, "the adapters must have learned something for the comparison to mean anything"
         assert _max_diff(a1, a2) < 5e-3 * scale
     assert _max_diff(batched[0][0], batched[1][0]) > 0.1 * scale, "each row must train its own document"
+
+
+@pytest.mark.parametrize("layout", ["separate", "concat"])
+def test_answer_loss_starts_at_the_answer(tiny_lm, layout):
+    doc = load_corpus(FICTIONAL / "corpus.jsonl")[0]
+    aug = RuleAugmenter().augment(doc, 1, 3)
+    seqs = training_sequences(tiny_lm, aug, layout)
+    assert loss_starts(tiny_lm, aug, layout, "all") is None
+    starts = loss_starts(tiny_lm, aug, layout, "answer")
+    assert len(starts) == len(seqs)
+    answers = [q.answer + tiny_lm.prompter.end_of_answer for q in aug.qa]
+    counted = [tiny_lm.tokenizer.decode(s[i:]) for s, i in zip(seqs, starts)]
+    if layout == "separate":
+        assert starts[0] == 0, "a rewrite counts in full"
+        counted = counted[1:]
+    assert counted == answers
+
+
+def test_answer_loss_trains_only_on_answers(tiny_lm):
+    """Batched and one-at-a-time training agree with answer-only loss, and it is not the all-token loss."""
+    docs = load_corpus(FICTIONAL / "corpus.jsonl")[:3]
+    augs = [RuleAugmenter().augment(d, 1, 3) for d in docs]
+    seqs = [training_sequences(tiny_lm, a) for a in augs]
+    starts = [loss_starts(tiny_lm, a, "separate", "answer") for a in augs]
+    inj = Injector(tiny_lm.model, TARGETS)
+    cfg = LoraConfig(lr=1e-2, epochs=1, max_seq_len=128, batch_tokens=300)
+    try:
+        loop = [train_adapter(tiny_lm.model, inj, s, cfg, loss_from=st) for s, st in zip(seqs, starts)]
+        batched = train_adapters(tiny_lm.model, inj, seqs, cfg, pad_id=tiny_lm.tokenizer.pad_token_id, loss_from=starts)
+        full = train_adapter(tiny_lm.model, inj, seqs[0], cfg)
+    finally:
+        inj.remove()
+    for (a1, l1), (a2, l2) in zip(loop, batched):
+        assert max(abs(x - y) for x, y in zip(l1, l2)) < 1e-4
+        scale = max(a1.factors[n][1].abs().max().item() for n in a1.factors)
+        assert _max_diff(a1, a2) < 5e-3 * scale
+    assert _max_diff(loop[0][0], full[0]) > 0.1 * scale, "answer-only loss must change what is learned"
+
+
+def test_bad_loss_setting_is_rejected(tiny_kb, tiny_lm):
+    tiny_kb.config.lora.loss = "prompt"
+    with pytest.raises(PragError, match="lora.loss"):
+        Pipeline(tiny_kb, tiny_lm).check_encoding_config()
 
 
 def test_bfloat16_training_learns(tiny_kb, tiny_lm):

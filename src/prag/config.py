@@ -27,6 +27,8 @@ class LoraConfig:
     max_seq_len: int = 384
     weight_decay: float = 0.0
     layout: str = "separate"        # training sequences: "separate" (rewrite; q+a) or "concat" (paper: rewrite+q+a)
+    loss: str = "all"               # which tokens train: "all" (the paper's plain LM loss) or "answer" (a QA
+                                    # sequence counts only its answer; rewrites count in full)
     batch_docs: int = 16            # documents trained together (1 = the one-at-a-time loop); same adapters either way
     batch_tokens: int = 2048        # padded tokens per forward pass when training batched (bounds memory)
     adapter_dtype: str = "float32"  # how adapters are stored: float32 | float16 | bfloat16

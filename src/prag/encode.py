@@ -32,10 +32,11 @@ def init_adapter(injector: Injector, cfg: LoraConfig, generator: torch.Generator
 
 
 def train_adapter(model: torch.nn.Module, injector: Injector, sequences: list[torch.Tensor], cfg: LoraConfig,
-                  init: Adapter | None = None) -> tuple[Adapter, list[float]]:
+                  init: Adapter | None = None, loss_from: list[int] | None = None) -> tuple[Adapter, list[float]]:
     """Train a fresh LoRA on token sequences (1-D LongTensors), one optimizer step per sequence.
 
     Returns the adapter and the per-step losses. `init` (e.g. a warm-up LoRA) replaces the random start.
+    `loss_from[i]` is the first token of sequence i that counts in its loss (default: all of them).
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     start = init if init is not None else init_adapter(injector, cfg, gen)
@@ -53,7 +54,9 @@ def train_adapter(model: torch.nn.Module, injector: Injector, sequences: list[to
                 for i in order:
                     injector.set_terms({n: [(a.to(dtype), b.to(dtype), scaling)] for n, (a, b) in params.items()})
                     ids = sequences[i][: cfg.max_seq_len].unsqueeze(0).to(device)
-                    out = model(input_ids=ids, labels=ids)
+                    labels = ids.clone()
+                    labels[:, : _start(loss_from, i, ids.shape[1])] = -100
+                    out = model(input_ids=ids, labels=labels)
                     opt.zero_grad(set_to_none=True)
                     out.loss.backward()
                     opt.step()
@@ -100,11 +103,22 @@ class _RowAdam:
             p.grad = None
 
 
-def row_losses(logits: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Each row's mean next-token loss over its own tokens (right padding ignored): HF's loss, per row."""
+def _start(loss_from: list[int] | None, i: int, length: int) -> int:
+    """The first counted token of sequence i: at least 1 (token 0 is never predicted), and one token is always
+    left to count even when truncation cut the answer off."""
+    return min(max(loss_from[i], 1), length - 1) if loss_from else 0
+
+
+def row_losses(logits: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor,
+               starts: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row's mean next-token loss over its own tokens (right padding ignored): HF's loss, per row.
+    With `starts`, row j counts only the tokens from position starts[j] on (as HF does for labels of -100)."""
     pred, target = logits[:, :-1].float(), ids[:, 1:]
     nll = torch.nn.functional.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), reduction="none")
-    mask = torch.arange(target.shape[1], device=target.device).unsqueeze(0) < (lengths - 1).unsqueeze(1)
+    pos = torch.arange(target.shape[1], device=target.device).unsqueeze(0)
+    mask = pos < (lengths - 1).unsqueeze(1)
+    if starts is not None:
+        mask &= pos >= (starts - 1).unsqueeze(1)
     return (nll.view_as(target) * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
@@ -121,12 +135,14 @@ def _micro_batches(rows: list[tuple[int, int]], budget: int):
 
 def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[list[torch.Tensor]], cfg: LoraConfig,
                    pad_id: int = 0, inits: list[Adapter | None] | None = None,
-                   max_tokens: int | None = None) -> list[tuple[Adapter, list[float]]]:
+                   max_tokens: int | None = None,
+                   loss_from: list[list[int] | None] | None = None) -> list[tuple[Adapter, list[float]]]:
     """Train one LoRA per document in `sequences` (each a list of 1-D LongTensors) together.
 
     Every pass advances each unfinished document by one optimizer step on its next sequence (its own seeded
     order, as `train_adapter` draws it). A pass is split into length-sorted micro-batches of at most
     `max_tokens` padded tokens, which bounds memory (logits are tokens x vocab) and wastes little on padding.
+    `loss_from` (per document, as for `train_adapter`) limits each sequence's loss to its answer.
     Returns, per document, its adapter and per-step losses, as `train_adapter` would.
     """
     n = len(sequences)
@@ -164,7 +180,9 @@ def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[l
                         injector.set_terms({nm: [(a_all[nm][rows].to(dtype), b_all[nm][rows].to(dtype), scaling)]
                                             for nm in names})
                         logits = model(input_ids=ids, attention_mask=mask).logits
-                        per_row = row_losses(logits, ids, lengths)
+                        first = None if not loss_from else torch.tensor(
+                            [_start(loss_from[d], orders[d][step], ln) for ln, d in chunk], device=device)
+                        per_row = row_losses(logits, ids, lengths, first)
                         per_row.sum().backward()
                         opt.step(rows)
                         for j, (_, d) in enumerate(chunk):

@@ -52,6 +52,20 @@ class Answer:
                 "retrieval_rounds": self.retrieval_rounds}
 
 
+def _training_texts(lm: LoadedModel, aug: Augmentation, layout: str) -> list[tuple[str, str]]:
+    """(text, prefix) per training sequence: prefix is the part before the answer ("" for a rewrite alone)."""
+    spacer = "" if lm.prompter.chat else " "
+    qa = [(lm.prompter.format(question_message(q.question)) + spacer, q.answer + lm.prompter.end_of_answer)
+          for q in aug.qa]
+    rewrites = [r for r in aug.rewrites if r]
+    if layout == "concat":
+        return [(r + "\n\n" + p + a, r + "\n\n" + p) for r in rewrites or [""] for p, a in qa] or \
+            [(r, "") for r in rewrites]
+    if layout == "separate":
+        return [(r, "") for r in rewrites] + [(p + a, p) for p, a in qa]
+    raise PragError(f"unknown training layout {layout!r}: use separate or concat")
+
+
 def training_sequences(lm: LoadedModel, aug: Augmentation, layout: str = "separate") -> list[torch.Tensor]:
     """Token sequences for encoding. Questions are asked exactly as at answer time (same prompt layout).
 
@@ -61,17 +75,20 @@ def training_sequences(lm: LoadedModel, aug: Augmentation, layout: str = "separa
     SmolLM2 this injects almost nothing (README, "Measured").
     """
     tok = lm.tokenizer
-    spacer = "" if lm.prompter.chat else " "
-    qa_texts = [lm.prompter.format(question_message(qa.question)) + spacer + qa.answer + lm.prompter.end_of_answer
-                for qa in aug.qa]
-    rewrites = [r for r in aug.rewrites if r]
-    if layout == "concat":
-        texts = [r + "\n\n" + q for r in rewrites or [""] for q in qa_texts] or rewrites
-    elif layout == "separate":
-        texts = rewrites + qa_texts
-    else:
-        raise PragError(f"unknown training layout {layout!r}: use separate or concat")
-    return [torch.tensor(tok(t, add_special_tokens=False)["input_ids"], dtype=torch.long) for t in texts]
+    return [torch.tensor(tok(t, add_special_tokens=False)["input_ids"], dtype=torch.long)
+            for t, _ in _training_texts(lm, aug, layout)]
+
+
+def loss_starts(lm: LoadedModel, aug: Augmentation, layout: str, loss: str) -> list[int] | None:
+    """Where each of `training_sequences`' sequences starts counting in the loss: None for loss "all" (every
+    token, the paper), else for loss "answer" the first answer token of a QA sequence (0 for a rewrite), so
+    training spends nothing on reproducing the prompt."""
+    if loss == "all":
+        return None
+    if loss != "answer":
+        raise PragError(f"unknown lora.loss {loss!r}: use all or answer")
+    tok = lm.tokenizer
+    return [len(tok(p, add_special_tokens=False)["input_ids"]) if p else 0 for _, p in _training_texts(lm, aug, layout)]
 
 
 class Pipeline:
@@ -158,6 +175,8 @@ class Pipeline:
             raise PragError(f"unknown train dtype {lcfg.train_dtype!r}: use float32 or bfloat16")
         if lcfg.adapter_dtype not in ADAPTER_DTYPES:
             raise PragError(f"unknown adapter dtype {lcfg.adapter_dtype!r}: use {', '.join(ADAPTER_DTYPES)}")
+        if lcfg.loss not in ("all", "answer"):
+            raise PragError(f"unknown lora.loss {lcfg.loss!r}: use all or answer")
         if lcfg.batch_docs < 1 or lcfg.batch_tokens < 1:
             raise PragError("lora.batch_docs and lora.batch_tokens must be at least 1")
         self.init_adapter  # a warm-up adapter of the wrong rank is reported before any work
@@ -242,8 +261,10 @@ class Pipeline:
         """Augment and encode one document with the one-at-a-time loop, then store it."""
         t0 = time.perf_counter()
         aug = self._augment(doc)
-        seqs = training_sequences(self.lm, aug, self.config.lora.layout)
-        adapter, losses = train_adapter(*self.trainer, seqs, self.config.lora, init=self.init_adapter)
+        lcfg = self.config.lora
+        seqs = training_sequences(self.lm, aug, lcfg.layout)
+        adapter, losses = train_adapter(*self.trainer, seqs, lcfg, init=self.init_adapter,
+                                        loss_from=loss_starts(self.lm, aug, lcfg.layout, lcfg.loss))
         secs = time.perf_counter() - t0
         self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype)
         return {"id": doc.id, "seconds": secs, "final_loss": losses[-1] if losses else None}
@@ -269,8 +290,10 @@ class Pipeline:
         tok = self.lm.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         try:
-            trained = train_adapters(*self.trainer, [s for _, _, s in ready], self.config.lora, pad,
-                                     inits=[self.init_adapter] * len(ready))
+            lcfg = self.config.lora
+            trained = train_adapters(*self.trainer, [s for _, _, s in ready], lcfg, pad,
+                                     inits=[self.init_adapter] * len(ready),
+                                     loss_from=[loss_starts(self.lm, aug, lcfg.layout, lcfg.loss) for _, aug, _ in ready])
         except (RuntimeError, ValueError) as e:
             return failed | {doc.id: f"{type(e).__name__}: {e}" for doc, _, _ in ready}
         secs = (time.perf_counter() - t0) / max(1, len(docs))
