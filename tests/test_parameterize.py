@@ -51,16 +51,21 @@ def test_batched_training_equals_one_document_at_a_time(tiny_lm):
     assert _max_diff(batched[0][0], batched[1][0]) > 0.1 * scale, "each row must train its own document"
 
 
+@pytest.mark.parametrize("chat", [True, False])
 @pytest.mark.parametrize("layout", ["separate", "concat"])
-def test_answer_loss_starts_at_the_answer(tiny_lm, layout):
+def test_answer_loss_starts_at_the_answer(tiny_lm, tmp_path, layout, chat):
+    from conftest import make_tiny_model_dir
+    from prag.models import load_model
+
+    lm = tiny_lm if chat else load_model(str(make_tiny_model_dir(tmp_path / "base", chat=False)))
     doc = load_corpus(FICTIONAL / "corpus.jsonl")[0]
     aug = RuleAugmenter().augment(doc, 1, 3)
-    seqs = training_sequences(tiny_lm, aug, layout)
-    assert loss_starts(tiny_lm, aug, layout, "all") is None
-    starts = loss_starts(tiny_lm, aug, layout, "answer")
+    seqs = training_sequences(lm, aug, layout)
+    assert loss_starts(lm, aug, layout, "all") is None
+    starts = loss_starts(lm, aug, layout, "answer")
     assert len(starts) == len(seqs)
-    answers = [q.answer + tiny_lm.prompter.end_of_answer for q in aug.qa]
-    counted = [tiny_lm.tokenizer.decode(s[i:]) for s, i in zip(seqs, starts)]
+    answers = [("" if chat else " ") + q.answer + lm.prompter.end_of_answer for q in aug.qa]
+    counted = [lm.tokenizer.decode(s[i:]) for s, i in zip(seqs, starts)]
     if layout == "separate":
         assert starts[0] == 0, "a rewrite counts in full"
         counted = counted[1:]
@@ -84,8 +89,10 @@ def test_answer_loss_trains_only_on_answers(tiny_lm):
     for (a1, l1), (a2, l2) in zip(loop, batched):
         assert max(abs(x - y) for x, y in zip(l1, l2)) < 1e-4
         scale = max(a1.factors[n][1].abs().max().item() for n in a1.factors)
+        assert scale > 1e-2, "the adapters must have learned something for the comparison to mean anything"
         assert _max_diff(a1, a2) < 5e-3 * scale
-    assert _max_diff(loop[0][0], full[0]) > 0.1 * scale, "answer-only loss must change what is learned"
+    scale0 = max(loop[0][0].factors[n][1].abs().max().item() for n in loop[0][0].factors)
+    assert _max_diff(loop[0][0], full[0]) > 0.1 * scale0, "answer-only loss must change what is learned"
 
 
 def test_bad_loss_setting_is_rejected(tiny_kb, tiny_lm):

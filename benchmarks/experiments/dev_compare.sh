@@ -4,7 +4,7 @@
 #   ours  : kb made with the default preset (lr 3e-3, 4 epochs, separate sequences, 6 QA pairs), softmax merge,
 #           strength 0.25 (tuned on the first 50 dev questions)
 #   paper : kb made with --preset paper (lr 3e-4, 1 epoch, concatenated sequences, 3 QA pairs), plain sum, strength 1
-# Both kbs use rule augmentation. Every `prag eval` resumes from its .log.jsonl (the in-context rows of the first
+# Both kbs use rule augmentation. A kb that exists is reused as it is: its kb.toml says how its adapters are made. Every `prag eval` resumes from its .log.jsonl (the in-context rows of the first
 # 50 questions were copied from benchmarks/results/tuning/, which ran the same prompt).
 #   DATASET=popqa OURS=runs/kb-popqa-smollm2 PAPER=runs/kb-popqa-smollm2-paper bash benchmarks/experiments/dev_compare.sh
 set -euo pipefail

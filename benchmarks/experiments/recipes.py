@@ -84,7 +84,8 @@ def main():
         base = default_config("smollm2").lora
         cfg = dataclasses.replace(base, lr=float(lr), epochs=int(ep), layout=layout,
                                   r=int(rest[0]) if rest and rest[0] else base.r, loss=rest[1] if len(rest) > 1 else "all")
-        adapters, train_s = _trained(lm, inj, docs, augs, cfg, Path(args.adapters) / cache.stem / rec.replace(":", "_"))
+        key = f"{rec.replace(':', '_')}-a{cfg.alpha:g}-s{cfg.seed}-L{cfg.max_seq_len}"  # what else shapes them
+        adapters, train_s = _trained(lm, inj, docs, augs, cfg, Path(args.adapters) / cache.stem / key)
         row = {"train_s_per_doc": round(train_s, 2)}
         for mg in args.merges.split(","):
             row[mg] = run(adapters, mg, f"{rec}/{mg}")

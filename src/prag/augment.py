@@ -109,7 +109,7 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT.split(text.strip()) if s.strip()]
 
 
-# the predicate of a linking verb: 'was a beekeeper', 'was painted indigo', 'are amber', 'is made of brass'
+# the predicate of a linking verb: 'was a beekeeper', 'was painted indigo', 'are amber'
 _COMPLEMENT = re.compile(r"\b(?:is|are|was|were|became|becomes|remains|remained)\s+(?:[a-z]+ed\s+(?:of\s+|from\s+)?)?"
                          r"(?:(?:a|an|the)\s+)?([A-Za-z][a-z\-]{2,}(?:\s+[a-z][a-z\-]{2,})?)\b")
 _VOBJ = re.compile(r"\b[a-z]{3,}ed\s+([a-z][a-z\-]{3,}(?:\s+[a-z][a-z\-]{3,})?)\b")  # 'produced silver'
@@ -136,8 +136,9 @@ def _bounds(m: re.Match) -> tuple[int, int, str]:
     return m.start(g), m.end(g), m.group(g)
 
 
-def _trim(m: re.Match, s: str) -> tuple[int, int, str]:
-    """A two-word span whose second word is a function or filler word keeps only its first ('beekeeper from')."""
+def _trim(m: re.Match) -> tuple[int, int, str]:
+    """A two-word span whose second word is a function word, a filler or looks like a verb keeps only its first
+    ('beekeeper from', 'cartographer born')."""
     a, b, text = _bounds(m)
     ws = text.split()
     if len(ws) == 2 and (ws[1].lower() in STOP | COMMON or _verbish(ws[1]) or ws[1].endswith("ing")):
@@ -146,6 +147,8 @@ def _trim(m: re.Match, s: str) -> tuple[int, int, str]:
 
 
 def _verbish(word: str) -> bool:
+    """Looks like a verb form: a listed participle or any '-ed' word (so a few adjectives, 'red', 'sacred', are
+    taken for verbs too and not asked for)."""
     w = word.lower()
     return w in VERBISH or (w.endswith("ed") and not w.endswith("eed"))
 
@@ -178,7 +181,7 @@ def answer_spans(doc: Document) -> list[tuple[str, re.Match, str, str]]:
     for s in sentences(doc.text):
         statements = []
         for m in _COMPLEMENT.finditer(s):
-            a, b, text = _trim(m, s)
+            a, b, text = _trim(m)
             if _is_content(text) and text.lower() not in title and not _verbish(text.split()[0]):
                 statements.append((_span(s, a, b), "what"))
         facts = [(m, "when") for m in _DATE.finditer(s)]
@@ -190,7 +193,7 @@ def answer_spans(doc: Document) -> list[tuple[str, re.Match, str, str]]:
         for pattern in (_VOBJ, _OBJ, _TAIL, _WORD):
             taken = [_bounds(m)[:2] for m, _ in spans]
             for m in pattern.finditer(s.rstrip(" .!?") if pattern is _TAIL else s):
-                a, b, text = _trim(m, s) if pattern in (_VOBJ, _OBJ) else _bounds(m)
+                a, b, text = _trim(m) if pattern in (_VOBJ, _OBJ) else _bounds(m)
                 if pattern is _WORD and _verbish(text):
                     continue  # 'painted', 'invented': verbs, not facts
                 if _is_content(text) and text.lower() not in title and not any(x < b and a < y for x, y in taken):

@@ -1,5 +1,5 @@
-"""Encoding (paper §3.2.2): training documents' LoRAs with the plain LM loss on their augmented sequences,
-and reading/writing adapters in PEFT's format (adapter_model.safetensors + adapter_config.json).
+"""Encoding (paper §3.2.2): training documents' LoRAs with the plain LM loss on their augmented sequences (or,
+with `loss_from`, on the answer tokens only), and reading/writing adapters in PEFT's format (adapter_model.safetensors + adapter_config.json).
 
 Two trainers, same result (tested): `train_adapter`, one document at a time (torch AdamW, the reference), and
 `train_adapters`, many documents per forward pass. The batched one shares the frozen base model's matmuls across

@@ -54,8 +54,8 @@ class Answer:
 
 def _training_texts(lm: LoadedModel, aug: Augmentation, layout: str) -> list[tuple[str, str]]:
     """(text, prefix) per training sequence: prefix is the part before the answer ("" for a rewrite alone)."""
-    spacer = "" if lm.prompter.chat else " "
-    qa = [(lm.prompter.format(question_message(q.question)) + spacer, q.answer + lm.prompter.end_of_answer)
+    spacer = "" if lm.prompter.chat else " "  # on the answer's side: " Paris" is one token, "Answer: " + "Paris" two
+    qa = [(lm.prompter.format(question_message(q.question)), spacer + q.answer + lm.prompter.end_of_answer)
           for q in aug.qa]
     rewrites = [r for r in aug.rewrites if r]
     if layout == "concat":
@@ -88,7 +88,14 @@ def loss_starts(lm: LoadedModel, aug: Augmentation, layout: str, loss: str) -> l
     if loss != "answer":
         raise PragError(f"unknown lora.loss {loss!r}: use all or answer")
     tok = lm.tokenizer
-    return [len(tok(p, add_special_tokens=False)["input_ids"]) if p else 0 for _, p in _training_texts(lm, aug, layout)]
+    starts = []
+    for text, prefix in _training_texts(lm, aug, layout):
+        full, head = (tok(t, add_special_tokens=False)["input_ids"] for t in (text, prefix))
+        n = 0  # the tokens the prefix shares with the whole sequence (a merge at the boundary is counted)
+        while n < min(len(full), len(head)) and full[n] == head[n]:
+            n += 1
+        starts.append(n)
+    return starts
 
 
 class Pipeline:
