@@ -101,10 +101,9 @@ def _trained(lm, inj, docs, augs, cfg, folder: Path):
     timing = folder / "train_s_per_doc.json"
     if timing.exists() and all((folder / d.id).is_dir() for d in docs):
         return {d.id: read_adapter(folder / d.id) for d in docs}, json.loads(timing.read_text())
-    tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     t0 = time.perf_counter()
-    trained = train_adapters(lm.model, inj, [training_sequences(lm, augs[d.id], cfg.layout) for d in docs], cfg, pad,
+    trained = train_adapters(lm.model, inj, [training_sequences(lm, augs[d.id], cfg.layout) for d in docs], cfg,
+                             lm.pad_id,
                              loss_from=[loss_starts(lm, augs[d.id], cfg.layout, cfg.loss) for d in docs])
     secs = (time.perf_counter() - t0) / len(docs)
     for d, (ad, _) in zip(docs, trained):

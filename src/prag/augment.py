@@ -188,8 +188,10 @@ def answer_spans(doc: Document) -> list[tuple[str, re.Match, str, str]]:
         facts += [(m, "what year") for m in _YEAR.finditer(s)]
         facts += [(m, "how many") for m in _NUM.finditer(s) if not _YEAR.fullmatch(m.group())]
         facts += [(m, "what") for m in _NAME.finditer(s) if m.start() > 0 and m.group() not in doc.title]
-        spans = _without_overlaps(statements + facts)  # a statement beats a name in it, a date its year and day
-        spans.sort(key=lambda x: (x[0] not in [m for m, _ in statements], x[0].start()))  # statements first
+        # a statement beats a name in it, a date its year and day; statements never overlap one another, so all are
+        # kept, first, and the facts that remain follow in sentence order
+        spans = _without_overlaps(statements + facts)
+        spans[len(statements):] = sorted(spans[len(statements):], key=lambda x: x[0].start())
         for pattern in (_VOBJ, _OBJ, _TAIL, _WORD):
             taken = [_bounds(m)[:2] for m, _ in spans]
             for m in pattern.finditer(s.rstrip(" .!?") if pattern is _TAIL else s):

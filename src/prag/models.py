@@ -84,6 +84,12 @@ class LoadedModel:
     prompter: "Prompter"
     load_seconds: float
 
+    @property
+    def pad_id(self) -> int:
+        """The token that pads training batches: the tokenizer's pad token, else its end token, else 0."""
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
 
 def load_model(spec: str = "smollm2", threads: int | None = None) -> LoadedModel:
     """Load a base model (float32, eval mode, gradients off) with its tokenizer and prompter."""

@@ -79,14 +79,19 @@ def training_sequences(lm: LoadedModel, aug: Augmentation, layout: str = "separa
             for t, _ in _training_texts(lm, aug, layout)]
 
 
+def check_loss(loss: str) -> str:
+    """`loss` if it is a known lora.loss setting, else a clear error."""
+    if loss not in ("all", "answer"):
+        raise PragError(f"unknown lora.loss {loss!r}: use all or answer")
+    return loss
+
+
 def loss_starts(lm: LoadedModel, aug: Augmentation, layout: str, loss: str) -> list[int] | None:
     """Where each of `training_sequences`' sequences starts counting in the loss: None for loss "all" (every
     token, the paper), else for loss "answer" the first answer token of a QA sequence (0 for a rewrite), so
     training spends nothing on reproducing the prompt."""
-    if loss == "all":
+    if check_loss(loss) == "all":
         return None
-    if loss != "answer":
-        raise PragError(f"unknown lora.loss {loss!r}: use all or answer")
     tok = lm.tokenizer
     starts = []
     for text, prefix in _training_texts(lm, aug, layout):
@@ -182,8 +187,7 @@ class Pipeline:
             raise PragError(f"unknown train dtype {lcfg.train_dtype!r}: use float32 or bfloat16")
         if lcfg.adapter_dtype not in ADAPTER_DTYPES:
             raise PragError(f"unknown adapter dtype {lcfg.adapter_dtype!r}: use {', '.join(ADAPTER_DTYPES)}")
-        if lcfg.loss not in ("all", "answer"):
-            raise PragError(f"unknown lora.loss {lcfg.loss!r}: use all or answer")
+        check_loss(lcfg.loss)
         if lcfg.batch_docs < 1 or lcfg.batch_tokens < 1:
             raise PragError("lora.batch_docs and lora.batch_tokens must be at least 1")
         self.init_adapter  # a warm-up adapter of the wrong rank is reported before any work
@@ -294,11 +298,9 @@ class Pipeline:
         for doc, aug in zip(docs, augs):
             if aug is not None:
                 ready.append((doc, aug, training_sequences(self.lm, aug, self.config.lora.layout)))
-        tok = self.lm.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         try:
             lcfg = self.config.lora
-            trained = train_adapters(*self.trainer, [s for _, _, s in ready], lcfg, pad,
+            trained = train_adapters(*self.trainer, [s for _, _, s in ready], lcfg, self.lm.pad_id,
                                      inits=[self.init_adapter] * len(ready),
                                      loss_from=[loss_starts(self.lm, aug, lcfg.layout, lcfg.loss) for _, aug, _ in ready])
         except (RuntimeError, ValueError) as e:
