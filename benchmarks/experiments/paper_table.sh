@@ -14,10 +14,11 @@ MODELS=${MODELS:-"smollm2 gemma3-270m"}
 FEWSHOT=${FEWSHOT:-4}
 SCALE=${SCALE:-0.25}
 SUFFIX=${SUFFIX:-}
+KBTAG=${KBTAG:-}  # kb runs/kb-<dataset>-<model>$KBTAG: a new tag gives a kb made with today's defaults
 for model in $MODELS; do
   for ds in $DATASETS; do
     out=benchmarks/results/table1/$ds-$model$SUFFIX.json
-    .venv/bin/prag eval --dataset "$ds" --model "$model" --split test --limit "$LIMIT" --methods "$METHODS" \
+    .venv/bin/prag eval --dataset "$ds" --model "$model" --kb "runs/kb-$ds-$model$KBTAG" --split test --limit "$LIMIT" --methods "$METHODS" \
       --few-shot "$FEWSHOT" --scale "$SCALE" --json "$out" > /dev/null 2>&1
     echo "$out"
   done
