@@ -152,6 +152,7 @@ def test_eval_unknown_method(guard, unchanged):
     (("--batch-docs", "0"), "--batch-docs must be at least 1"),
     (("--train-dtype", "int8"), "unknown train dtype 'int8'"),
     (("--adapter-dtype", "float64"), "unknown adapter dtype 'float64'"),
+    (("--ids", " , "), "--ids names no document"),
 ])
 def test_parameterize_bad_options(guard, unchanged, args, needle):
     assert_clean_error(prag(guard, "parameterize", "--kb", unchanged, *args), needle)

@@ -3,6 +3,7 @@ dataset folder (JSON + Markdown beside it), and the Table-1 report with plots.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 import pytest
@@ -200,6 +201,23 @@ def test_eval_resume_does_not_reuse_rows_of_other_settings(tiny_kb, tiny_lm, tmp
     assert len(log.read_text().splitlines()) == 4 and res["methods"]["rag"]["n"] == 2
 
 
+def test_resumed_eval_builds_adapters_only_for_unanswered_questions(tiny_kb, tiny_lm, tmp_path):
+    from prag.evaluate import pending
+
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:3]
+    log = tmp_path / "run.log.jsonl"
+    assert pending(pipe, qs, ["prag"], 1, log) == qs  # no log yet: everything
+    run_eval(pipe, qs[:2], ["rag"], 1, log, progress=False)
+    assert pending(pipe, qs, ["rag"], 1, log) == qs[2:]
+    assert pending(pipe, qs, ["rag", "closed"], 1, log) == qs  # closed is unanswered for all three
+    assert pending(pipe, qs, ["rag"], 2, log) == qs  # another setting's rows do not count
+    # nothing pending -> nothing to build: an empty id list is no documents, not all of them
+    assert pipe.parameterize_retrieved([], 1, progress=False) == []
+    assert pipe.parameterize([], progress=False)["done"] == 0
+    assert not any(tiny_kb.is_done(d.id) for d in tiny_kb.docs)
+
+
 def test_report_refuses_two_results_for_the_same_cell(tmp_path):
     from prag import PragError
     from prag.report import write_report
@@ -208,6 +226,26 @@ def test_report_refuses_two_results_for_the_same_cell(tmp_path):
         (tmp_path / f"{name}.json").write_text(json.dumps(_fake("2wqa", "smollm2", {"closed": 0.2})))
     with pytest.raises(PragError, match="both have closed"):
         write_report([tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "r")
+
+
+def test_report_takes_some_methods_from_each_file(tmp_path):
+    """FILE.json:m1,m2 keeps only those methods of FILE, so a newer run's rows replace an older file's."""
+    from prag import PragError
+    from prag.report import markdown_table, write_report
+
+    (tmp_path / "old.json").write_text(json.dumps(_fake("2wqa", "smollm2", {"closed": 0.2, "prag": 0.13})))
+    (tmp_path / "new.json").write_text(json.dumps(_fake("2wqa", "smollm2", {"prag": 0.4, "combine": 0.3})))
+    out = write_report([f"{tmp_path}/old.json:closed", tmp_path / "new.json"], tmp_path / "r")
+    md = Path(out["markdown"]).read_text()
+    assert "| SmolLM2-135M-Instruct | prag | 0.400 |" in md and "0.130" not in md
+    assert "old.json (closed)" in md  # the sources list says what was taken
+    with pytest.raises(PragError, match="has no rag"):
+        write_report([f"{tmp_path}/old.json:closed,rag"], tmp_path / "r")
+    with pytest.raises(PragError, match="name at least one method"):
+        write_report([f"{tmp_path}/old.json:"], tmp_path / "r")
+    with pytest.raises(PragError, match="both have prag"):
+        write_report([tmp_path / "old.json", tmp_path / "new.json"], tmp_path / "r")
+    assert "| 0.200 |" in markdown_table([json.loads((tmp_path / "old.json").read_text())])
 
 
 def _questions(n, types=("a", "b")):

@@ -115,7 +115,9 @@ def parameterize(kb: Path = KB,
         raise PragError("--concurrency must be at least 1")
     pipe.augmenter  # builds it: a bad augmenter, URL or model name is reported before any work
     pipe.check_encoding_config()
-    id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
+    id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids is not None else None
+    if id_list == []:
+        raise PragError("--ids names no document: give comma-separated document ids, or leave it out for all")
     s = pipe.parameterize(id_list, force=force)
     n = s["done"]
     per = f", {s['seconds'] / n:.1f} s/doc" if n else ""
@@ -196,7 +198,7 @@ def eval_(ctx: typer.Context,
     """Score methods on a question set: EM, F1, precision, recall (SQuAD normalization, max over golden answers;
     per question type), retrieval recall@k against gold_doc_ids, seconds per question with the Update apart."""
     from .corpus import dataset_dir, few_shot_examples, load_questions, split as split_qs
-    from .evaluate import run_eval
+    from .evaluate import pending, run_eval
     from .pipeline import METHODS
     from .report import markdown_table, runtime_table
 
@@ -233,11 +235,12 @@ def eval_(ctx: typer.Context,
         pipe.config.generation.scale = scale
     pipe.check_generation_config()
     pipe.examples = [(q.question, q.golden_answers[0]) for q in shots]
-    if {"prag", "combine"} & set(ms):  # adapters of every retrieved document first, batched and resumable
-        pipe.parameterize_retrieved(qs, top_k)
-    if pipe.config.generation.backend == "llamacpp":
-        pipe.llamacpp  # started before timing: its start-up is not the first question's
     log = json_out.with_suffix(".log.jsonl") if json_out else None
+    parametric = [m for m in ms if m in ("prag", "combine")]
+    if parametric:  # adapters of every document retrieved for a question still to answer: batched, resumable
+        pipe.parameterize_retrieved(pending(pipe, qs, parametric, top_k, log), top_k)
+    if pipe.config.generation.backend == "llamacpp" and pending(pipe, qs, ms, top_k, log):
+        pipe.llamacpp  # started before timing: its start-up is not the first question's
     res = run_eval(pipe, qs, ms, top_k, log)
     res.update(dataset=ds_dir.name if ds_dir else questions.parent.name, questions=str(questions), split=split,
                limit=limit, top_k=top_k, model=pipe.config.model, merge=pipe.config.generation.merge,
@@ -251,7 +254,7 @@ def eval_(ctx: typer.Context,
 
 
 @app.command()
-def report(results: list[Path] = typer.Argument(..., help="Result JSON files written by `prag eval --json`."),
+def report(results: list[str] = typer.Argument(..., help="Result JSON files written by `prag eval --json`; FILE.json:prag,combine takes only those methods from FILE."),
            out: Path = typer.Option(..., help="Folder for report.md and the PNG plots."),
            title: str = typer.Option("Results", help="Heading of report.md.")):
     """Lay out eval results like the paper's Table 1 (Markdown) with plots: F1 by method and model, seconds per question."""

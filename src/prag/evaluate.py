@@ -72,17 +72,18 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | None = None,
-             progress: bool = True) -> dict:
-    """Answer every question with every method; rows already in `log_path` (JSONL) are reused (resume)."""
-    from tqdm import tqdm
-
+def _setting(pipe, top_k: int) -> dict:
+    """What a logged answer depends on besides the question: rows of another setting are redone, not reused."""
     gcfg = pipe.config.generation
     setting = {"top_k": top_k, "backend": gcfg.backend, "merge": gcfg.merge, "model": pipe.config.model}
     if gcfg.scale != 1.0:  # keys only when set, so logs written before they existed still resume
         setting["scale"] = gcfg.scale
     if pipe.examples:
         setting["few_shot"] = [q for q, _ in pipe.examples]
+    return setting
+
+
+def _logged(log_path: Path | None, setting: dict) -> dict[tuple[str, str], dict]:
     done: dict[tuple[str, str], dict] = {}
     if log_path and log_path.exists():
         for line in log_path.read_text(encoding="utf-8").splitlines():
@@ -91,8 +92,25 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
                 key = (row["method"], row["id"])
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # a line cut short by a crash
-            if row.get("setting", setting) == setting:  # rows of other settings are not reused (redone)
+            if row.get("setting", setting) == setting:
                 done[key] = row
+    return done
+
+
+def pending(pipe, questions, methods: list[str], top_k: int, log_path: Path | None = None) -> list:
+    """The questions that some method in `methods` has not answered yet in `log_path` (all of them without a log):
+    a resumed eval builds adapters only for these."""
+    done = _logged(log_path, _setting(pipe, top_k))
+    return [q for q in questions if any((m, q.id) not in done for m in methods)]
+
+
+def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | None = None,
+             progress: bool = True) -> dict:
+    """Answer every question with every method; rows already in `log_path` (JSONL) are reused (resume)."""
+    from tqdm import tqdm
+
+    setting = _setting(pipe, top_k)
+    done = _logged(log_path, setting)
     log = open(log_path, "a", encoding="utf-8") if log_path else None
     try:
         todo = [(m, q) for m in methods for q in questions if (m, q.id) not in done]

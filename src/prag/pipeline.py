@@ -318,7 +318,7 @@ class Pipeline:
         (distributed.py) on `workers` actors."""
         from tqdm import tqdm
 
-        if ids:
+        if ids is not None:  # an empty list is no documents, not all of them
             unknown = [i for i in ids if i not in self.kb.by_id]
             if unknown:
                 raise PragError(f"unknown document id(s): {', '.join(unknown[:5])}")

@@ -17,19 +17,39 @@ METHOD_ORDER = ("closed", "rag", "da-rag", "flare", "dragin", "prag", "combine")
 MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3-270m": "Gemma 3 270M"}
 
 
-def load_results(paths: list[Path]) -> list[dict]:
+def _split_selection(spec) -> tuple[Path, list[str] | None]:
+    """`results.json` or `results.json:prag,combine` (only those methods of that file)."""
+    text = str(spec)
+    head, sep, tail = text.rpartition(":")
+    if sep and head.endswith(".json") and not text.endswith(".json"):
+        methods = [m.strip() for m in tail.split(",") if m.strip()]
+        if not methods:
+            raise PragError(f"{text}: name at least one method after ':' (e.g. {head}:prag,combine)")
+        return Path(head), methods
+    return Path(text), None
+
+
+def load_results(paths: list) -> list[dict]:
+    """Result files, each optionally as `FILE:METHOD,...` to take only those methods from it (so a newer run's
+    rows can replace an older file's without editing either)."""
     out = []
-    for p in paths:
+    for spec in paths:
+        p, only = _split_selection(spec)
         try:
-            res = json.loads(Path(p).read_text(encoding="utf-8"))
+            res = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PragError(f"{p}: file not found") from None
         except json.JSONDecodeError as e:
             raise PragError(f"{p}: not a JSON results file ({e})") from None
-        if not isinstance(res, dict) or "methods" not in res:
+        if not isinstance(res, dict) or not isinstance(res.get("methods"), dict):
             raise PragError(f"{p}: not a `prag eval` results file (no 'methods')")
-        res.setdefault("dataset", Path(res.get("questions", p)).parent.name or Path(p).stem)
-        res["_path"] = str(p)
+        if only is not None:
+            missing = [m for m in only if m not in res["methods"]]
+            if missing:
+                raise PragError(f"{p}: has no {', '.join(missing)} (it has: {', '.join(res['methods'])})")
+            res["methods"] = {m: res["methods"][m] for m in only}
+        res.setdefault("dataset", Path(res.get("questions", p)).parent.name or p.stem)
+        res["_path"] = str(p) + (f" ({', '.join(only)})" if only is not None else "")
         out.append(res)
     return out
 
@@ -47,7 +67,7 @@ def _cells(results: list[dict]):
             other = seen.setdefault((ds, model, method), res.get("_path", "?"))
             if other != res.get("_path", "?"):
                 raise PragError(f"{res.get('_path')} and {other} both have {method} on {ds} with {model}: "
-                                "report them separately")
+                                "report them separately, or take some methods from each (FILE.json:prag,combine)")
             types = sorted(summ.get("by_type", {}))
             cols = columns.setdefault(ds, [])
             for t in types + ["" if types else ""]:
