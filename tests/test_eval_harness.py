@@ -213,9 +213,43 @@ def test_resumed_eval_builds_adapters_only_for_unanswered_questions(tiny_kb, tin
     assert pending(pipe, qs, ["rag", "closed"], 1, log) == qs  # closed is unanswered for all three
     assert pending(pipe, qs, ["rag"], 2, log) == qs  # another setting's rows do not count
     # nothing pending -> nothing to build: an empty id list is no documents, not all of them
-    assert pipe.parameterize_retrieved([], 1, progress=False) == []
-    assert pipe.parameterize([], progress=False)["done"] == 0
+    pipe.parameterize_retrieved([], 1, progress=False)
     assert not any(tiny_kb.is_done(d.id) for d in tiny_kb.docs)
+    pipe.parameterize([], progress=False)
+    assert not any(tiny_kb.is_done(d.id) for d in tiny_kb.docs)
+
+
+def test_finished_eval_rerun_builds_no_adapters(tiny_kb, tiny_lm, tmp_path, monkeypatch):
+    """The CLI asks `pending` which questions still need adapters: a re-run of a finished eval needs none."""
+    from typer.testing import CliRunner
+
+    import prag.cli as cli
+    from prag.cli import app
+
+    built, loaded = [], []
+    real = Pipeline.parameterize_retrieved
+
+    def spy(self, questions, top_k, progress=True):
+        built.append([q.id for q in questions])
+        return real(self, questions, top_k, progress=False)
+
+    def pipeline(kb_dir):
+        pipe = Pipeline(tiny_kb, tiny_lm)
+        loaded.append(pipe)
+        return pipe
+
+    monkeypatch.setattr(Pipeline, "parameterize_retrieved", spy)
+    monkeypatch.setattr(cli, "_pipeline", pipeline)
+    out = tmp_path / "r.json"
+    args = ["eval", "--kb", str(tiny_kb.root), "--questions", str(FICTIONAL / "questions.jsonl"), "--limit", "2",
+            "--methods", "closed,prag", "--top-k", "1", "--json", str(out)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert len(built) == 1 and len(built[0]) == 2  # first run: both questions' documents
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert built[1] == []  # second run: every answer is in the log
+    assert json.loads(out.read_text())["methods"]["prag"]["n"] == 2
 
 
 def test_report_refuses_two_results_for_the_same_cell(tmp_path):
@@ -239,13 +273,32 @@ def test_report_takes_some_methods_from_each_file(tmp_path):
     md = Path(out["markdown"]).read_text()
     assert "| SmolLM2-135M-Instruct | prag | 0.400 |" in md and "0.130" not in md
     assert "old.json (closed)" in md  # the sources list says what was taken
-    with pytest.raises(PragError, match="has no rag"):
+    with pytest.raises(PragError, match="has no 'rag'"):
         write_report([f"{tmp_path}/old.json:closed,rag"], tmp_path / "r")
     with pytest.raises(PragError, match="name at least one method"):
         write_report([f"{tmp_path}/old.json:"], tmp_path / "r")
     with pytest.raises(PragError, match="both have prag"):
         write_report([tmp_path / "old.json", tmp_path / "new.json"], tmp_path / "r")
-    assert "| 0.200 |" in markdown_table([json.loads((tmp_path / "old.json").read_text())])
+    with pytest.raises(PragError, match="not a method name"):
+        write_report([f"{tmp_path}/old.json:prag combine"], tmp_path / "r")
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(PragError, match="is a directory"):
+        write_report([tmp_path / "dir.json"], tmp_path / "r")
+
+
+@pytest.mark.parametrize("spec, path, methods", [
+    ("r/a.json", "r/a.json", None),
+    ("r/a.json:prag", "r/a.json", ["prag"]),
+    ("r/A.JSON:prag", "r/A.JSON", ["prag"]),
+    ("/d:x/a.json", "/d:x/a.json", None),
+    ("/d:x/a.json: prag , combine", "/d:x/a.json", ["prag", "combine"]),
+    ("C:\\r\\a.json:rag", "C:\\r\\a.json", ["rag"]),
+    ("r/a.jsonl", "r/a.jsonl", None),
+])
+def test_report_file_selection_syntax(spec, path, methods):
+    from prag.report import _split_selection
+
+    assert _split_selection(spec) == (Path(path), methods)
 
 
 def _questions(n, types=("a", "b")):

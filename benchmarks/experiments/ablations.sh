@@ -2,7 +2,7 @@
 # The paper's ablations (§5.2-5.4) on the TEST split (first LIMIT questions) of one dataset with one model: P-RAG
 # and combine from a kb of its own per ablation, so every adapter of an ablation is made alike. Prompt and
 # strength as in Table 1 (FEWSHOT dev worked examples, SCALE), chosen on dev. Each kb and eval resumes: run it again.
-#   default    our defaults (the Table-1 kb, runs/kb-<dataset>-<model>$KBTAG)
+#   default    our defaults (the Table-1 kb, runs/kb-<dataset>-<model>$KBTAG; reuses Table 1's answers when they exist)
 #   warmup     §5.2: every document's LoRA starts from a LoRA trained on the DEV questions' (question, answer) pairs
 #   rewrite    §5.3: trained on rewrites only      qa: QA pairs only      none: the document itself only
 #   aug-self   §5.4: augmentation written by the base model itself
@@ -46,6 +46,13 @@ kb_for() {  # ablation -> kb folder, made on first use
 }
 for name in $ABLATIONS; do
   kb=$(kb_for "$name")
+  # default: Table 1's answers are this row's when Table 1 used the same kb (its JSON records it); the eval then
+  # reuses the rows of the same setting (top-k, merge, strength, examples) and redoes the rest
+  t1=benchmarks/results/table1/$DATASET-$MODEL$KBTAG.json
+  if [ "$name" = default ] && [ -f "${t1%.json}.log.jsonl" ] && [ ! -f "$OUT/$DATASET-$MODEL-default.log.jsonl" ] &&
+     [ "$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1])).get("kb", ""))' "$t1")" = "$kb" ]; then
+    cp "${t1%.json}.log.jsonl" "$OUT/$DATASET-$MODEL-default.log.jsonl"
+  fi
   prag eval --dataset "$DATASET" --kb "$kb" --split test --limit "$LIMIT" --methods prag,combine \
     --few-shot "$FEWSHOT" --scale "$SCALE" --json "$OUT/$DATASET-$MODEL-$name.json" > /dev/null
   echo "$OUT/$DATASET-$MODEL-$name.json"

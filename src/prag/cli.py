@@ -96,6 +96,9 @@ def parameterize(kb: Path = KB,
                  workers: Optional[int] = typer.Option(None, help="Ray actors, each with one model (default: one per CPU the cluster has, capped by its CPUs).")):
     """Augment and encode documents into LoRA adapters. Resumable and crash-safe: a killed job started again
     skips finished documents and redoes at most the batch it was in."""
+    id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids is not None else None
+    if id_list == []:
+        raise PragError("--ids names no document: give comma-separated document ids, or leave it out for all")
     pipe = _pipeline(kb)
     lcfg = pipe.config.lora
     if batch_docs is not None:
@@ -115,9 +118,6 @@ def parameterize(kb: Path = KB,
         raise PragError("--concurrency must be at least 1")
     pipe.augmenter  # builds it: a bad augmenter, URL or model name is reported before any work
     pipe.check_encoding_config()
-    id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids is not None else None
-    if id_list == []:
-        raise PragError("--ids names no document: give comma-separated document ids, or leave it out for all")
     s = pipe.parameterize(id_list, force=force)
     n = s["done"]
     per = f", {s['seconds'] / n:.1f} s/doc" if n else ""

@@ -312,7 +312,7 @@ class Pipeline:
 
     def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False,
                      ray: str | None = None, workers: int | None = None) -> dict:
-        """Parameterize the given documents (default all), `lora.batch_docs` at a time (1: the one-document
+        """Parameterize the given documents (None: all; an empty list: none), `lora.batch_docs` at a time (1: the one-document
         loop); finished ones are skipped unless `force`. Each document is stored as soon as its batch ends, so
         a killed job loses at most one batch. `ray` ("auto" or a cluster address) runs the batches as Ray tasks
         (distributed.py) on `workers` actors."""
@@ -364,6 +364,8 @@ class Pipeline:
         """Parameterize every document BM25 retrieves (top-k) for the questions, as an eval of prag/combine
         needs (batched, resumable). Returns their ids."""
         need = sorted({h.doc.id for q in questions for h in self.kb.retriever.retrieve(q.question, top_k)})
+        if not need:
+            return []
         s = self.parameterize(need, progress=progress)
         if s["failed"]:
             raise PragError(f"{len(s['failed'])} documents failed to parameterize; see `prag status --kb {self.kb.root}`")

@@ -18,15 +18,19 @@ MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3-270m": "Gemma 3 270M"
 
 
 def _split_selection(spec) -> tuple[Path, list[str] | None]:
-    """`results.json` or `results.json:prag,combine` (only those methods of that file)."""
+    """`results.json` or `results.json:prag,combine` (only those methods of that file). An existing file is always
+    taken whole, whatever its name."""
     text = str(spec)
     head, sep, tail = text.rpartition(":")
-    if sep and head.endswith(".json") and not text.endswith(".json"):
-        methods = [m.strip() for m in tail.split(",") if m.strip()]
-        if not methods:
-            raise PragError(f"{text}: name at least one method after ':' (e.g. {head}:prag,combine)")
-        return Path(head), methods
-    return Path(text), None
+    if not sep or not head.lower().endswith(".json") or Path(text).is_file():
+        return Path(text), None
+    methods = [m.strip() for m in tail.split(",") if m.strip()]
+    if not methods:
+        raise PragError(f"{text}: name at least one method after ':' (e.g. {head}:prag,combine)")
+    odd = [m for m in methods if any(c in m for c in "/\\ ")]
+    if odd:
+        raise PragError(f"{text}: {odd[0]!r} is not a method name; the form is FILE.json:METHOD,METHOD")
+    return Path(head), methods
 
 
 def load_results(paths: list) -> list[dict]:
@@ -39,14 +43,18 @@ def load_results(paths: list) -> list[dict]:
             res = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PragError(f"{p}: file not found") from None
+        except IsADirectoryError:
+            raise PragError(f"{p}: is a directory, not a results file") from None
         except json.JSONDecodeError as e:
             raise PragError(f"{p}: not a JSON results file ({e})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise PragError(f"{p}: cannot read it ({e})") from None
         if not isinstance(res, dict) or not isinstance(res.get("methods"), dict):
             raise PragError(f"{p}: not a `prag eval` results file (no 'methods')")
         if only is not None:
             missing = [m for m in only if m not in res["methods"]]
             if missing:
-                raise PragError(f"{p}: has no {', '.join(missing)} (it has: {', '.join(res['methods'])})")
+                raise PragError(f"{p}: has no {', '.join(map(repr, missing))} (it has: {', '.join(res['methods'])})")
             res["methods"] = {m: res["methods"][m] for m in only}
         res.setdefault("dataset", Path(res.get("questions", p)).parent.name or p.stem)
         res["_path"] = str(p) + (f" ({', '.join(only)})" if only is not None else "")
@@ -168,7 +176,7 @@ def plots(results: list[dict], out_dir: Path) -> list[Path]:
     return written
 
 
-def write_report(paths: list[Path], out_dir: Path, title: str = "Results") -> dict:
+def write_report(paths: list, out_dir: Path, title: str = "Results") -> dict:
     """Markdown (report.md: F1 table, EM table, runtime table, sources) and the PNG plots into `out_dir`."""
     results = load_results(paths)
     if not results:
