@@ -333,6 +333,7 @@ def test_eval_few_shot_and_scale_reach_the_prompt_and_the_results(tmp_path, tiny
 
     cfg = default_config("smollm2")
     cfg.model = str(tiny_model_dir)
+    cfg.lora.r = 3  # not the default: the results must record the kb's own settings
     KnowledgeBase.create(tmp_path / "kb", FICTIONAL / "corpus.jsonl", cfg)
     out = tmp_path / "res.json"
     args = ["eval", "--questions", str(FICTIONAL / "questions.jsonl"), "--kb", str(tmp_path / "kb"), "--split",
@@ -342,6 +343,7 @@ def test_eval_few_shot_and_scale_reach_the_prompt_and_the_results(tmp_path, tiny
     res = json.loads(out.read_text())
     n_dev = len(load_questions(FICTIONAL / "questions.jsonl")) // 2
     assert len(res["few_shot"]) == 2 and res["scale"] == 0.5
+    assert res["kb_config"]["lora"]["r"] == 3 and res["kb_config"]["augment"]["augmenter"] == "rule"
     assert res["methods"]["closed"]["n"] == n_dev - 2  # the examples are not scored
     rows = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
     assert not {r["id"] for r in rows} & set(res["few_shot"])
