@@ -7,6 +7,7 @@ from pathlib import Path
 import shutil
 
 import pytest
+import torch
 
 from conftest import FICTIONAL
 from prag.corpus import load_questions
@@ -113,6 +114,7 @@ def test_report_lays_out_table_one_and_plots(tmp_path):
     more = markdown_table([json.loads(f.read_text()) for f in files] + [few])
     assert "| 0.400 (n=5) |" in more and "| 0.300 |" in more  # a cell over fewer questions says so
     assert "prag eval --dataset popqa" in md and "Update ms/question" in md
+    assert "| retrieval recall | device |" in md and "| cpu |" in md  # results without a device ran on the CPU
     for p in out["plots"]:
         assert (tmp_path / "report" / p.split("/")[-1]).stat().st_size > 5000
 
@@ -344,6 +346,7 @@ def test_eval_few_shot_and_scale_reach_the_prompt_and_the_results(tmp_path, tiny
     n_dev = len(load_questions(FICTIONAL / "questions.jsonl")) // 2
     assert len(res["few_shot"]) == 2 and res["scale"] == 0.5
     assert res["kb_config"]["lora"]["r"] == 3 and res["kb_config"]["augment"]["augmenter"] == "rule"
+    assert res["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert res["methods"]["closed"]["n"] == n_dev - 2  # the examples are not scored
     rows = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
     assert not {r["id"] for r in rows} & set(res["few_shot"])

@@ -16,6 +16,12 @@ def _p50(xs: list[float]) -> float:
     return statistics.median(xs) * 1000.0
 
 
+def _sync(model) -> None:
+    """Wait for the model's device to finish (CUDA work is queued): timers then measure the work, not its launch."""
+    if next(model.parameters()).is_cuda:
+        torch.cuda.synchronize()
+
+
 def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: int = 2, alpha: float = 32.0) -> dict:
     """Time one Update (apply k adapters, then restore) on `lm`'s FFN, ours vs PEFT, in the same process."""
     from peft import PeftModel
@@ -29,7 +35,7 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
     g = torch.Generator().manual_seed(0)
     adapters = [Adapter({n: (torch.randn(r, i, generator=g) * 0.01, torch.randn(o, r, generator=g) * 0.01)
                          for n, (i, o) in inj.shapes().items()}, r, alpha) for _ in range(k)]
-    ids = torch.tensor([[1, 2, 3, 4]])
+    ids = torch.tensor([[1, 2, 3, 4]], device=lm.model.device)
     with tempfile.TemporaryDirectory() as tmp:
         dirs = []
         for j, ad in enumerate(adapters):
@@ -45,11 +51,13 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
             t0 = time.perf_counter()
             inj.apply(adapters, [1.0] * k)
             inj.clear()
+            _sync(lm.model)
             warm.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             loaded = [read_adapter(d) for d in dirs]
             inj.apply(loaded, [1.0] * k)
             inj.clear()
+            _sync(lm.model)
             cold.append(time.perf_counter() - t0)
         inj.remove()
         with torch.no_grad():
@@ -66,13 +74,14 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
             for n in names:
                 pm.delete_adapter(n)
             lm.model = pm.unload()
+            _sync(lm.model)
             peft_times.append(time.perf_counter() - t0)
         with torch.no_grad():
             assert torch.equal(lm.model(input_ids=ids).logits, base), "PEFT path did not restore the model"
     ours, ours_cold, peft = _p50(warm), _p50(cold), _p50(peft_times)
     return {"ours_ms_p50": round(ours, 3), "ours_cold_ms_p50": round(ours_cold, 3), "peft_ms_p50": round(peft, 1),
             "speedup": round(peft / ours, 1), "speedup_cold": round(peft / ours_cold, 1), "k": k,
-            "model": lm.spec, "threads": torch.get_num_threads()}
+            "model": lm.spec, "threads": torch.get_num_threads(), "device": str(lm.model.device)}
 
 
 def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: int = 3) -> dict:
@@ -164,7 +173,7 @@ def bench_generate(lm, tokens: int = 64, repeats: int = 3, k: int = 3, original:
                  "where the Danube ends?", "Which film came out first, Metropolis or Nosferatu?",
                  "Where was the director of Casablanca born?", "Are the Rhine and the Elbe in the same country?"]
     prompts = [lm.prompter.format(question_message(q)) for q in questions]
-    ids = lm.tokenizer(prompts[0], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = lm.tokenizer(prompts[0], return_tensors="pt", add_special_tokens=False)["input_ids"].to(lm.model.device)
     kw = greedy_kwargs(lm, stop_at_newline=False) | {"eos_token_id": None, "min_new_tokens": tokens}
 
     def tf_tok_s(ads) -> float:

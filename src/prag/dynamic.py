@@ -117,7 +117,7 @@ def scored_generate(lm, prompt: str, max_new_tokens: int, backend=None) -> Score
         rows: list = []
         _, ids, _ = generate_text(backend, lm, prompt, max_new_tokens, scores=rows)
         return _scored(tok, ids, rows, max_new_tokens, tok.eos_token_id)
-    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(lm.model.device)
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
                             **greedy_kwargs(lm))
     gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
@@ -168,7 +168,7 @@ def last_layer_attention(lm, ids: list[int]) -> torch.Tensor:
     impl = model.config._attn_implementation
     model.set_attn_implementation("eager")  # sdpa does not return attention weights
     try:
-        out = model(input_ids=torch.tensor([ids]), output_attentions=True)
+        out = model(input_ids=torch.tensor([ids], device=model.device), output_attentions=True)
     finally:
         model.set_attn_implementation(impl)
     return out.attentions[-1][0].float().mean(0)

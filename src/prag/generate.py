@@ -37,7 +37,7 @@ def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_new
              streamer=None) -> str:
     """Greedy continuation of `prompt` (already formatted), special tokens removed."""
     tok = lm.tokenizer
-    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(lm.model.device)
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, streamer=streamer,
                             **greedy_kwargs(lm, stop_at_newline))
     return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -63,8 +63,9 @@ class LocalCompleter:
             idx = order[start:start + self.batch_size]
             enc = [tok(prompts[i], add_special_tokens=False)["input_ids"] for i in idx]
             width = max(map(len, enc))
-            ids = torch.tensor([[pad] * (width - len(e)) + e for e in enc])
-            mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc])
+            dev = self.lm.model.device
+            ids = torch.tensor([[pad] * (width - len(e)) + e for e in enc], device=dev)
+            mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc], device=dev)
             gen = self.lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, **kw)
             for row, i in enumerate(idx):
                 out[i] = tok.decode(gen[row, width:], skip_special_tokens=True)

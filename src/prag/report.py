@@ -117,9 +117,10 @@ def markdown_table(results: list[dict], metric: str = "f1") -> str:
 
 
 def runtime_table(results: list[dict]) -> str:
-    """Seconds per question by method (mean over each result file's questions), Update shown apart."""
-    lines = ["| dataset | model | method | n | F1 | EM | s/question | Update ms/question | prompt tokens | retrieval recall |",
-             "|" + " --- |" * 10]
+    """Seconds per question by method (mean over each result file's questions), Update shown apart, and the
+    device that ran them (results written before `device` was recorded all ran on the CPU)."""
+    lines = ["| dataset | model | method | n | F1 | EM | s/question | Update ms/question | prompt tokens | retrieval recall "
+             "| device |", "|" + " --- |" * 11]
     for res in results:
         for method in sorted(res["methods"], key=lambda me: METHOD_ORDER.index(me) if me in METHOD_ORDER else 99):
             s = res["methods"][method]
@@ -128,7 +129,8 @@ def runtime_table(results: list[dict]) -> str:
             rec = f"{s['retrieval_recall']:.2f}" if "retrieval_recall" in s else "–"
             lines.append(f"| {res['dataset']} | {MODEL_NAMES.get(res.get('model'), res.get('model'))} | {method} | "
                          f"{s['n']} | {s['f1']:.3f} | {s['em']:.3f} | {s['sec_per_question']:.2f} | "
-                         f"{s.get('update_sec_per_question', 0.0) * 1000:.1f} | {s.get('prompt_tokens', 0):.0f} | {rec} |")
+                         f"{s.get('update_sec_per_question', 0.0) * 1000:.1f} | {s.get('prompt_tokens', 0):.0f} | {rec} | "
+                         f"{res.get('device', 'cpu')} |")
     return "\n".join(lines) + "\n"
 
 

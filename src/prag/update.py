@@ -92,6 +92,7 @@ class Injector:
 
             raise PragError(f"no Linear modules named {target_modules} in the model")
         self.dtype = next(iter(self.modules.values())).weight.dtype
+        self.device = next(iter(self.modules.values())).weight.device
         self.groups: dict[tuple, list[str]] = {}
         self.slot: dict[str, tuple[tuple, int]] = {}
         for name, mod in self.modules.items():
@@ -152,8 +153,8 @@ class Injector:
                 for p, c in pairs:
                     a, b = p[key]
                     r = a.shape[1]
-                    a_buf[:, off:off + r].copy_(a)
-                    torch.mul(b, c, out=b_buf[:, :, off:off + r])
+                    a_buf[:, off:off + r].copy_(a)  # from the adapters' (CPU) tensors to the model's device
+                    b_buf[:, :, off:off + r].copy_(b).mul_(c)
                     off += r
                 active[key] = (a_buf, b_buf)
         self.active = active
@@ -163,7 +164,8 @@ class Injector:
         if buf is None:
             _, d_in, d_out = key
             n = len(self.groups[key])
-            buf = (torch.empty(n, rank, d_in, dtype=self.dtype), torch.empty(n, d_out, rank, dtype=self.dtype))
+            buf = (torch.empty(n, rank, d_in, dtype=self.dtype, device=self.device),
+                   torch.empty(n, d_out, rank, dtype=self.dtype, device=self.device))
             self._buffers[(key, rank)] = buf
         return buf
 
