@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Table-1 and ablation runs of paper_table.sh and ablations.sh (same commands, same settings), on a CUDA
-# machine: each kb is indexed first with an encoding batch sized for a GPU (64 documents, 16384 tokens per
+# machine: each kb is indexed first with an encoding batch sized for a GPU (64 documents, 4096 tokens per
 # forward pass; the kb's lora settings are otherwise the defaults, and kb.toml and the results' kb_config record
 # them), then the same `prag eval` runs as there (LIMIT 100, 4 dev examples, strength SCALE 0.25) find the kb ready. $PRAG_DEVICE picks the device (default cuda when
 # visible). STEPS: dataset names (Table 1, SmolLM2, METHODS) and ablation names (2WQA-comparison, SmolLM2).
@@ -14,7 +14,7 @@ BUDGET=${BUDGET:-1000000}
 DATA=${PRAG_DATASETS:-../shared/datasets}
 ABL=2wikimultihopqa-comparison
 GPUCFG=$(mktemp --suffix .toml)
-printf '[lora]\nbatch_docs = 64\nbatch_tokens = 16384\n' > "$GPUCFG"
+printf '[lora]\nbatch_docs = 64\nbatch_tokens = 4096\n' > "$GPUCFG"
 prag() { .venv/bin/prag "$@"; }
 index() {  # kb corpus [prag index options]: index with the GPU batch unless the kb exists
   local kb=$1 corpus=$2
