@@ -101,14 +101,10 @@ def test_unknown_document_ids(kb):
     assert_clean_error(prag("parameterize", "--kb", kb, "--ids", "fic-01,nope"), "unknown document id")
 
 
-@pytest.mark.parametrize("device, needle", [("gpu0", "is not a torch device"), ("cuda:7", "no CUDA device")])
+@pytest.mark.parametrize("device, needle", [("gpu0", "is not a torch device"), ("cuda:7", "CUDA device")])
 def test_bad_device(kb, device, needle):
     import os
 
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        pytest.skip("a CUDA device is visible here")
     before = snapshot(kb)
     res = subprocess.run([sys.executable, "-m", "prag.cli", "ask", "--kb", str(kb), "--method", "closed", "Who?"],
                          capture_output=True, text=True, timeout=120, env={**os.environ, "PRAG_DEVICE": device})

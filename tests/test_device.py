@@ -23,6 +23,8 @@ def test_resolve_device(monkeypatch):
 def test_model_loads_on_the_chosen_device(tiny_model_dir, monkeypatch):
     from prag.models import load_model
 
+    monkeypatch.setenv("PRAG_DEVICE", "meta")  # a device every machine has that is not the CPU
+    assert load_model(str(tiny_model_dir)).model.device.type == "meta"
     monkeypatch.setenv("PRAG_DEVICE", "cpu")
     assert load_model(str(tiny_model_dir)).model.device.type == "cpu"
 

@@ -346,9 +346,13 @@ def test_eval_few_shot_and_scale_reach_the_prompt_and_the_results(tmp_path, tiny
     n_dev = len(load_questions(FICTIONAL / "questions.jsonl")) // 2
     assert len(res["few_shot"]) == 2 and res["scale"] == 0.5
     assert res["kb_config"]["lora"]["r"] == 3 and res["kb_config"]["augment"]["augmenter"] == "rule"
-    assert res["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    from prag.models import resolve_device
+
+    expected = str(torch.empty(0, device=resolve_device()).device)  # "cpu", or "cuda:0" for "cuda"
+    assert res["device"] == expected and res["methods"]["closed"]["device"] == expected
     assert res["methods"]["closed"]["n"] == n_dev - 2  # the examples are not scored
     rows = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert all(r["device"] == expected for r in rows)
     assert not {r["id"] for r in rows} & set(res["few_shot"])
     assert rows[0]["setting"]["scale"] == 0.5 and len(rows[0]["setting"]["few_shot"]) == 2
     assert rows[0]["prompt_tokens"] > 40  # the examples are in the prompt
@@ -364,3 +368,12 @@ def test_pipeline_prompt_shows_the_examples_for_every_method(tiny_kb, tiny_lm):
     for m in ("closed", "rag", "prag"):
         prompt = pipe.plan(q, m)[0]
         assert "Quentin Marsh" in prompt and prompt.endswith(bare[m][-40:]) and prompt != bare[m]
+
+
+def test_summary_names_every_device_its_rows_ran_on():
+    from prag.evaluate import summarize
+
+    row = {"f1": 1.0, "em": 1.0, "precision": 1.0, "recall": 1.0, "seconds": 0.5}
+    assert summarize([row])["device"] == "cpu"  # rows logged before devices were recorded ran on the CPU
+    assert summarize([row | {"device": "cuda:0"}, row | {"device": "cuda:0"}])["device"] == "cuda:0"
+    assert summarize([row | {"device": "cuda:0"}, row])["device"] == "cpu,cuda:0"  # a resume on another device

@@ -199,7 +199,6 @@ def eval_(ctx: typer.Context,
     per question type), retrieval recall@k against gold_doc_ids, seconds per question with the Update apart."""
     from .corpus import dataset_dir, few_shot_examples, load_questions, split as split_qs
     from .evaluate import pending, run_eval
-    from .models import resolve_device
     from .pipeline import METHODS
     from .report import markdown_table, runtime_table
 
@@ -248,7 +247,7 @@ def eval_(ctx: typer.Context,
                scale=pipe.config.generation.scale, few_shot=[q.id for q in shots],
                backend=pipe.config.generation.backend, kb=str(kb), command=_command_line(ctx),
                kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")},  # how its adapters were made
-               device=str(resolve_device()))
+               device=",".join(sorted({s["device"] for s in res["methods"].values() if s.get("n")})))
     text = json.dumps(res, indent=2)
     if json_out:
         json_out.write_text(text)

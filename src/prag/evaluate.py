@@ -62,6 +62,7 @@ def summarize(rows: list[dict]) -> dict:
     if with_gold:
         out["retrieval_recall"] = sum(with_gold) / len(with_gold)  # recall@k of gold_doc_ids in the hits
     out["n"] = n
+    out["device"] = ",".join(sorted({r.get("device", "cpu") for r in rows}))  # rows logged before it: all CPU
     types = sorted({r.get("type", "") for r in rows} - {""})
     if types:
         out["by_type"] = {}
@@ -104,6 +105,13 @@ def pending(pipe, questions, methods: list[str], top_k: int, log_path: Path | No
     return [q for q in questions if any((m, q.id) not in done for m in methods)]
 
 
+def run_device(pipe) -> str:
+    """What answers: "llamacpp" for that backend, else the torch device of the model (cpu, cuda:0, ...)."""
+    if pipe.config.generation.backend == "llamacpp":
+        return "llamacpp"
+    return str(pipe.lm.model.device)
+
+
 def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | None = None,
              progress: bool = True) -> dict:
     """Answer every question with every method; rows already in `log_path` (JSONL) are reused (resume)."""
@@ -114,13 +122,14 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
     log = open(log_path, "a", encoding="utf-8") if log_path else None
     try:
         todo = [(m, q) for m in methods for q in questions if (m, q.id) not in done]
+        device = run_device(pipe) if todo else None
         for method, q in tqdm(todo, desc="eval", unit="q", disable=not progress or not todo):
             t0 = time.perf_counter()
             res = pipe.ask(q.question, method=method, top_k=top_k)
             row = {"method": method, "id": q.id, "type": q.type, "setting": setting, "prediction": res.answer,
                    "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
                    "seconds": time.perf_counter() - t0, "update_seconds": res.update_seconds,
-                   "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens,
+                   "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens, "device": device,
                    "doc_recall": doc_recall([h.doc.id for h in res.hits], q.gold_doc_ids) if res.hits else None,
                    **score(res.answer, q.golden_answers)}
             done[(method, q.id)] = row

@@ -95,12 +95,17 @@ class LoadedModel:
 def resolve_device(device: str | None = None) -> torch.device:
     """The torch device models run on: `device`, else $PRAG_DEVICE, else cuda when one is visible, else cpu."""
     name = device or os.environ.get("PRAG_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    where = "" if device else " (from $PRAG_DEVICE)"
     try:
         dev = torch.device(name)
     except RuntimeError as e:
-        raise PragError(f"PRAG_DEVICE={name!r} is not a torch device (cpu, cuda, cuda:1, ...): {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise PragError(f"device {name!r} asked for, but torch sees no CUDA device (torch {torch.__version__})")
+        raise PragError(f"device {name!r}{where} is not a torch device (cpu, cuda, cuda:1, ...): {e}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise PragError(f"device {name!r}{where} asked for, but torch sees no CUDA device (torch {torch.__version__})")
+        if dev.index is not None and dev.index >= n:
+            raise PragError(f"device {name!r}{where} asked for, but torch sees {n} CUDA device(s): cuda:0..cuda:{n - 1}")
     return dev
 
 

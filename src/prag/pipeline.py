@@ -472,6 +472,8 @@ class Pipeline:
             with self.injector.lock:
                 tu = time.perf_counter()
                 self.injector.apply(adapters, weights)
+                if self.injector.device.type == "cuda":
+                    torch.cuda.synchronize()  # the Update's queued GPU work counts as Update, not generation
                 update_s = time.perf_counter() - tu
                 try:
                     raw = generate(self.lm, prompt, max_new, streamer=streamer)

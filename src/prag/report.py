@@ -130,7 +130,7 @@ def runtime_table(results: list[dict]) -> str:
             lines.append(f"| {res['dataset']} | {MODEL_NAMES.get(res.get('model'), res.get('model'))} | {method} | "
                          f"{s['n']} | {s['f1']:.3f} | {s['em']:.3f} | {s['sec_per_question']:.2f} | "
                          f"{s.get('update_sec_per_question', 0.0) * 1000:.1f} | {s.get('prompt_tokens', 0):.0f} | {rec} | "
-                         f"{res.get('device', 'cpu')} |")
+                         f"{s.get('device', res.get('device', 'cpu'))} |")
     return "\n".join(lines) + "\n"
 
 
