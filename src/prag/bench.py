@@ -11,15 +11,11 @@ from pathlib import Path
 
 import torch
 
+from .models import sync
+
 
 def _p50(xs: list[float]) -> float:
     return statistics.median(xs) * 1000.0
-
-
-def _sync(model) -> None:
-    """Wait for the model's device to finish (CUDA work is queued): timers then measure the work, not its launch."""
-    if next(model.parameters()).is_cuda:
-        torch.cuda.synchronize()
 
 
 def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: int = 2, alpha: float = 32.0) -> dict:
@@ -51,13 +47,13 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
             t0 = time.perf_counter()
             inj.apply(adapters, [1.0] * k)
             inj.clear()
-            _sync(lm.model)
+            sync(lm.model.device)
             warm.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             loaded = [read_adapter(d) for d in dirs]
             inj.apply(loaded, [1.0] * k)
             inj.clear()
-            _sync(lm.model)
+            sync(lm.model.device)
             cold.append(time.perf_counter() - t0)
         inj.remove()
         with torch.no_grad():
@@ -74,7 +70,7 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
             for n in names:
                 pm.delete_adapter(n)
             lm.model = pm.unload()
-            _sync(lm.model)
+            sync(lm.model.device)
             peft_times.append(time.perf_counter() - t0)
         with torch.no_grad():
             assert torch.equal(lm.model(input_ids=ids).logits, base), "PEFT path did not restore the model"

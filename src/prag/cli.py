@@ -246,8 +246,7 @@ def eval_(ctx: typer.Context,
                limit=limit, top_k=top_k, model=pipe.config.model, merge=pipe.config.generation.merge,
                scale=pipe.config.generation.scale, few_shot=[q.id for q in shots],
                backend=pipe.config.generation.backend, kb=str(kb), command=_command_line(ctx),
-               kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")},  # how its adapters were made
-               device=",".join(sorted({s["device"] for s in res["methods"].values() if s.get("n")})))
+               kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")})  # how its adapters were made
     text = json.dumps(res, indent=2)
     if json_out:
         json_out.write_text(text)

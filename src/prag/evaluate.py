@@ -49,6 +49,11 @@ def doc_recall(retrieved: list[str], gold: list[str]) -> float | None:
     return len(set(retrieved) & set(gold)) / len(set(gold))
 
 
+def devices(rows: list[dict]) -> str:
+    """Every device the rows were answered on, comma-joined (rows logged before devices were recorded: cpu)."""
+    return ",".join(sorted({r.get("device", "cpu") for r in rows}))
+
+
 def summarize(rows: list[dict]) -> dict:
     n = len(rows)
     if not n:
@@ -62,7 +67,7 @@ def summarize(rows: list[dict]) -> dict:
     if with_gold:
         out["retrieval_recall"] = sum(with_gold) / len(with_gold)  # recall@k of gold_doc_ids in the hits
     out["n"] = n
-    out["device"] = ",".join(sorted({r.get("device", "cpu") for r in rows}))  # rows logged before it: all CPU
+    out["device"] = devices(rows)
     types = sorted({r.get("type", "") for r in rows} - {""})
     if types:
         out["by_type"] = {}
@@ -141,4 +146,5 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
         if log:
             log.close()
     ids = {q.id for q in questions}
-    return {"methods": {m: summarize([r for (mm, i), r in done.items() if mm == m and i in ids]) for m in methods}}
+    rows = {m: [r for (mm, i), r in done.items() if mm == m and i in ids] for m in methods}
+    return {"methods": {m: summarize(rs) for m, rs in rows.items()}, "device": devices(sum(rows.values(), []))}

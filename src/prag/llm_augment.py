@@ -59,11 +59,11 @@ class LocalCompleter:
         pad = kw["pad_token_id"]
         out: dict[int, str] = {}
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
+        dev = self.lm.model.device
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             enc = [tok(prompts[i], add_special_tokens=False)["input_ids"] for i in idx]
             width = max(map(len, enc))
-            dev = self.lm.model.device
             ids = torch.tensor([[pad] * (width - len(e)) + e for e in enc], device=dev)
             mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc], device=dev)
             gen = self.lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, **kw)

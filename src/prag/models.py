@@ -109,6 +109,12 @@ def resolve_device(device: str | None = None) -> torch.device:
     return dev
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued CUDA work on `device` (a no-op elsewhere), so a timer measures the work, not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def load_model(spec: str = "smollm2", threads: int | None = None, device: str | None = None) -> LoadedModel:
     """Load a base model (float32, eval mode, gradients off) with its tokenizer and prompter, on `device`
     (see `resolve_device`)."""

@@ -19,7 +19,7 @@ from .augment import Augmentation, ReferenceAugmenter, RuleAugmenter, select_par
 from .corpus import Document
 from .encode import train_adapter, train_adapters
 from .generate import extract_answer, generate, question_message
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_model, sync
 from .retrieval import Hit
 from .store import KnowledgeBase
 from .update import Injector, merge_weights
@@ -472,8 +472,7 @@ class Pipeline:
             with self.injector.lock:
                 tu = time.perf_counter()
                 self.injector.apply(adapters, weights)
-                if self.injector.device.type == "cuda":
-                    torch.cuda.synchronize()  # the Update's queued GPU work counts as Update, not generation
+                sync(self.injector.device)  # the Update's queued GPU work counts as Update, not generation
                 update_s = time.perf_counter() - tu
                 try:
                     raw = generate(self.lm, prompt, max_new, streamer=streamer)
