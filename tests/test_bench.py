@@ -20,3 +20,17 @@ def test_bench_parameterize_reports_both_paths(tiny_model_dir):
     assert res["docs"] == 4 and res["loop_docs"] == 2 and res["docs_per_hour"] > 0 and res["loop_docs_per_hour"] > 0
     assert abs(res["speedup"] - res["docs_per_hour"] / res["loop_docs_per_hour"]) < 0.02 * res["speedup"] + 0.01
     assert res["max_abs_diff_vs_loop"] < 1e-2, "both paths must train the same adapters"
+
+
+def test_bench_question_times_each_method_and_names_the_device(tiny_kb, tiny_lm):
+    from conftest import FICTIONAL
+    from prag.bench import bench_question
+    from prag.corpus import load_questions
+    from prag.pipeline import Pipeline
+
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:2]
+    res = bench_question(Pipeline(tiny_kb, tiny_lm), qs, methods=("closed", "rag", "prag"), top_k=1)
+    assert res["n"] == 2 and res["device"] == "cpu"
+    assert all(res[m] > 0 for m in ("closed", "rag", "prag"))
+    assert res["prag_update_ms_p50"] > 0 and res["prag_prompt_tokens_mean"] < res["rag_prompt_tokens_mean"]
+    assert res["prag_over_rag"] == round(res["prag"] / res["rag"], 3)

@@ -196,3 +196,10 @@ def test_index_bad_ablation_settings(guard, tiny_model_dir, tmp_path, args, need
 
 def test_warmup_needs_one_question_source(guard, unchanged, tmp_path):
     assert_clean_error(prag(guard, "warmup", "--kb", unchanged, "--out", tmp_path / "w"), "exactly one of --questions")
+
+
+@pytest.mark.parametrize("args, needle", [(("--lr", "0"), "lr > 0"), (("--epochs", "0"), "epochs >= 1")])
+def test_warmup_bad_recipe(guard, unchanged, tmp_path, args, needle):
+    assert_clean_error(prag(guard, "warmup", "--kb", unchanged, "--out", tmp_path / "w", "--dataset", FICTIONAL,
+                            *args), needle)
+    assert not (tmp_path / "w").exists()

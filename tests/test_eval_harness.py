@@ -174,8 +174,9 @@ def test_warmup_adapter_is_every_documents_starting_point(tiny_kb, tiny_lm, tmp_
 
     pipe = Pipeline(tiny_kb, tiny_lm)
     dev = split(load_questions(FICTIONAL / "questions.jsonl"), "dev")
-    res = pipe.warmup(dev, tmp_path / "warm")
-    assert res["questions"] == len(dev) and res["steps"] == len(dev) * tiny_kb.config.lora.epochs
+    res = pipe.warmup(dev, tmp_path / "warm", lr=1e-3, epochs=2)  # its own recipe, not the kb's
+    assert res["questions"] == len(dev) and res["steps"] == len(dev) * 2 != len(dev) * tiny_kb.config.lora.epochs
+    assert (res["lr"], res["epochs"]) == (1e-3, 2)
     warm = read_adapter(tmp_path / "warm")
     assert any(b.abs().max() > 0 for _, b in warm.factors.values())  # trained: B left zero
     # lr 0: a document's adapter must be exactly the warm-up LoRA (batched path and one-document loop)
@@ -377,3 +378,14 @@ def test_summary_names_every_device_its_rows_ran_on():
     assert summarize([row])["device"] == "cpu"  # rows logged before devices were recorded ran on the CPU
     assert summarize([row | {"device": "cuda:0"}, row | {"device": "cuda:0"}])["device"] == "cuda:0"
     assert summarize([row | {"device": "cuda:0"}, row])["device"] == "cpu,cuda:0"  # a resume on another device
+
+
+def test_eval_warns_when_a_method_answers_nothing():
+    from prag.evaluate import empty_warnings, summarize
+
+    row = {"f1": 0.0, "em": 0.0, "precision": 0.0, "recall": 0.0, "seconds": 0.5}
+    broken = [row | {"prediction": ""}] * 3 + [row | {"prediction": "Paris"}]
+    fine = [row | {"prediction": "Paris"}] * 3 + [row | {"prediction": " "}]
+    assert summarize(broken)["empty_answers"] == 3 and summarize(fine)["empty_answers"] == 1
+    res = {"methods": {"prag": summarize(broken), "rag": summarize(fine)}}
+    assert empty_warnings(res) == ["warning: prag answered nothing for 3 of 4 questions"]

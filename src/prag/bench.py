@@ -101,6 +101,7 @@ def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: in
         out["prag_over_rag"] = round(out["prag"] / out["rag"], 3)
     out["n"] = len(questions)
     out["threads"] = torch.get_num_threads()
+    out["device"] = str(pipe.lm.model.device)
     return out
 
 
@@ -143,7 +144,7 @@ def bench_parameterize(lm, corpus: Path, docs: int = 32, loop_docs: int | None =
     return {"docs_per_hour": round(dph, 1), "loop_docs_per_hour": round(loop_dph, 1),
             "speedup": round(dph / loop_dph, 2), **out, "docs": min(docs, len(kb.docs)), "loop_docs": loop_docs,
             "batch_docs": batch_docs, "max_abs_diff_vs_loop": diff, "model": lm.spec,
-            "augmenter": cfg.augment.augmenter, "threads": torch.get_num_threads()}
+            "augmenter": cfg.augment.augmenter, "threads": torch.get_num_threads(), "device": str(lm.model.device)}
 
 
 def bench_generate(lm, tokens: int = 64, repeats: int = 3, k: int = 3, original: bool = True) -> dict:

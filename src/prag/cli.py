@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from . import PragError
+from .config import WARMUP_EPOCHS, WARMUP_LR
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Parametric RAG: inject retrieved documents into an LLM's FFN weights as per-document LoRAs.")
@@ -131,16 +132,23 @@ def warmup(kb: Path = KB,
            out: Path = typer.Option(..., help="Folder for the warm-up LoRA (PEFT layout)."),
            questions: Optional[Path] = typer.Option(None, help="JSONL questions; their dev half is used."),
            dataset: Optional[str] = typer.Option(None, help="A dataset folder by name or path; its dev half is used."),
-           limit: Optional[int] = typer.Option(None, help="Only the first N dev questions.")):
+           limit: Optional[int] = typer.Option(None, help="Only the first N dev questions."),
+           lr: float = typer.Option(WARMUP_LR, help="Learning rate (the kb's rank, alpha and modules are kept)."),
+           epochs: int = typer.Option(WARMUP_EPOCHS, help="Passes over the questions.")):
     """Train the paper's warm-up LoRA (§5.2) on (question, answer) pairs of DEV questions only, with the kb's
-    LoRA recipe. Then a kb made with `prag index ... --init-from OUT` starts every document from it."""
+    LoRA shape and a recipe of its own (--lr, --epochs: chosen on dev; the per-document recipe run over a whole
+    dev split diverged). Then a kb made with `prag index ... --init-from OUT` starts every document from it."""
     from .corpus import dataset_dir, load_questions, split as split_qs
 
     if (questions is None) == (dataset is None):
         raise PragError("give exactly one of --questions FILE or --dataset NAME")
     path = questions or dataset_dir(dataset) / "questions.jsonl"
     qs = split_qs(load_questions(path), "dev")[: limit or None]
-    typer.echo(json.dumps(_pipeline(kb).warmup(qs, out)))
+    res = _pipeline(kb).warmup(qs, out, lr, epochs)
+    typer.echo(json.dumps(res))
+    if res["final_loss"] >= res["first_loss"]:
+        typer.echo(f"warning: the warm-up diverged (loss {res['first_loss']:.2f} -> {res['final_loss']:.2f}): "
+                   "try a lower --lr", err=True)
 
 
 @app.command()
@@ -198,7 +206,7 @@ def eval_(ctx: typer.Context,
     """Score methods on a question set: EM, F1, precision, recall (SQuAD normalization, max over golden answers;
     per question type), retrieval recall@k against gold_doc_ids, seconds per question with the Update apart."""
     from .corpus import dataset_dir, few_shot_examples, load_questions, split as split_qs
-    from .evaluate import pending, run_eval
+    from .evaluate import empty_warnings, pending, run_eval
     from .pipeline import METHODS
     from .report import markdown_table, runtime_table
 
@@ -252,6 +260,8 @@ def eval_(ctx: typer.Context,
         json_out.write_text(text)
         json_out.with_suffix(".md").write_text(markdown_table([res]) + "\n" + runtime_table([res]))
     typer.echo(text)
+    for line in empty_warnings(res):
+        typer.echo(line, err=True)
 
 
 @app.command()

@@ -63,6 +63,7 @@ def summarize(rows: list[dict]) -> dict:
     out["update_sec_per_question"] = sum(r.get("update_seconds", 0.0) for r in rows) / n
     out["retrieval_rounds"] = sum(r.get("retrieval_rounds", 0) for r in rows) / n
     out["prompt_tokens"] = sum(r.get("prompt_tokens", 0) for r in rows) / n
+    out["empty_answers"] = sum(not str(r.get("prediction", "")).strip() for r in rows)
     with_gold = [r["doc_recall"] for r in rows if r.get("doc_recall") is not None]
     if with_gold:
         out["retrieval_recall"] = sum(with_gold) / len(with_gold)  # recall@k of gold_doc_ids in the hits
@@ -148,3 +149,10 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
     ids = {q.id for q in questions}
     rows = {m: [r for (mm, i), r in done.items() if mm == m and i in ids] for m in methods}
     return {"methods": {m: summarize(rs) for m, rs in rows.items()}, "device": devices(sum(rows.values(), []))}
+
+
+def empty_warnings(res: dict) -> list[str]:
+    """A line for each method of an eval result that answered nothing for more than half its questions: a sign of
+    a broken adapter, prompt or answer extraction rather than a finding."""
+    return [f"warning: {m} answered nothing for {s['empty_answers']} of {s['n']} questions"
+            for m, s in res.get("methods", {}).items() if s.get("n") and s.get("empty_answers", 0) * 2 > s["n"]]

@@ -7,6 +7,7 @@ rewrites and QA pairs, in context: the paper's §4.2 baseline).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from . import PragError
+from .config import WARMUP_EPOCHS, WARMUP_LR
 from .augment import Augmentation, ReferenceAugmenter, RuleAugmenter, select_parts
 from .corpus import Document
 from .encode import train_adapter, train_adapters
@@ -371,21 +373,28 @@ class Pipeline:
             raise PragError(f"{len(s['failed'])} documents failed to parameterize; see `prag status --kb {self.kb.root}`")
         return need
 
-    def warmup(self, questions, out: Path) -> dict:
+    def warmup(self, questions, out: Path, lr: float = WARMUP_LR, epochs: int = WARMUP_EPOCHS) -> dict:
         """The paper's §5.2 warm-up: one LoRA trained on (question, golden answer) pairs of development questions,
-        saved in PEFT's layout at `out`; `lora.init_from = out` then starts every document's LoRA from it."""
+        saved in PEFT's layout at `out`; `lora.init_from = out` then starts every document's LoRA from it.
+
+        It has its own `lr` and `epochs`: the kb's per-document recipe (tuned for a few dozen steps on one
+        document) run over a whole dev split takes hundreds of steps and leaves a LoRA that answers nothing."""
         from .augment import QA
         from .encode import save_adapter
 
         if not questions:
             raise PragError("warm-up needs at least one question")
+        if not lr > 0 or epochs < 1:
+            raise PragError(f"warm-up needs lr > 0 and epochs >= 1 (got lr {lr}, epochs {epochs})")
         aug = Augmentation([], [QA(q.question, q.golden_answers[0], "dev") for q in questions], {})
         seqs = training_sequences(self.lm, aug, "separate")
+        recipe = dataclasses.replace(self.config.lora, lr=lr, epochs=epochs)
         t0 = time.perf_counter()
-        adapter, losses = train_adapter(*self.trainer, seqs, self.config.lora)
+        adapter, losses = train_adapter(*self.trainer, seqs, recipe)
         save_adapter(adapter, out, self.config.lora, self.config.model)
-        return {"out": str(out), "questions": len(questions), "steps": len(losses), "seconds": time.perf_counter() - t0,
-                "first_loss": losses[0], "final_loss": sum(losses[-10:]) / len(losses[-10:])}
+        return {"out": str(out), "questions": len(questions), "lr": lr, "epochs": epochs, "steps": len(losses),
+                "seconds": time.perf_counter() - t0, "first_loss": losses[0],
+                "final_loss": sum(losses[-10:]) / len(losses[-10:])}
 
     # ------------------------------------------------------------------ online
     def augmented_document(self, doc: Document) -> Document:
