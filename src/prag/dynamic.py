@@ -121,7 +121,8 @@ def scored_generate(lm, prompt: str, max_new_tokens: int, backend=None) -> Score
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
                             **greedy_kwargs(lm))
     gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
-    return _scored(tok, gen, [lg[0] for lg in out.logits], max_new_tokens, tok.eos_token_id)
+    rows = torch.stack([lg[0] for lg in out.logits]).float().cpu()  # one device-to-host copy, not one per token
+    return _scored(tok, gen, rows, max_new_tokens, tok.eos_token_id)
 
 
 def _retrieve(pipe, query: str, question: str, top_k: int) -> list:
@@ -171,7 +172,7 @@ def last_layer_attention(lm, ids: list[int]) -> torch.Tensor:
         out = model(input_ids=torch.tensor([ids], device=model.device), output_attentions=True)
     finally:
         model.set_attn_implementation(impl)
-    return out.attentions[-1][0].float().mean(0)
+    return out.attentions[-1][0].float().mean(0).cpu()
 
 
 def dragin(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, list, int]:
