@@ -20,6 +20,7 @@ def test_bench_parameterize_reports_both_paths(tiny_model_dir):
     assert res["docs"] == 4 and res["loop_docs"] == 2 and res["docs_per_hour"] > 0 and res["loop_docs_per_hour"] > 0
     assert abs(res["speedup"] - res["docs_per_hour"] / res["loop_docs_per_hour"]) < 0.02 * res["speedup"] + 0.01
     assert res["max_abs_diff_vs_loop"] < 1e-2, "both paths must train the same adapters"
+    assert res["device"] == "cpu"
 
 
 def test_bench_question_times_each_method_and_names_the_device(tiny_kb, tiny_lm):

@@ -198,7 +198,9 @@ def test_warmup_needs_one_question_source(guard, unchanged, tmp_path):
     assert_clean_error(prag(guard, "warmup", "--kb", unchanged, "--out", tmp_path / "w"), "exactly one of --questions")
 
 
-@pytest.mark.parametrize("args, needle", [(("--lr", "0"), "lr > 0"), (("--epochs", "0"), "epochs >= 1")])
+@pytest.mark.parametrize("args, needle", [(("--lr", "0"), "--lr must be a finite number > 0, not 0.0"),
+                                          (("--lr", "inf"), "--lr must be a finite number > 0, not inf"),
+                                          (("--epochs", "0"), "--epochs must be at least 1, not 0")])
 def test_warmup_bad_recipe(guard, unchanged, tmp_path, args, needle):
     assert_clean_error(prag(guard, "warmup", "--kb", unchanged, "--out", tmp_path / "w", "--dataset", FICTIONAL,
                             *args), needle)

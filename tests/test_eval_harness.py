@@ -175,8 +175,11 @@ def test_warmup_adapter_is_every_documents_starting_point(tiny_kb, tiny_lm, tmp_
     pipe = Pipeline(tiny_kb, tiny_lm)
     dev = split(load_questions(FICTIONAL / "questions.jsonl"), "dev")
     res = pipe.warmup(dev, tmp_path / "warm", lr=1e-3, epochs=2)  # its own recipe, not the kb's
-    assert res["questions"] == len(dev) and res["steps"] == len(dev) * 2 != len(dev) * tiny_kb.config.lora.epochs
-    assert (res["lr"], res["epochs"]) == (1e-3, 2)
+    assert res["questions"] == len(dev) and res["steps"] == len(dev) * 2
+    assert tiny_kb.config.lora.epochs != 2 and (res["lr"], res["epochs"]) == (1e-3, 2)
+    saved = json.loads((tmp_path / "warm" / "warmup.json").read_text())  # the recipe and losses travel with it
+    assert (saved["lr"], saved["epochs"], len(saved["losses"])) == (1e-3, 2, res["steps"])
+    assert saved["diverged"] == (saved["final_loss"] >= saved["first_loss"])  # windows of min(10, steps // 2)
     warm = read_adapter(tmp_path / "warm")
     assert any(b.abs().max() > 0 for _, b in warm.factors.values())  # trained: B left zero
     # lr 0: a document's adapter must be exactly the warm-up LoRA (batched path and one-document loop)
@@ -389,3 +392,42 @@ def test_eval_warns_when_a_method_answers_nothing():
     assert summarize(broken)["empty_answers"] == 3 and summarize(fine)["empty_answers"] == 1
     res = {"methods": {"prag": summarize(broken), "rag": summarize(fine)}}
     assert empty_warnings(res) == ["warning: prag answered nothing for 3 of 4 questions"]
+
+
+def test_warmup_cli_warns_when_the_loss_rises(tiny_kb, tiny_lm, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import prag.cli as cli
+    import prag.pipeline as pipeline_mod
+    from prag.cli import app
+
+    monkeypatch.setattr(cli, "_pipeline", lambda kb_dir: Pipeline(tiny_kb, tiny_lm))
+    args = ["warmup", "--kb", str(tiny_kb.root), "--questions", str(FICTIONAL / "questions.jsonl"), "--out"]
+    r = CliRunner().invoke(app, args + [str(tmp_path / "a"), "--lr", "1e-3", "--epochs", "10"])
+    assert r.exit_code == 0 and "warning" not in r.output, r.output  # a gentle recipe on the tiny model
+    real = pipeline_mod.train_adapter
+
+    def rising(*a, **k):  # a run whose loss climbs, as the per-document recipe's did over a whole dev split
+        adapter, losses = real(*a, **k)
+        return adapter, [4.0 + 0.1 * i for i in range(len(losses))]
+
+    monkeypatch.setattr(pipeline_mod, "train_adapter", rising)
+    r = CliRunner().invoke(app, args + [str(tmp_path / "b")])
+    saved = json.loads((tmp_path / "b" / "warmup.json").read_text())
+    assert saved["diverged"] and "warning: the warm-up diverged" in r.output, r.output
+
+
+def test_eval_cli_prints_the_empty_answer_warning(tiny_kb, tiny_lm, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import prag.cli as cli
+    import prag.pipeline as pipeline_mod
+    from prag.cli import app
+
+    monkeypatch.setattr(cli, "_pipeline", lambda kb_dir: Pipeline(tiny_kb, tiny_lm))
+    monkeypatch.setattr(pipeline_mod, "extract_answer", lambda raw: "")  # a model that answers nothing
+    r = CliRunner().invoke(app, ["eval", "--kb", str(tiny_kb.root), "--questions", str(FICTIONAL / "questions.jsonl"),
+                                 "--limit", "2", "--methods", "closed", "--json", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    assert "warning: closed answered nothing for 2 of 2 questions" in r.output
+    assert json.loads((tmp_path / "r.json").read_text())["methods"]["closed"]["empty_answers"] == 2

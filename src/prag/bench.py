@@ -101,7 +101,9 @@ def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: in
         out["prag_over_rag"] = round(out["prag"] / out["rag"], 3)
     out["n"] = len(questions)
     out["threads"] = torch.get_num_threads()
-    out["device"] = str(pipe.lm.model.device)
+    from .evaluate import run_device
+
+    out["device"] = run_device(pipe)  # "llamacpp" when that backend answers
     return out
 
 

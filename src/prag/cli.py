@@ -145,8 +145,8 @@ def warmup(kb: Path = KB,
     path = questions or dataset_dir(dataset) / "questions.jsonl"
     qs = split_qs(load_questions(path), "dev")[: limit or None]
     res = _pipeline(kb).warmup(qs, out, lr, epochs)
-    typer.echo(json.dumps(res))
-    if res["final_loss"] >= res["first_loss"]:
+    typer.echo(json.dumps({k: v for k, v in res.items() if k != "losses"}))  # all of it is in OUT/warmup.json
+    if res["diverged"]:
         typer.echo(f"warning: the warm-up diverged (loss {res['first_loss']:.2f} -> {res['final_loss']:.2f}): "
                    "try a lower --lr", err=True)
 

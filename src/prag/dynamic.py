@@ -121,7 +121,7 @@ def scored_generate(lm, prompt: str, max_new_tokens: int, backend=None) -> Score
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
                             **greedy_kwargs(lm))
     gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
-    rows = torch.stack([lg[0] for lg in out.logits]).float().cpu()  # one device-to-host copy, not one per token
+    rows = torch.stack([lg[0] for lg in out.logits]).cpu().float()  # one device-to-host copy, not one per token
     return _scored(tok, gen, rows, max_new_tokens, tok.eos_token_id)
 
 

@@ -8,6 +8,7 @@ rewrites and QA pairs, in context: the paper's §4.2 baseline).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from pathlib import Path
 import torch
 
 from . import PragError
-from .config import WARMUP_EPOCHS, WARMUP_LR
 from .augment import Augmentation, ReferenceAugmenter, RuleAugmenter, select_parts
+from .config import WARMUP_EPOCHS, WARMUP_LR
 from .corpus import Document
 from .encode import train_adapter, train_adapters
 from .generate import extract_answer, generate, question_message
@@ -378,23 +379,32 @@ class Pipeline:
         saved in PEFT's layout at `out`; `lora.init_from = out` then starts every document's LoRA from it.
 
         It has its own `lr` and `epochs`: the kb's per-document recipe (tuned for a few dozen steps on one
-        document) run over a whole dev split takes hundreds of steps and leaves a LoRA that answers nothing."""
+        document) run over a whole dev split takes hundreds of steps and can diverge (it did on 2WQA-comparison's
+        150 dev questions). The recipe and losses are saved beside the LoRA as warmup.json; `diverged` is true when
+        the mean loss of the last 10 steps is not below that of the first 10 (fewer when there are under 20)."""
         from .augment import QA
         from .encode import save_adapter
+        from .store import write_atomic
 
         if not questions:
             raise PragError("warm-up needs at least one question")
-        if not lr > 0 or epochs < 1:
-            raise PragError(f"warm-up needs lr > 0 and epochs >= 1 (got lr {lr}, epochs {epochs})")
+        if not (lr > 0 and math.isfinite(lr)):
+            raise PragError(f"--lr must be a finite number > 0, not {lr}")
+        if epochs < 1:
+            raise PragError(f"--epochs must be at least 1, not {epochs}")
         aug = Augmentation([], [QA(q.question, q.golden_answers[0], "dev") for q in questions], {})
         seqs = training_sequences(self.lm, aug, "separate")
         recipe = dataclasses.replace(self.config.lora, lr=lr, epochs=epochs)
         t0 = time.perf_counter()
         adapter, losses = train_adapter(*self.trainer, seqs, recipe)
         save_adapter(adapter, out, self.config.lora, self.config.model)
-        return {"out": str(out), "questions": len(questions), "lr": lr, "epochs": epochs, "steps": len(losses),
-                "seconds": time.perf_counter() - t0, "first_loss": losses[0],
-                "final_loss": sum(losses[-10:]) / len(losses[-10:])}
+        w = max(1, min(10, len(losses) // 2))  # two windows that do not overlap
+        first, last = (sum(xs) / len(xs) for xs in (losses[:w], losses[-w:]))
+        res = {"out": str(out), "questions": len(questions), "lr": lr, "epochs": epochs, "steps": len(losses),
+               "seconds": time.perf_counter() - t0, "first_loss": first, "final_loss": last,
+               "diverged": len(losses) > 1 and last >= first, "losses": losses}
+        write_atomic(Path(out) / "warmup.json", json.dumps(res, indent=1).encode())
+        return res
 
     # ------------------------------------------------------------------ online
     def augmented_document(self, doc: Document) -> Document:
