@@ -7,13 +7,11 @@ at that strength, on the same test questions, prompt and worked examples as the 
 """
 import argparse
 import json
-import time
 from pathlib import Path
 
 from prag.corpus import dataset_dir, few_shot_examples, load_questions, split
 from prag.encode import read_adapter
 from prag.evaluate import score
-from prag.generate import extract_answer, generate
 from prag.pipeline import Pipeline
 from prag.store import KnowledgeBase
 
@@ -35,17 +33,10 @@ test = [q for q in split(qs, "test") if q.id not in shown][: args.limit]
 pipe.examples = [(q.question, q.golden_answers[0]) for q in shots]
 warm = read_adapter(Path(args.warmup))
 rows = []
-for q in test:
-    t0 = time.perf_counter()
-    with pipe.injector.lock:
-        pipe.injector.apply([warm], [args.scale])
-        try:
-            raw = generate(pipe.lm, pipe.prompt(q.question), pipe.config.generation.max_new_tokens)
-        finally:
-            pipe.injector.clear()
-    pred = extract_answer(raw)
-    rows.append({"id": q.id, "prediction": pred, "golden_answers": q.golden_answers,
-                 "seconds": time.perf_counter() - t0, **score(pred, q.golden_answers)})
+for q in test:  # closed-book prompt, the warm-up LoRA as the only adapter: the pipeline's own Update + Generate
+    a = pipe.ask(q.question, "closed", planned=(pipe.prompt(q.question), [], [warm], [args.scale]))
+    rows.append({"id": q.id, "prediction": a.answer, "golden_answers": q.golden_answers, "seconds": a.seconds,
+                 **score(a.answer, q.golden_answers)})
 n = len(rows)
 res = {"method": "closed + warm-up LoRA only", "dataset": args.dataset, "split": "test", "limit": args.limit,
        "n": n, "scale": args.scale, "warmup": args.warmup, "few_shot": [q.id for q in shots],

@@ -12,7 +12,6 @@ from pathlib import Path
 from prag.corpus import dataset_dir, few_shot_examples, load_questions, split
 from prag.encode import read_adapter
 from prag.evaluate import score
-from prag.generate import extract_answer, generate
 from prag.pipeline import Pipeline
 from prag.store import KnowledgeBase
 
@@ -33,14 +32,9 @@ pipe.examples = [(q.question, q.golden_answers[0]) for q in shots]
 
 def closed_f1(adapter, weight: float) -> dict:
     f1s, empty = [], 0
-    for q in held:
-        with pipe.injector.lock:
-            if adapter is not None:
-                pipe.injector.apply([adapter], [weight])
-            try:
-                answer = extract_answer(generate(pipe.lm, pipe.prompt(q.question), 24))
-            finally:
-                pipe.injector.clear()
+    for q in held:  # closed-book prompt, the warm-up LoRA (if any) as the only adapter
+        adapters, weights = ([adapter], [weight]) if adapter is not None else ([], [])
+        answer = pipe.ask(q.question, "closed", planned=(pipe.prompt(q.question), [], adapters, weights)).answer
         empty += not answer.strip()
         f1s.append(score(answer, q.golden_answers)["f1"])
     return {"f1": round(sum(f1s) / len(f1s), 3), "empty": empty}

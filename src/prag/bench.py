@@ -83,6 +83,8 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
 def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: int = 3) -> dict:
     """p50 seconds per question for each method on the same questions, same process. Adapters of the retrieved
     documents are built first (not timed), as a deployed P-RAG system has them ready."""
+    from .evaluate import run_device
+
     for h in pipe.parameterize_retrieved(questions, top_k):  # adapters in memory, as in serving
         pipe.kb.load_adapter(h)
     pipe.ask(questions[0].question, method="closed")  # warm-up
@@ -101,8 +103,6 @@ def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: in
         out["prag_over_rag"] = round(out["prag"] / out["rag"], 3)
     out["n"] = len(questions)
     out["threads"] = torch.get_num_threads()
-    from .evaluate import run_device
-
     out["device"] = run_device(pipe)  # "llamacpp" when that backend answers
     return out
 
