@@ -207,6 +207,54 @@ def test_eval_resume_does_not_reuse_rows_of_other_settings(tiny_kb, tiny_lm, tmp
     assert len(log.read_text().splitlines()) == 4 and res["methods"]["rag"]["n"] == 2
 
 
+def test_eval_resume_redoes_parametric_rows_when_the_adapters_change(tiny_kb, tiny_lm, tmp_path):
+    """prag/combine rows carry a fingerprint of the kb's encoding recipe: rows of other adapters are not reused,
+    closed-book rows are; a row logged before the fingerprint existed still resumes."""
+    from prag.evaluate import adapters_key, pending
+
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:2]
+    log = tmp_path / "run.log.jsonl"
+    run_eval(pipe, qs, ["closed", "prag"], 1, log, progress=False)
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert {r["method"]: "adapters" in r["setting"] for r in rows} == {"closed": False, "prag": True}
+    assert pending(pipe, qs, ["closed", "prag"], 1, log) == []
+    key = adapters_key(pipe.config)
+    pipe.config.lora.batch_docs += 1  # the same adapters: still resumes
+    assert adapters_key(pipe.config) == key and pending(pipe, qs, ["prag"], 1, log) == []
+    pipe.config.lora.lr *= 2  # other adapters
+    assert adapters_key(pipe.config) != key
+    assert pending(pipe, qs, ["prag"], 1, log) == qs and pending(pipe, qs, ["closed"], 1, log) == []
+    legacy = tmp_path / "legacy.log.jsonl"  # written before the fingerprint existed
+    legacy.write_text("".join(json.dumps({**r, "setting": {k: v for k, v in r["setting"].items() if k != "adapters"}})
+                              + "\n" for r in rows))
+    assert pending(pipe, qs, ["closed", "prag"], 1, legacy) == []
+
+
+def test_warmup_is_kept_only_when_it_is_the_same_warmup(tiny_kb, tiny_lm, tmp_path, monkeypatch):
+    import prag.pipeline as pipeline_mod
+    from prag.corpus import split
+
+    calls = []
+    real = pipeline_mod.train_adapter
+    monkeypatch.setattr(pipeline_mod, "train_adapter", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    dev = split(load_questions(FICTIONAL / "questions.jsonl"), "dev")[:4]
+    out = tmp_path / "warm"
+    assert not pipe.warmup(dev, out, lr=1e-3, epochs=1)["reused"] and len(calls) == 1
+    again = pipe.warmup(dev, out, lr=1e-3, epochs=1)
+    assert again["reused"] and len(calls) == 1 and again["adapter_sha256"]
+    assert not pipe.warmup(dev, out, lr=1e-3, epochs=1, force=True)["reused"] and len(calls) == 2
+    assert not pipe.warmup(dev, out, lr=3e-3, epochs=1)["reused"] and len(calls) == 3  # another recipe
+    assert not pipe.warmup(dev[:3], out, lr=3e-3, epochs=1)["reused"] and len(calls) == 4  # other questions
+    (out / "adapter_model.safetensors").write_bytes(b"damaged")  # a checksum that no longer holds
+    assert not pipe.warmup(dev[:3], out, lr=3e-3, epochs=1)["reused"] and len(calls) == 5
+    saved = json.loads((out / "warmup.json").read_text())
+    saved.pop("key")  # a warm-up written before the key existed (as stop 16's diverged one) is retrained
+    (out / "warmup.json").write_text(json.dumps(saved))
+    assert not pipe.warmup(dev[:3], out, lr=3e-3, epochs=1)["reused"] and len(calls) == 6
+
+
 def test_resumed_eval_builds_adapters_only_for_unanswered_questions(tiny_kb, tiny_lm, tmp_path):
     from prag.evaluate import pending
 
@@ -405,6 +453,8 @@ def test_warmup_cli_warns_when_the_loss_rises(tiny_kb, tiny_lm, tmp_path, monkey
     args = ["warmup", "--kb", str(tiny_kb.root), "--questions", str(FICTIONAL / "questions.jsonl"), "--out"]
     r = CliRunner().invoke(app, args + [str(tmp_path / "a"), "--lr", "1e-3", "--epochs", "10"])
     assert r.exit_code == 0 and "warning" not in r.output, r.output  # a gentle recipe on the tiny model
+    r = CliRunner().invoke(app, args + [str(tmp_path / "a"), "--lr", "1e-3", "--epochs", "10"])
+    assert r.exit_code == 0 and "kept the warm-up already in" in r.output, r.output  # the same warm-up: not redone
     real = pipeline_mod.train_adapter
 
     def rising(*a, **k):  # a run whose loss climbs, as the per-document recipe's did over a whole dev split

@@ -32,7 +32,7 @@ kb_for() {  # ablation -> kb folder, made on first use
     case $name in
       default)   prag index --corpus "$CORPUS" --kb "$kb" --model "$MODEL" ;;
       warmup)    local base=runs/abl-$DATASET-$MODEL-warmup-lora
-                 [ -f "$base/adapter_config.json" ] || prag warmup --kb "$(kb_for default)" --dataset "$DATASET" --out "$base"
+                 prag warmup --kb "$(kb_for default)" --dataset "$DATASET" --out "$base"
                  prag index --corpus "$CORPUS" --kb "$kb" --model "$MODEL" --init-from "$base" ;;
       rewrite|qa|none) prag index --corpus "$CORPUS" --kb "$kb" --model "$MODEL" --parts "$name" ;;
       aug-self)  prag index --corpus "$CORPUS" --kb "$kb" --model "$MODEL" --augmenter model ;;

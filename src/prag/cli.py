@@ -134,18 +134,23 @@ def warmup(kb: Path = KB,
            dataset: Optional[str] = typer.Option(None, help="A dataset folder by name or path; its dev half is used."),
            limit: Optional[int] = typer.Option(None, help="Only the first N dev questions."),
            lr: float = typer.Option(WARMUP_LR, help="Learning rate (the kb's rank, alpha and modules are kept)."),
-           epochs: int = typer.Option(WARMUP_EPOCHS, help="Passes over the questions.")):
+           epochs: int = typer.Option(WARMUP_EPOCHS, help="Passes over the questions."),
+           force: bool = typer.Option(False, help="Retrain even when OUT already holds this very warm-up.")):
     """Train the paper's warm-up LoRA (§5.2) on (question, answer) pairs of DEV questions only, with the kb's
     LoRA shape and a recipe of its own (--lr, --epochs: chosen on dev; the per-document recipe run over a whole
-    dev split diverged). Then a kb made with `prag index ... --init-from OUT` starts every document from it."""
+    dev split diverged). Then a kb made with `prag index ... --init-from OUT` starts every document from it.
+    A warm-up already in OUT is kept when its warmup.json matches this model, LoRA shape, recipe and questions
+    and its adapter checksum holds; anything else there is retrained."""
     from .corpus import dataset_dir, load_questions, split as split_qs
 
     if (questions is None) == (dataset is None):
         raise PragError("give exactly one of --questions FILE or --dataset NAME")
     path = questions or dataset_dir(dataset) / "questions.jsonl"
     qs = split_qs(load_questions(path), "dev")[: limit or None]
-    res = _pipeline(kb).warmup(qs, out, lr, epochs)
-    typer.echo(json.dumps({k: v for k, v in res.items() if k != "losses"}))  # all of it is in OUT/warmup.json
+    res = _pipeline(kb).warmup(qs, out, lr, epochs, force=force)
+    typer.echo(json.dumps({k: v for k, v in res.items() if k not in ("losses", "key")}))  # all is in OUT/warmup.json
+    if res["reused"]:
+        typer.echo(f"kept the warm-up already in {out} (same model, recipe and questions; --force retrains)", err=True)
     if res["diverged"]:
         typer.echo(f"warning: the warm-up diverged (loss {res['first_loss']:.2f} -> {res['final_loss']:.2f}): "
                    "try a lower --lr", err=True)

@@ -3,6 +3,8 @@ results written as JSON and resumed from a per-question log after an interruptio
 from __future__ import annotations
 
 import collections
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -79,18 +81,38 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def _setting(pipe, top_k: int) -> dict:
-    """What a logged answer depends on besides the question: rows of another setting are redone, not reused."""
+def adapters_key(config) -> str:
+    """A fingerprint of what a kb's adapters depend on: the LoRA recipe, the augmentation and, for a warm-up init,
+    the warm-up file's bytes. Settings that leave the adapters as they are (batch sizes, concurrency, the key's
+    variable) are left out."""
+    from .store import ADAPTER_FILE, sha256_file
+
+    lora = {k: v for k, v in dataclasses.asdict(config.lora).items() if k not in ("batch_docs", "batch_tokens")}
+    augment = {k: v for k, v in dataclasses.asdict(config.augment).items()
+               if k not in ("concurrency", "batch_size", "api_key_env")}
+    if config.lora.init_from and (Path(config.lora.init_from) / ADAPTER_FILE).is_file():
+        lora["init_from_sha256"] = sha256_file(Path(config.lora.init_from) / ADAPTER_FILE)
+    blob = json.dumps({"model": config.model, "lora": lora, "augment": augment}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _setting(pipe, top_k: int, method: str) -> dict:
+    """What a logged answer depends on besides the question: rows of another setting are redone, not reused.
+    prag and combine also depend on the adapters, so their rows carry `adapters_key`."""
     gcfg = pipe.config.generation
     setting = {"top_k": top_k, "backend": gcfg.backend, "merge": gcfg.merge, "model": pipe.config.model}
     if gcfg.scale != 1.0:  # keys only when set, so logs written before they existed still resume
         setting["scale"] = gcfg.scale
     if pipe.examples:
         setting["few_shot"] = [q for q, _ in pipe.examples]
+    if method in ("prag", "combine"):
+        setting["adapters"] = adapters_key(pipe.config)
     return setting
 
 
-def _logged(log_path: Path | None, setting: dict) -> dict[tuple[str, str], dict]:
+def _logged(log_path: Path | None, settings: dict[str, dict]) -> dict[tuple[str, str], dict]:
+    """Rows of `log_path` answered under `settings[method]`. A row logged before `adapters` was recorded matches
+    on its other keys."""
     done: dict[tuple[str, str], dict] = {}
     if log_path and log_path.exists():
         for line in log_path.read_text(encoding="utf-8").splitlines():
@@ -99,7 +121,13 @@ def _logged(log_path: Path | None, setting: dict) -> dict[tuple[str, str], dict]
                 key = (row["method"], row["id"])
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # a line cut short by a crash
-            if row.get("setting", setting) == setting:
+            setting = settings.get(key[0])
+            if setting is None:
+                continue
+            logged = row.get("setting", setting)
+            if "adapters" not in logged:
+                setting = {k: v for k, v in setting.items() if k != "adapters"}
+            if logged == setting:
                 done[key] = row
     return done
 
@@ -107,7 +135,7 @@ def _logged(log_path: Path | None, setting: dict) -> dict[tuple[str, str], dict]
 def pending(pipe, questions, methods: list[str], top_k: int, log_path: Path | None = None) -> list:
     """The questions that some method in `methods` has not answered yet in `log_path` (all of them without a log):
     a resumed eval builds adapters only for these."""
-    done = _logged(log_path, _setting(pipe, top_k))
+    done = _logged(log_path, {m: _setting(pipe, top_k, m) for m in methods})
     return [q for q in questions if any((m, q.id) not in done for m in methods)]
 
 
@@ -123,8 +151,8 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
     """Answer every question with every method; rows already in `log_path` (JSONL) are reused (resume)."""
     from tqdm import tqdm
 
-    setting = _setting(pipe, top_k)
-    done = _logged(log_path, setting)
+    settings = {m: _setting(pipe, top_k, m) for m in methods}
+    done = _logged(log_path, settings)
     log = open(log_path, "a", encoding="utf-8") if log_path else None
     try:
         todo = [(m, q) for m in methods for q in questions if (m, q.id) not in done]
@@ -132,7 +160,7 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
         for method, q in tqdm(todo, desc="eval", unit="q", disable=not progress or not todo):
             t0 = time.perf_counter()
             res = pipe.ask(q.question, method=method, top_k=top_k)
-            row = {"method": method, "id": q.id, "type": q.type, "setting": setting, "prediction": res.answer,
+            row = {"method": method, "id": q.id, "type": q.type, "setting": settings[method], "prediction": res.answer,
                    "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
                    "seconds": time.perf_counter() - t0, "update_seconds": res.update_seconds,
                    "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens, "device": device,

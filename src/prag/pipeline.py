@@ -8,6 +8,7 @@ rewrites and QA pairs, in context: the paper's §4.2 baseline).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -374,17 +375,23 @@ class Pipeline:
             raise PragError(f"{len(s['failed'])} documents failed to parameterize; see `prag status --kb {self.kb.root}`")
         return need
 
-    def warmup(self, questions, out: Path, lr: float = WARMUP_LR, epochs: int = WARMUP_EPOCHS) -> dict:
+    def warmup(self, questions, out: Path, lr: float = WARMUP_LR, epochs: int = WARMUP_EPOCHS,
+               force: bool = False) -> dict:
         """The paper's §5.2 warm-up: one LoRA trained on (question, golden answer) pairs of development questions,
         saved in PEFT's layout at `out`; `lora.init_from = out` then starts every document's LoRA from it.
 
         It has its own `lr` and `epochs`: the kb's per-document recipe (tuned for a few dozen steps on one
         document) run over a whole dev split takes hundreds of steps and can diverge (it did on 2WQA-comparison's
         150 dev questions). The recipe and losses are saved beside the LoRA as warmup.json; `diverged` is true when
-        the mean loss of the last 10 steps is not below that of the first 10 (fewer when there are under 20)."""
+        the mean loss of the last 10 steps is not below that of the first 10 (fewer when there are under 20).
+
+        A LoRA already at `out` is kept (returned with `reused: true`) only when its warmup.json was written for the
+        same model, LoRA shape, recipe and question-answer pairs and its adapter file still has the checksum saved
+        there; anything else at `out` (an older or diverged warm-up, another recipe) is trained anew. `force`
+        always retrains."""
         from .augment import QA
         from .encode import save_adapter
-        from .store import write_atomic
+        from .store import ADAPTER_FILE, sha256_file, write_atomic
 
         if not questions:
             raise PragError("warm-up needs at least one question")
@@ -392,17 +399,32 @@ class Pipeline:
             raise PragError(f"--lr must be a finite number > 0, not {lr}")
         if epochs < 1:
             raise PragError(f"--epochs must be at least 1, not {epochs}")
-        aug = Augmentation([], [QA(q.question, q.golden_answers[0], "dev") for q in questions], {})
+        pairs = [(q.question, q.golden_answers[0]) for q in questions]
+        lcfg = self.config.lora
+        key = {"model": self.config.model, "lr": lr, "epochs": epochs, "r": lcfg.r, "alpha": lcfg.alpha,
+               "target_modules": list(lcfg.target_modules), "seed": lcfg.seed, "init_std": lcfg.init_std,
+               "max_seq_len": lcfg.max_seq_len, "train_dtype": lcfg.train_dtype,
+               "pairs_sha256": hashlib.sha256(json.dumps(pairs).encode()).hexdigest()}
+        out = Path(out)
+        if not force and (out / "warmup.json").is_file() and (out / ADAPTER_FILE).is_file():
+            try:
+                saved = json.loads((out / "warmup.json").read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                saved = {}
+            if saved.get("key") == key and saved.get("adapter_sha256") == sha256_file(out / ADAPTER_FILE):
+                return {**saved, "reused": True}
+        aug = Augmentation([], [QA(q, a, "dev") for q, a in pairs], {})
         seqs = training_sequences(self.lm, aug, "separate")
-        recipe = dataclasses.replace(self.config.lora, lr=lr, epochs=epochs)
+        recipe = dataclasses.replace(lcfg, lr=lr, epochs=epochs)
         t0 = time.perf_counter()
         adapter, losses = train_adapter(*self.trainer, seqs, recipe)
-        save_adapter(adapter, out, self.config.lora, self.config.model)
+        save_adapter(adapter, out, lcfg, self.config.model)
         w = max(1, min(10, len(losses) // 2))  # two windows that do not overlap
         first, last = (sum(xs) / len(xs) for xs in (losses[:w], losses[-w:]))
         res = {"out": str(out), "questions": len(questions), "lr": lr, "epochs": epochs, "steps": len(losses),
                "seconds": time.perf_counter() - t0, "first_loss": first, "final_loss": last,
-               "diverged": len(losses) > 1 and last >= first, "losses": losses}
+               "diverged": len(losses) > 1 and last >= first, "reused": False, "key": key,
+               "adapter_sha256": sha256_file(out / ADAPTER_FILE), "losses": losses}
         write_atomic(Path(out) / "warmup.json", json.dumps(res, indent=1).encode())
         return res
 
