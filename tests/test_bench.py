@@ -20,6 +20,10 @@ def test_bench_parameterize_reports_both_paths(tiny_model_dir):
     assert res["docs"] == 4 and res["loop_docs"] == 2 and res["docs_per_hour"] > 0 and res["loop_docs_per_hour"] > 0
     assert abs(res["speedup"] - res["docs_per_hour"] / res["loop_docs_per_hour"]) < 0.02 * res["speedup"] + 0.01
     assert res["max_abs_diff_vs_loop"] < 1e-2, "both paths must train the same adapters"
+    assert res["max_abs_diff_vs_full_logits"] < 1e-2 and res["full_logits_seconds_per_doc"] > 0  # the loss's baseline
+    assert abs(res["fused_loss_speedup"] - res["full_logits_seconds_per_doc"] / res["batched_seconds_per_doc"]) < 0.01
+    from prag import encode
+    assert encode.FUSED_OUTPUT_LOSS  # switched back on after the baseline
     assert res["device"] == "cpu"
 
 

@@ -49,6 +49,8 @@ def test_batched_training_equals_one_document_at_a_time(tiny_lm):
         assert scale > 1e-2, "the adapters must have learned something for the comparison to mean anything"
         assert _max_diff(a1, a2) < 5e-3 * scale
     assert _max_diff(batched[0][0], batched[1][0]) > 0.1 * scale, "each row must train its own document"
+    from prag.encode import _decoder_and_head
+    assert _decoder_and_head(tiny_lm.model) is not None  # the batched side took the chunked output-layer loss
 
 
 @pytest.mark.parametrize("chat", [True, False])
@@ -269,3 +271,45 @@ def test_parameterize_on_a_local_ray_instance(tmp_path, tiny_model_dir, tiny_lm)
     Pipeline(local, tiny_lm).parameterize(progress=False)
     for d in kb.docs:
         assert _max_diff(kb.load_adapter(d.id), local.load_adapter(d.id)) < 1e-4
+
+
+def test_chunked_output_loss_matches_the_full_logits():
+    """The fused output layer + cross-entropy (chunks of 3 tokens) gives the full-logits loss and gradient."""
+    from prag.encode import _LinearCrossEntropy
+
+    torch.manual_seed(0)
+    h = torch.randn(10, 8, requires_grad=True)
+    w = torch.randn(50, 8)
+    t = torch.randint(0, 50, (10,))
+    g = torch.rand(10)  # a weight per token, as per-row means give
+    ref = torch.nn.functional.cross_entropy(h @ w.T, t, reduction="none")
+    (ref * g).sum().backward()
+    want, h.grad = h.grad.clone(), None
+    mine = _LinearCrossEntropy.apply(h, w, t, 3)
+    (mine * g).sum().backward()
+    assert torch.allclose(mine, ref, atol=1e-5) and torch.allclose(h.grad, want, atol=1e-5)
+
+
+def test_soft_capped_logits_fall_back_to_the_full_logits():
+    """A model whose logits are not hidden @ W (Gemma 2 soft-caps them) trains through its own logits, and the
+    batched trainer still equals the one-document loop; the tiny Llama takes the fused path."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from prag.encode import _decoder_and_head
+
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(Gemma2Config(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                           final_logit_softcapping=2.0)).eval()
+    assert _decoder_and_head(model) is None
+    seqs = [[torch.randint(3, 40, (n,)) for n in (9, 12, 7)], [torch.randint(3, 40, (n,)) for n in (11, 6)]]
+    inj = Injector(model, TARGETS)
+    cfg = LoraConfig(lr=1e-2, epochs=2, max_seq_len=64, batch_tokens=40)
+    try:
+        loop = [train_adapter(model, inj, s, cfg) for s in seqs]
+        batched = train_adapters(model, inj, seqs, cfg, pad_id=0)
+    finally:
+        inj.remove()
+    for (a1, l1), (a2, l2) in zip(loop, batched):
+        assert max(abs(x - y) for x, y in zip(l1, l2)) < 1e-4
+        assert _max_diff(a1, a2) < 5e-3 * max(a1.factors[n][1].abs().max().item() for n in a1.factors)

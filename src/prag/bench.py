@@ -110,8 +110,11 @@ def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: in
 def bench_parameterize(lm, corpus: Path, docs: int = 32, loop_docs: int | None = None, batch_docs: int = 16,
                        train_dtype: str | None = None) -> dict:
     """Documents per hour, augmentation included, for the batched path and the one-document loop, on the first
-    `docs` documents of `corpus` (the loop on the first `loop_docs` of them), same model, same process.
-    Also reports how far apart the two paths' adapters are for the documents both did."""
+    `docs` documents of `corpus` (the loop on the first `loop_docs` of them), same model, same process; and the
+    batched path once more with its loss taken from the full logits (`encode.FUSED_OUTPUT_LOSS` off), the
+    baseline of the chunked output-layer loss. Also reports how far apart the paths' adapters are for the
+    documents all of them did."""
+    from . import encode
     from .config import default_config
     from .pipeline import Pipeline
     from .store import KnowledgeBase
@@ -119,7 +122,7 @@ def bench_parameterize(lm, corpus: Path, docs: int = 32, loop_docs: int | None =
     out: dict = {}
     adapters = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, size in (("batched", batch_docs), ("loop", 1)):
+        for name, size, fused in (("batched", batch_docs, True), ("full_logits", batch_docs, False), ("loop", 1, True)):
             cfg = default_config(lm.spec)
             cfg.lora.batch_docs = size
             if train_dtype:
@@ -131,7 +134,11 @@ def bench_parameterize(lm, corpus: Path, docs: int = 32, loop_docs: int | None =
                 ids = ids[:loop_docs]
             pipe = Pipeline(kb, lm)
             t0 = time.perf_counter()
-            s = pipe.parameterize(ids, progress=False)
+            encode.FUSED_OUTPUT_LOSS = fused
+            try:
+                s = pipe.parameterize(ids, progress=False)
+            finally:
+                encode.FUSED_OUTPUT_LOSS = True
             secs = time.perf_counter() - t0
             if s["failed"]:
                 raise RuntimeError(f"{name}: {len(s['failed'])} documents failed: {s['failed']}")
@@ -139,13 +146,17 @@ def bench_parameterize(lm, corpus: Path, docs: int = 32, loop_docs: int | None =
             adapters[name] = [kb.load_adapter(i) for i in ids[:loop_docs]]
             pipe.injector.remove()
             pipe.trainer[1].remove()
-    diff = max((a.factors[m][j] - b.factors[m][j]).abs().max().item()
-               for a, b in zip(adapters["batched"], adapters["loop"]) for m in a.factors for j in (0, 1))
+    def diff(other: str) -> float:
+        return max((a.factors[m][j] - b.factors[m][j]).abs().max().item()
+                   for a, b in zip(adapters["batched"], adapters[other]) for m in a.factors for j in (0, 1))
+
     dph = 3600.0 / out["batched_seconds_per_doc"]
     loop_dph = 3600.0 / out["loop_seconds_per_doc"]
     return {"docs_per_hour": round(dph, 1), "loop_docs_per_hour": round(loop_dph, 1),
-            "speedup": round(dph / loop_dph, 2), **out, "docs": min(docs, len(kb.docs)), "loop_docs": loop_docs,
-            "batch_docs": batch_docs, "max_abs_diff_vs_loop": diff, "model": lm.spec,
+            "speedup": round(dph / loop_dph, 2),
+            "fused_loss_speedup": round(out["full_logits_seconds_per_doc"] / out["batched_seconds_per_doc"], 2),
+            **out, "docs": min(docs, len(kb.docs)), "loop_docs": loop_docs, "batch_docs": batch_docs,
+            "max_abs_diff_vs_loop": diff("loop"), "max_abs_diff_vs_full_logits": diff("full_logits"), "model": lm.spec,
             "augmenter": cfg.augment.augmenter, "threads": torch.get_num_threads(), "device": str(lm.model.device)}
 
 

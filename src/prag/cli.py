@@ -324,7 +324,8 @@ def bench_parameterize(docs: int = typer.Option(32, help="Documents of the datas
                        batch_docs: int = typer.Option(16, help="Documents trained together."),
                        train_dtype: str = typer.Option("float32", help="float32 | bfloat16 (both paths)."),
                        as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
-    """Documents per hour, augmentation included: the batched path vs the one-document loop, same run."""
+    """Documents per hour, augmentation included: the batched path vs the one-document loop, and vs the batched
+    path with its loss from the full logits (the chunked output-layer loss's baseline), same run."""
     from .bench import bench_parameterize as run
     from .corpus import dataset_dir
     from .models import load_model

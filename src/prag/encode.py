@@ -5,7 +5,9 @@ Two trainers, same result (tested): `train_adapter`, one document at a time (tor
 `train_adapters`, many documents per forward pass. The batched one shares the frozen base model's matmuls across
 documents while each batch row updates only its own document's A and B (per-row adapters, as multi-LoRA training
 systems do), with each document's own step sequence, seed and Adam state, so it equals the loop up to float
-rounding. Our own loops: transformers' Trainer refuses GGUF-loaded models.
+rounding. Our own loops: transformers' Trainer refuses GGUF-loaded models. The batched trainer takes its loss
+through the output layer a chunk of tokens at a time (`_LinearCrossEntropy`): with Gemma's 262k-entry vocabulary
+the full logits and their log-softmax cost more than the rest of the model.
 """
 from __future__ import annotations
 
@@ -122,6 +124,78 @@ def row_losses(logits: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor,
     return (nll.view_as(target) * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
+FUSED_OUTPUT_LOSS = True  # False: the batched trainer's loss from the full logits (the benchmark's baseline)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Each token's next-token loss from its final hidden state through the frozen output matrix, a chunk of
+    tokens at a time, so the [tokens x vocab] logits never exist whole (Gemma's vocabulary has 262k entries). Each
+    chunk's gradient, (softmax - one-hot) @ W, is formed in the forward pass while its logits are at hand: the
+    backward only scales it. The output matrix gets no gradient (it is frozen)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, chunk: int) -> torch.Tensor:
+        nll = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+        grad = torch.empty_like(h)
+        for s in range(0, h.shape[0], chunk):
+            logits = (h[s:s + chunk] @ weight.T).float()
+            t = target[s:s + chunk]
+            picked = logits.gather(1, t[:, None]).squeeze(1)
+            top = logits.amax(dim=-1, keepdim=True)
+            probs = logits.sub_(top).exp_()  # softmax, in place: fewer passes over the chunk than logsumexp's
+            total = probs.sum(dim=-1, keepdim=True)
+            nll[s:s + chunk] = (top + total.log()).squeeze(1) - picked
+            probs.div_(total)
+            probs[torch.arange(len(t), device=t.device), t] -= 1.0
+            grad[s:s + chunk] = probs.to(weight.dtype) @ weight
+        ctx.save_for_backward(grad)
+        return nll
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * g[:, None].to(grad.dtype), None, None, None
+
+
+def _decoder_and_head(model: torch.nn.Module):
+    """(decoder, output matrix) when the model's logits are exactly its decoder's last hidden state times the
+    output matrix (no bias, soft-capping or scaling: checked once on a few tokens), else None. Cached on the model."""
+    if not hasattr(model, "_prag_decoder_and_head"):
+        parts = None
+        decoder = getattr(model, "model", None)
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if decoder is not None and isinstance(head, torch.nn.Linear) and head.bias is None:
+            device = next(model.parameters()).device
+            ids = torch.arange(1, 6, device=device).unsqueeze(0) % head.weight.shape[0]
+            with torch.no_grad():
+                ref = model(input_ids=ids).logits.float()
+                mine = (decoder(input_ids=ids).last_hidden_state @ head.weight.T).float()
+            if torch.allclose(mine, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max())):
+                parts = (decoder, head.weight)
+        model._prag_decoder_and_head = parts
+    return model._prag_decoder_and_head
+
+
+def sequence_losses(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
+                    starts: torch.Tensor | None = None) -> torch.Tensor:
+    """`row_losses` of the model's forward pass on right-padded `ids`: through `_LinearCrossEntropy` when the model
+    allows it (only counted tokens reach the output layer, never the whole logits), else from the full logits."""
+    parts = _decoder_and_head(model) if FUSED_OUTPUT_LOSS else None
+    if parts is None:
+        return row_losses(model(input_ids=ids, attention_mask=mask).logits, ids, lengths, starts)
+    decoder, weight = parts
+    h = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    pos = torch.arange(ids.shape[1] - 1, device=ids.device).unsqueeze(0)
+    keep = pos < (lengths - 1).unsqueeze(1)
+    if starts is not None:
+        keep &= pos >= (starts - 1).unsqueeze(1)
+    chunk = max(16, (1 << 26) // weight.shape[0])  # at most ~256 MB of float32 logits at a time
+    nll = _LinearCrossEntropy.apply(h[:, :-1][keep], weight, ids[:, 1:][keep], chunk)
+    rows = torch.arange(ids.shape[0], device=ids.device).unsqueeze(1).expand_as(keep)[keep]
+    sums = torch.zeros(ids.shape[0], dtype=nll.dtype, device=nll.device).index_add(0, rows, nll)
+    return sums / keep.sum(1).clamp(min=1)
+
+
 def _micro_batches(rows: list[tuple[int, int]], budget: int):
     """Split (length, doc) rows, sorted by length, into consecutive chunks whose padded size (rows x longest)
     fits `budget` tokens; a single row always forms a chunk."""
@@ -165,6 +239,7 @@ def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[l
     budget = max_tokens or cfg.batch_tokens
     losses: list[list[float]] = [[] for _ in range(n)]
     with injector.lock:
+        _decoder_and_head(model)  # its one-time check runs before any adapter is set
         try:
             with torch.enable_grad():
                 for step in range(max(map(len, orders))):
@@ -179,10 +254,9 @@ def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[l
                         ids, mask, lengths = ids.to(device), mask.to(device), lengths.to(device)
                         injector.set_terms({nm: [(a_all[nm][rows].to(dtype), b_all[nm][rows].to(dtype), scaling)]
                                             for nm in names})
-                        logits = model(input_ids=ids, attention_mask=mask).logits
                         first = None if not loss_from else torch.tensor(
                             [_start(loss_from[d], orders[d][step], ln) for ln, d in chunk], device=device)
-                        per_row = row_losses(logits, ids, lengths, first)
+                        per_row = sequence_losses(model, ids, mask, lengths, first)
                         per_row.sum().backward()
                         opt.step(rows)
                         for j, (_, d) in enumerate(chunk):
