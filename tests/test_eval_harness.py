@@ -210,7 +210,8 @@ def test_eval_resume_does_not_reuse_rows_of_other_settings(tiny_kb, tiny_lm, tmp
 def test_eval_resume_redoes_parametric_rows_when_the_adapters_change(tiny_kb, tiny_lm, tmp_path):
     """prag/combine rows carry a fingerprint of the kb's encoding recipe: rows of other adapters are not reused,
     closed-book rows are; a row logged before the fingerprint existed still resumes."""
-    from prag.evaluate import adapters_key, pending
+    from prag.evaluate import pending
+    from prag.store import recipe_key
 
     pipe = Pipeline(tiny_kb, tiny_lm)
     qs = load_questions(FICTIONAL / "questions.jsonl")[:2]
@@ -219,11 +220,11 @@ def test_eval_resume_redoes_parametric_rows_when_the_adapters_change(tiny_kb, ti
     rows = [json.loads(x) for x in log.read_text().splitlines()]
     assert {r["method"]: "adapters" in r["setting"] for r in rows} == {"closed": False, "prag": True}
     assert pending(pipe, qs, ["closed", "prag"], 1, log) == []
-    key = adapters_key(pipe.config)
+    key = recipe_key(pipe.config)
     pipe.config.lora.batch_docs += 1  # the same adapters: still resumes
-    assert adapters_key(pipe.config) == key and pending(pipe, qs, ["prag"], 1, log) == []
+    assert recipe_key(pipe.config) == key and pending(pipe, qs, ["prag"], 1, log) == []
     pipe.config.lora.lr *= 2  # other adapters
-    assert adapters_key(pipe.config) != key
+    assert recipe_key(pipe.config) != key
     assert pending(pipe, qs, ["prag"], 1, log) == qs and pending(pipe, qs, ["closed"], 1, log) == []
     legacy = tmp_path / "legacy.log.jsonl"  # written before the fingerprint existed
     legacy.write_text("".join(json.dumps({**r, "setting": {k: v for k, v in r["setting"].items() if k != "adapters"}})

@@ -313,3 +313,55 @@ def test_soft_capped_logits_fall_back_to_the_full_logits():
     for (a1, l1), (a2, l2) in zip(loop, batched):
         assert max(abs(x - y) for x, y in zip(l1, l2)) < 1e-4
         assert _max_diff(a1, a2) < 5e-3 * max(a1.factors[n][1].abs().max().item() for n in a1.factors)
+
+
+def test_a_hooked_output_layer_runs_its_forward(tiny_lm):
+    """A hook on lm_head (e.g. a LoRA there) must see the training forward: the chunked loss steps aside."""
+    from prag.encode import sequence_losses
+
+    seen = []
+    handle = tiny_lm.model.lm_head.register_forward_hook(lambda m, a, out: seen.append(1))
+    try:
+        ids = torch.randint(3, 20, (2, 6))
+        sequence_losses(tiny_lm.model, ids, torch.ones_like(ids), torch.tensor([6, 4]))
+    finally:
+        handle.remove()
+    assert seen
+
+
+def test_kb_refuses_adapters_of_another_recipe(tiny_kb, tiny_lm, tmp_path):
+    """Adapters record their recipe; a kb never mixes them: a warm-up retrained in place, or kb.toml changed,
+    makes further encoding an error."""
+    from prag.corpus import split, load_questions
+
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    warm = tmp_path / "warm"
+    pipe.warmup(split(load_questions(FICTIONAL / "questions.jsonl"), "dev")[:3], warm, lr=1e-3, epochs=1)
+    tiny_kb.config.lora.init_from = str(warm)
+    pipe.parameterize([tiny_kb.docs[0].id], progress=False)
+    assert len(tiny_kb.recipes()) == 1
+    pipe.parameterize([tiny_kb.docs[1].id], progress=False)  # the same recipe: fine
+    pipe.warmup(split(load_questions(FICTIONAL / "questions.jsonl"), "dev")[:3], warm, lr=3e-3, epochs=1)
+    with pytest.raises(PragError, match="other encoding settings"):
+        pipe.parameterize([tiny_kb.docs[2].id], progress=False)
+    assert not tiny_kb.is_done(tiny_kb.docs[2].id)
+
+
+def test_parameterize_options_become_the_kbs_settings(tiny_kb, tiny_lm, monkeypatch):
+    """--train-dtype on a kb without adapters rewrites kb.toml (so it keeps describing the adapters); on a kb
+    that holds adapters made otherwise it is refused."""
+    from typer.testing import CliRunner
+
+    import prag.cli as cli
+    from prag.cli import app
+    from prag.config import PragConfig
+
+    monkeypatch.setattr(cli, "_pipeline", lambda kb_dir: Pipeline(KnowledgeBase.open(kb_dir), tiny_lm))
+    first = tiny_kb.docs[0].id
+    r = CliRunner().invoke(app, ["parameterize", "--kb", str(tiny_kb.root), "--ids", first, "--train-dtype", "bfloat16"])
+    assert r.exit_code == 0, r.output
+    assert PragConfig.load_toml(tiny_kb.root / "kb.toml").lora.train_dtype == "bfloat16"
+    r = CliRunner().invoke(app, ["parameterize", "--kb", str(tiny_kb.root), "--ids", tiny_kb.docs[1].id,
+                                 "--train-dtype", "float32"])
+    assert r.exit_code != 0 and "need a new --kb" in str(r.exception or r.output)
+    assert PragConfig.load_toml(tiny_kb.root / "kb.toml").lora.train_dtype == "bfloat16"

@@ -42,7 +42,8 @@ for step in $STEPS; do
     aug-gemma) index "runs/abl-$ABL-smollm2-$step" "$DATA/$ABL/corpus.jsonl" --augmenter model --augment-model gemma3-270m ;;
     warmup) base=runs/abl-$ABL-smollm2-warmup-lora
             index "runs/kb-$ABL-smollm2-v2" "$DATA/$ABL/corpus.jsonl"
-            prag warmup --kb "runs/kb-$ABL-smollm2-v2" --dataset "$ABL" --out "$base" > /dev/null
+            [ -f "runs/abl-$ABL-smollm2-$step/kb.toml" ] ||  # a kb's adapters start from the warm-up it was made with
+              prag warmup --kb "runs/kb-$ABL-smollm2-v2" --dataset "$ABL" --out "$base" > /dev/null
             index "runs/abl-$ABL-smollm2-$step" "$DATA/$ABL/corpus.jsonl" --init-from "$base" ;;
     *) index "runs/kb-$step-smollm2-v2" "$DATA/$step/corpus.jsonl" ;;
   esac

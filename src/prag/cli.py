@@ -82,6 +82,23 @@ def index(corpus: Path = typer.Option(..., help="JSONL corpus: one {id, title, t
     typer.echo(f"indexed {len(kbo.docs)} documents into {kb} (model {cfg.model})")
 
 
+def _keep_kb_toml_true(pipe) -> None:
+    """Options that change how adapters are made (--train-dtype, --augmenter, ...) become the kb's settings, so
+    kb.toml keeps describing its adapters (an eval's resume key and later encodings rely on it); a kb that
+    already holds adapters made otherwise refuses them."""
+    from .config import PragConfig
+    from .store import recipe_key
+
+    if recipe_key(pipe.config) == recipe_key(PragConfig.load_toml(pipe.kb.root / "kb.toml")):
+        return
+    done = pipe.kb.summary()["parameterized"]
+    if done:
+        raise PragError(f"{pipe.kb.root} holds {done} adapters made with its kb.toml settings: options that change "
+                        "how adapters are made (--train-dtype, --adapter-dtype, --augmenter, --model, --base-url) "
+                        "need a new --kb")
+    pipe.kb.save_config()
+
+
 @app.command()
 def parameterize(kb: Path = KB,
                  ids: Optional[str] = typer.Option(None, help="Comma-separated document ids (default: all)."),
@@ -119,6 +136,7 @@ def parameterize(kb: Path = KB,
         raise PragError("--concurrency must be at least 1")
     pipe.augmenter  # builds it: a bad augmenter, URL or model name is reported before any work
     pipe.check_encoding_config()
+    _keep_kb_toml_true(pipe)
     s = pipe.parameterize(id_list, force=force)
     n = s["done"]
     per = f", {s['seconds'] / n:.1f} s/doc" if n else ""

@@ -136,7 +136,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, chunk: int) -> torch.Tensor:
         nll = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
-        grad = torch.empty_like(h)
+        grad = torch.empty(h.shape, dtype=torch.float32, device=h.device)  # small: tokens x hidden
         for s in range(0, h.shape[0], chunk):
             logits = (h[s:s + chunk] @ weight.T).float()
             t = target[s:s + chunk]
@@ -149,29 +149,37 @@ class _LinearCrossEntropy(torch.autograd.Function):
             probs[torch.arange(len(t), device=t.device), t] -= 1.0
             grad[s:s + chunk] = probs.to(weight.dtype) @ weight
         ctx.save_for_backward(grad)
+        ctx.h_dtype = h.dtype
         return nll
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         (grad,) = ctx.saved_tensors
-        return grad * g[:, None].to(grad.dtype), None, None, None
+        return (grad * g.float()[:, None]).to(ctx.h_dtype), None, None, None
+
+
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")  # config fields that alter logits
 
 
 def _decoder_and_head(model: torch.nn.Module):
-    """(decoder, output matrix) when the model's logits are exactly its decoder's last hidden state times the
-    output matrix (no bias, soft-capping or scaling: checked once on a few tokens), else None. Cached on the model."""
+    """(decoder, output layer) when the model's logits are exactly its decoder's last hidden state times the
+    output matrix (no bias, soft-capping or scaling: its config says none and a check on a few tokens agrees),
+    else None. Cached on the model."""
     if not hasattr(model, "_prag_decoder_and_head"):
         parts = None
         decoder = getattr(model, "model", None)
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        if decoder is not None and isinstance(head, torch.nn.Linear) and head.bias is None:
-            device = next(model.parameters()).device
-            ids = torch.arange(1, 6, device=device).unsqueeze(0) % head.weight.shape[0]
-            with torch.no_grad():
-                ref = model(input_ids=ids).logits.float()
-                mine = (decoder(input_ids=ids).last_hidden_state @ head.weight.T).float()
-            if torch.allclose(mine, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max())):
-                parts = (decoder, head.weight)
+        plain = all(getattr(model.config, k, None) in (None, 1, 1.0) for k in _LOGIT_TRANSFORMS)
+        if plain and decoder is not None and isinstance(head, torch.nn.Linear) and head.bias is None:
+            try:
+                ids = (torch.arange(1, 6) % head.weight.shape[0]).unsqueeze(0).to(head.weight.device)
+                with torch.no_grad():
+                    ref = model(input_ids=ids).logits.float()
+                    mine = (decoder(input_ids=ids).last_hidden_state @ head.weight.T).float()
+                if torch.allclose(mine, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max())):
+                    parts = (decoder, head)
+            except (AttributeError, TypeError, RuntimeError, ValueError):  # not the layout this expects
+                parts = None
         model._prag_decoder_and_head = parts
     return model._prag_decoder_and_head
 
@@ -181,9 +189,11 @@ def sequence_losses(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tenso
     """`row_losses` of the model's forward pass on right-padded `ids`: through `_LinearCrossEntropy` when the model
     allows it (only counted tokens reach the output layer, never the whole logits), else from the full logits."""
     parts = _decoder_and_head(model) if FUSED_OUTPUT_LOSS else None
+    if parts is not None and (parts[1]._forward_hooks or parts[1]._forward_pre_hooks):
+        parts = None  # something hooks the output layer (a LoRA on lm_head): its forward must run
     if parts is None:
         return row_losses(model(input_ids=ids, attention_mask=mask).logits, ids, lengths, starts)
-    decoder, weight = parts
+    decoder, weight = parts[0], parts[1].weight
     h = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
     pos = torch.arange(ids.shape[1] - 1, device=ids.device).unsqueeze(0)
     keep = pos < (lengths - 1).unsqueeze(1)

@@ -3,8 +3,6 @@ results written as JSON and resumed from a per-question log after an interruptio
 from __future__ import annotations
 
 import collections
-import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -81,24 +79,10 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def adapters_key(config) -> str:
-    """A fingerprint of what a kb's adapters depend on: the LoRA recipe, the augmentation and, for a warm-up init,
-    the warm-up file's bytes. Settings that leave the adapters as they are (batch sizes, concurrency, the key's
-    variable) are left out."""
-    from .store import ADAPTER_FILE, sha256_file
-
-    lora = {k: v for k, v in dataclasses.asdict(config.lora).items() if k not in ("batch_docs", "batch_tokens")}
-    augment = {k: v for k, v in dataclasses.asdict(config.augment).items()
-               if k not in ("concurrency", "batch_size", "api_key_env")}
-    if config.lora.init_from and (Path(config.lora.init_from) / ADAPTER_FILE).is_file():
-        lora["init_from_sha256"] = sha256_file(Path(config.lora.init_from) / ADAPTER_FILE)
-    blob = json.dumps({"model": config.model, "lora": lora, "augment": augment}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def _setting(pipe, top_k: int, method: str) -> dict:
     """What a logged answer depends on besides the question: rows of another setting are redone, not reused.
-    prag and combine also depend on the adapters, so their rows carry `adapters_key`."""
+    prag and combine also depend on the adapters, so their rows carry the kb's `recipe_key` (`prag parameterize`
+    keeps kb.toml describing the adapters it holds)."""
     gcfg = pipe.config.generation
     setting = {"top_k": top_k, "backend": gcfg.backend, "merge": gcfg.merge, "model": pipe.config.model}
     if gcfg.scale != 1.0:  # keys only when set, so logs written before they existed still resume
@@ -106,7 +90,9 @@ def _setting(pipe, top_k: int, method: str) -> dict:
     if pipe.examples:
         setting["few_shot"] = [q for q, _ in pipe.examples]
     if method in ("prag", "combine"):
-        setting["adapters"] = adapters_key(pipe.config)
+        from .store import recipe_key
+
+        setting["adapters"] = recipe_key(pipe.config)
     return setting
 
 

@@ -25,7 +25,7 @@ from .encode import train_adapter, train_adapters
 from .generate import extract_answer, generate, question_message
 from .models import LoadedModel, load_model, sync
 from .retrieval import Hit
-from .store import KnowledgeBase
+from .store import KnowledgeBase, recipe_key
 from .update import Injector, merge_weights
 
 METHODS = ("closed", "rag", "da-rag", "prag", "combine", "flare", "dragin")
@@ -281,7 +281,7 @@ class Pipeline:
         adapter, losses = train_adapter(*self.trainer, seqs, lcfg, init=self.init_adapter,
                                         loss_from=loss_starts(self.lm, aug, lcfg.layout, lcfg.loss))
         secs = time.perf_counter() - t0
-        self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype)
+        self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype, recipe_key(self.config))
         return {"id": doc.id, "seconds": secs, "final_loss": losses[-1] if losses else None}
 
     def parameterize_batch(self, docs: list[Document]) -> dict[str, str]:
@@ -311,7 +311,7 @@ class Pipeline:
             return failed | {doc.id: f"{type(e).__name__}: {e}" for doc, _, _ in ready}
         secs = (time.perf_counter() - t0) / max(1, len(docs))
         for (doc, aug, _), (adapter, _) in zip(ready, trained):
-            self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype)
+            self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype, recipe_key(self.config))
         return failed
 
     def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False,
@@ -330,6 +330,7 @@ class Pipeline:
         else:
             docs = self.kb.docs
         self.check_encoding_config()
+        self.check_recipe()
         self.kb.clean_stale()
         todo = [d for d in docs if force or not self.kb.is_done(d.id)]
         summary = {"done": 0, "skipped": len(docs) - len(todo), "failed": {}, "seconds": 0.0}
@@ -363,6 +364,15 @@ class Pipeline:
                 bar.update(len(chunk))
         summary["seconds"] = time.perf_counter() - t0
         return summary
+
+    def check_recipe(self) -> str:
+        """This config's `recipe_key`, once the kb is known to hold no adapter made with another: a kb's adapters
+        are all made alike (a warm-up file retrained in place, or kb.toml edited, would otherwise mix them)."""
+        key = recipe_key(self.config)
+        if self.kb.recipes() - {key}:
+            raise PragError(f"{self.kb.root}: its adapters were made with other encoding settings than these "
+                            "(kb.toml, this command's options, or a warm-up file changed since): use a new --kb")
+        return key
 
     def parameterize_retrieved(self, questions, top_k: int, progress: bool = True) -> list[str]:
         """Parameterize every document BM25 retrieves (top-k) for the questions, as an eval of prag/combine
@@ -402,7 +412,7 @@ class Pipeline:
         pairs = [(q.question, q.golden_answers[0]) for q in questions]
         lcfg = self.config.lora
         key = {"model": self.config.model, "lr": lr, "epochs": epochs, "r": lcfg.r, "alpha": lcfg.alpha,
-               "target_modules": list(lcfg.target_modules), "seed": lcfg.seed, "init_std": lcfg.init_std,
+               "target_modules": list(lcfg.target_modules), "seed": lcfg.seed, "init_std": lcfg.init_std, "weight_decay": lcfg.weight_decay,
                "max_seq_len": lcfg.max_seq_len, "train_dtype": lcfg.train_dtype,
                "pairs_sha256": hashlib.sha256(json.dumps(pairs).encode()).hexdigest()}
         out = Path(out)
@@ -411,7 +421,7 @@ class Pipeline:
                 saved = json.loads((out / "warmup.json").read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError):
                 saved = {}
-            if saved.get("key") == key and saved.get("adapter_sha256") == sha256_file(out / ADAPTER_FILE):
+            if isinstance(saved, dict) and saved.get("key") == key and saved.get("adapter_sha256") == sha256_file(out / ADAPTER_FILE):
                 return {**saved, "reused": True}
         aug = Augmentation([], [QA(q, a, "dev") for q, a in pairs], {})
         seqs = training_sequences(self.lm, aug, "separate")

@@ -12,6 +12,7 @@ the manifest, so a crash never leaves a half-written adapter that is later read 
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -43,6 +44,19 @@ def doc_key(doc_id: str) -> str:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def recipe_key(config: PragConfig) -> str:
+    """A fingerprint of what a document's adapter depends on: the model, the LoRA recipe, the augmentation and,
+    for a warm-up init, the warm-up file's bytes. Settings that leave adapters as they are (batch sizes,
+    concurrency, the API key's variable) are left out."""
+    lora = {k: v for k, v in dataclasses.asdict(config.lora).items() if k not in ("batch_docs", "batch_tokens")}
+    augment = {k: v for k, v in dataclasses.asdict(config.augment).items()
+               if k not in ("concurrency", "batch_size", "api_key_env")}
+    if config.lora.init_from and (Path(config.lora.init_from) / ADAPTER_FILE).is_file():
+        lora["init_from_sha256"] = sha256_file(Path(config.lora.init_from) / ADAPTER_FILE)
+    blob = json.dumps({"model": config.model, "lora": lora, "augment": augment}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -245,8 +259,9 @@ class KnowledgeBase:
         return self.root / "docs" / doc_key(doc_id)
 
     def save_document(self, doc_id: str, adapter: Adapter, aug: Augmentation, seconds: float,
-                      dtype: torch.dtype = torch.float32) -> None:
-        """Write adapter + augmentation into a temporary folder, fsync, rename, then record the checksum."""
+                      dtype: torch.dtype = torch.float32, recipe: str | None = None) -> None:
+        """Write adapter + augmentation into a temporary folder, fsync, rename, then record the checksum (and
+        `recipe`, the `recipe_key` of the settings that made the adapter)."""
         from safetensors.torch import save as st_save
 
         final = self.doc_dir(doc_id)
@@ -273,8 +288,19 @@ class KnowledgeBase:
         os.replace(tmp, final)
         _fsync_dir(final.parent)
         self._append_manifest({"id": doc_id, "status": "done", "sha256": hashlib.sha256(blob).hexdigest(),
-                               "bytes": len(blob), "seconds": round(seconds, 3), **extra})
+                               "bytes": len(blob), "seconds": round(seconds, 3), **extra,
+                               **({"recipe": recipe} if recipe else {})})
         self._uncache(doc_id)
+
+    def recipes(self) -> set[str]:
+        """The recipe keys recorded for the kb's finished adapters (adapters saved before keys were recorded
+        have none)."""
+        return {r["recipe"] for r in self._manifest.values() if r.get("status") == "done" and r.get("recipe")}
+
+    def save_config(self) -> None:
+        """Rewrite kb.toml from `config` (after options changed the settings new adapters are made with)."""
+        self.config.save_toml(self.root / ".kb.toml.tmp")
+        os.replace(self.root / ".kb.toml.tmp", self.root / "kb.toml")
 
     def mark_failed(self, doc_id: str, error: str) -> None:
         self._append_manifest({"id": doc_id, "status": "failed", "error": error})
