@@ -310,8 +310,9 @@ class Pipeline:
         except (RuntimeError, ValueError) as e:
             return failed | {doc.id: f"{type(e).__name__}: {e}" for doc, _, _ in ready}
         secs = (time.perf_counter() - t0) / max(1, len(docs))
+        recipe = recipe_key(self.config)  # hashes the warm-up file: once per batch
         for (doc, aug, _), (adapter, _) in zip(ready, trained):
-            self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype, recipe_key(self.config))
+            self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype, recipe)
         return failed
 
     def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False,
@@ -365,14 +366,12 @@ class Pipeline:
         summary["seconds"] = time.perf_counter() - t0
         return summary
 
-    def check_recipe(self) -> str:
-        """This config's `recipe_key`, once the kb is known to hold no adapter made with another: a kb's adapters
-        are all made alike (a warm-up file retrained in place, or kb.toml edited, would otherwise mix them)."""
-        key = recipe_key(self.config)
-        if self.kb.recipes() - {key}:
+    def check_recipe(self) -> None:
+        """Refuse to encode when the kb holds an adapter made with another `recipe_key`: a kb's adapters are all
+        made alike (a warm-up file retrained in place, or kb.toml edited, would otherwise mix them)."""
+        if self.kb.recipes() - {recipe_key(self.config)}:
             raise PragError(f"{self.kb.root}: its adapters were made with other encoding settings than these "
                             "(kb.toml, this command's options, or a warm-up file changed since): use a new --kb")
-        return key
 
     def parameterize_retrieved(self, questions, top_k: int, progress: bool = True) -> list[str]:
         """Parameterize every document BM25 retrieves (top-k) for the questions, as an eval of prag/combine

@@ -133,9 +133,9 @@ class KnowledgeBase:
         root.mkdir(parents=True, exist_ok=True)
         (root / "docs").mkdir(exist_ok=True)
         _write_corpus_and_index(root, docs)
-        config.save_toml(root / ".kb.toml.tmp")
-        os.replace(root / ".kb.toml.tmp", root / "kb.toml")
-        return cls(root, config, docs)
+        kb = cls(root, config, docs)
+        kb.save_config()
+        return kb
 
     # ------------------------------------------------------------------ adding and removing documents
     def _set_docs(self, docs: list[Document]) -> None:
@@ -298,7 +298,7 @@ class KnowledgeBase:
         return {r["recipe"] for r in self._manifest.values() if r.get("status") == "done" and r.get("recipe")}
 
     def save_config(self) -> None:
-        """Rewrite kb.toml from `config` (after options changed the settings new adapters are made with)."""
+        """Write kb.toml from `config` (atomically; also after options changed how new adapters are made)."""
         self.config.save_toml(self.root / ".kb.toml.tmp")
         os.replace(self.root / ".kb.toml.tmp", self.root / "kb.toml")
 
