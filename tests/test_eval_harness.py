@@ -114,7 +114,8 @@ def test_report_lays_out_table_one_and_plots(tmp_path):
     more = markdown_table([json.loads(f.read_text()) for f in files] + [few])
     assert "| 0.400 (n=5) |" in more and "| 0.300 |" in more  # a cell over fewer questions says so
     assert "prag eval --dataset popqa" in md and "Update ms/question" in md
-    assert "| retrieval recall | device |" in md and "| cpu |" in md  # results without a device ran on the CPU
+    assert "| retrieval recall | encoding s/doc (adapters) | device |" in md
+    assert "| – | cpu |" in md  # results without a device ran on the CPU; without an encoding record, –
     for p in out["plots"]:
         assert (tmp_path / "report" / p.split("/")[-1]).stat().st_size > 5000
 
@@ -304,7 +305,26 @@ def test_finished_eval_rerun_builds_no_adapters(tiny_kb, tiny_lm, tmp_path, monk
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert built[1] == []  # second run: every answer is in the log
-    assert json.loads(out.read_text())["methods"]["prag"]["n"] == 2
+    res = json.loads(out.read_text())
+    assert res["methods"]["prag"]["n"] == 2
+    # the adapters' offline cost is reported from the kb's manifest, so the re-run (which built none) still has it
+    used = loaded[-1].retrieved_ids(load_questions(FICTIONAL / "questions.jsonl")[:2], 1)
+    enc = res["encoding"]
+    assert enc["adapters"] == enc["timed"] == len(used) >= 1 and enc["seconds"] > 0
+    assert 0 < enc["sec_per_doc_median"] and enc["sec_per_doc_mean"] * len(used) == pytest.approx(enc["seconds"], abs=0.1)
+    assert f"{enc['sec_per_doc_median']:.1f} ({len(used)})" in out.with_suffix(".md").read_text()
+
+
+def test_encoding_cost_counts_only_finished_adapters(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    ids = [d.id for d in tiny_kb.docs[:2]]
+    assert tiny_kb.encoding_cost(ids) == {"adapters": 2, "timed": 0, "seconds": 0.0, "sec_per_doc_mean": None,
+                                          "sec_per_doc_median": None}
+    pipe.parameterize(ids[:1], progress=False)
+    cost = tiny_kb.encoding_cost(ids)
+    assert cost["adapters"] == 2 and cost["timed"] == 1 and cost["sec_per_doc_median"] == cost["sec_per_doc_mean"] > 0
+    tiny_kb.mark_failed(ids[1], "boom")
+    assert tiny_kb.encoding_cost(ids)["timed"] == 1  # a failed document has no cost to report
 
 
 def test_report_refuses_two_results_for_the_same_cell(tmp_path):

@@ -278,6 +278,8 @@ def eval_(ctx: typer.Context,
                scale=pipe.config.generation.scale, few_shot=[q.id for q in shots],
                backend=pipe.config.generation.backend, kb=str(kb), command=_command_line(ctx),
                kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")})  # how its adapters were made
+    if parametric:  # the offline cost of the adapters these questions use, whichever run made them
+        res["encoding"] = pipe.kb.encoding_cost(pipe.retrieved_ids(qs, top_k))
     text = json.dumps(res, indent=2)
     if json_out:
         json_out.write_text(text)

@@ -373,10 +373,14 @@ class Pipeline:
             raise PragError(f"{self.kb.root}: its adapters were made with other encoding settings than these "
                             "(kb.toml, this command's options, or a warm-up file changed since): use a new --kb")
 
+    def retrieved_ids(self, questions, top_k: int) -> list[str]:
+        """Ids of every document BM25 retrieves (top-k) for the questions, sorted."""
+        return sorted({h.doc.id for q in questions for h in self.kb.retriever.retrieve(q.question, top_k)})
+
     def parameterize_retrieved(self, questions, top_k: int, progress: bool = True) -> list[str]:
         """Parameterize every document BM25 retrieves (top-k) for the questions, as an eval of prag/combine
         needs (batched, resumable). Returns their ids."""
-        need = sorted({h.doc.id for q in questions for h in self.kb.retriever.retrieve(q.question, top_k)})
+        need = self.retrieved_ids(questions, top_k)
         if not need:
             return []
         s = self.parameterize(need, progress=progress)

@@ -297,6 +297,18 @@ class KnowledgeBase:
         have none)."""
         return {r["recipe"] for r in self._manifest.values() if r.get("status") == "done" and r.get("recipe")}
 
+    def encoding_cost(self, ids: list[str]) -> dict:
+        """What these documents' adapters cost to make, from the manifest: augmentation plus training, in seconds
+        per document as recorded when each was saved (a batch's time shared evenly by its documents), whichever
+        run made them. `timed` counts the adapters with a recorded time."""
+        secs = sorted(r["seconds"] for r in (self._manifest.get(i, {}) for i in ids)
+                      if r.get("status") == "done" and isinstance(r.get("seconds"), (int, float)))
+        mid = len(secs) // 2
+        median = (secs[mid] if len(secs) % 2 else (secs[mid - 1] + secs[mid]) / 2) if secs else None
+        return {"adapters": len(ids), "timed": len(secs), "seconds": round(sum(secs), 1),
+                "sec_per_doc_mean": round(sum(secs) / len(secs), 2) if secs else None,
+                "sec_per_doc_median": round(median, 2) if secs else None}
+
     def save_config(self) -> None:
         """Write kb.toml from `config` (atomically; also after options changed how new adapters are made)."""
         self.config.save_toml(self.root / ".kb.toml.tmp")
