@@ -279,6 +279,7 @@ def eval_(ctx: typer.Context,
                backend=pipe.config.generation.backend, kb=str(kb), command=_command_line(ctx),
                kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")})  # how its adapters were made
     if parametric:  # the offline cost of the adapters these questions use, whichever run made them
+        pipe.kb.refresh()  # adapters another process wrote to this kb count too
         res["encoding"] = pipe.kb.encoding_cost(pipe.retrieved_ids(qs, top_k))
     text = json.dumps(res, indent=2)
     if json_out:

@@ -309,7 +309,7 @@ class Pipeline:
                                      loss_from=[loss_starts(self.lm, aug, lcfg.layout, lcfg.loss) for _, aug, _ in ready])
         except (RuntimeError, ValueError) as e:
             return failed | {doc.id: f"{type(e).__name__}: {e}" for doc, _, _ in ready}
-        secs = (time.perf_counter() - t0) / max(1, len(docs))
+        secs = (time.perf_counter() - t0) / max(1, len(ready))  # the batch's cost, per adapter it made
         recipe = recipe_key(self.config)  # hashes the warm-up file: once per batch
         for (doc, aug, _), (adapter, _) in zip(ready, trained):
             self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype, recipe)

@@ -120,7 +120,7 @@ def runtime_table(results: list[dict]) -> str:
     """Seconds per question by method (mean over each result file's questions), Update shown apart, the
     device that ran them (results written before `device` was recorded all ran on the CPU), and for prag and
     combine the offline cost of their adapters: median seconds per document, augmentation and training (– where
-    the result predates that record)."""
+    the result predates that record; the adapters may have been made on another device than the eval's)."""
     lines = ["| dataset | model | method | n | F1 | EM | s/question | Update ms/question | prompt tokens | retrieval recall "
              "| encoding s/doc (adapters) | device |", "|" + " --- |" * 12]
     for res in results:
@@ -130,7 +130,11 @@ def runtime_table(results: list[dict]) -> str:
                 continue
             rec = f"{s['retrieval_recall']:.2f}" if "retrieval_recall" in s else "–"
             enc = res.get("encoding") if method in ("prag", "combine") else None
-            enc = f"{enc['sec_per_doc_median']:.1f} ({enc['adapters']})" if enc and enc.get("sec_per_doc_median") is not None else "–"
+            if enc and enc.get("sec_per_doc_median") is not None:  # "(timed/used)" when some adapters had no time
+                n = enc["timed"] if enc["timed"] == enc["adapters"] else f"{enc['timed']}/{enc['adapters']}"
+                enc = f"{enc['sec_per_doc_median']:.1f} ({n})"
+            else:
+                enc = "–"
             lines.append(f"| {res['dataset']} | {MODEL_NAMES.get(res.get('model'), res.get('model'))} | {method} | "
                          f"{s['n']} | {s['f1']:.3f} | {s['em']:.3f} | {s['sec_per_question']:.2f} | "
                          f"{s.get('update_sec_per_question', 0.0) * 1000:.1f} | {s.get('prompt_tokens', 0):.0f} | {rec} | {enc} | "

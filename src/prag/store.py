@@ -301,8 +301,8 @@ class KnowledgeBase:
         """What these documents' adapters cost to make, from the manifest: augmentation plus training, in seconds
         per document as recorded when each was saved (a batch's time shared evenly by its documents), whichever
         run made them. `timed` counts the adapters with a recorded time."""
-        secs = sorted(r["seconds"] for r in (self._manifest.get(i, {}) for i in ids)
-                      if r.get("status") == "done" and isinstance(r.get("seconds"), (int, float)))
+        secs = sorted(self._manifest[i]["seconds"] for i in ids
+                      if self.is_done(i) and isinstance(self._manifest[i].get("seconds"), (int, float)))
         mid = len(secs) // 2
         median = (secs[mid] if len(secs) % 2 else (secs[mid - 1] + secs[mid]) / 2) if secs else None
         return {"adapters": len(ids), "timed": len(secs), "seconds": round(sum(secs), 1),
