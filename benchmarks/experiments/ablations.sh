@@ -57,15 +57,4 @@ for name in $ABLATIONS; do
     --few-shot "$FEWSHOT" --scale "$SCALE" --json "$OUT/$DATASET-$MODEL-$name.json" > /dev/null
   echo "$OUT/$DATASET-$MODEL-$name.json"
 done
-.venv/bin/python - "$OUT" "$DATASET-$MODEL" <<'PY'
-import json, sys, pathlib
-out, stem = pathlib.Path(sys.argv[1]), sys.argv[2]
-rows = ["| ablation | prag F1 / EM | combine F1 / EM | n | empty answers | device | command |",
-        "| --- | --- | --- | --- | --- | --- | --- |"]
-for f in sorted(out.glob(f"{stem}-*.json")):
-    r = json.loads(f.read_text())
-    p, c = r["methods"]["prag"], r["methods"]["combine"]
-    rows.append(f"| {f.stem[len(stem) + 1:]} | {p['f1']:.3f} / {p['em']:.2f} | {c['f1']:.3f} / {c['em']:.2f} | {p['n']} | {p.get('empty_answers', '?')} / {c.get('empty_answers', '?')} | {r.get('device', 'cpu')} | `{r.get('command', '')}` |")
-(out / f"{stem}.md").write_text("\n".join(rows) + "\n")
-print("\n".join(rows))
-PY
+.venv/bin/python benchmarks/experiments/ablation_table.py "$OUT" "$DATASET-$MODEL"
