@@ -2,7 +2,7 @@
 download): seconds per document for `train_adapters` (B documents per pass) and `train_adapter`, same run.
 Sequences mimic the default recipe per document: 1 rewrite (~150 tokens) + 6 QA pairs (~65 tokens), 3 epochs.
 
-    python3 benchmarks/gpu_encode.py --docs 64 --loop-docs 8 --out results.json   # PYTHONPATH=src
+    python3 benchmarks/gpu_encode.py --docs 64 --loop-docs 8 --out benchmarks/results/gpu/gpu-encode-h100.json   # PYTHONPATH=src
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ set of explicit documents; every answer must equal the single-request answer for
 documents, and no request may fail. Prints one JSON line.
 
     .venv/bin/python benchmarks/load_test.py --kb kb-demo --questions examples/demo/questions.jsonl \
-        --clients 50 --seconds 60
+        --clients 50 --seconds 60 > benchmarks/results/load-test/load-test.json
 """
 from __future__ import annotations
 

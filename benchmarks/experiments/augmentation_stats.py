@@ -3,7 +3,7 @@ how many final pairs come from the model and how many from the rule fallback, an
 to read. Reads each finished document's augmentation.json; changes nothing.
 
     .venv/bin/python benchmarks/experiments/augmentation_stats.py runs/abl-2wikimultihopqa-comparison-smollm2-aug-self \
-        --out benchmarks/results/ablations/2wikimultihopqa-comparison-smollm2-aug-self.augmentation.json
+        --out benchmarks/results/ablations/augmentation/2wikimultihopqa-comparison-smollm2-aug-self.json
 """
 from __future__ import annotations
 

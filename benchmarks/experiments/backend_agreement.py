@@ -3,7 +3,7 @@ weights dequantized from the same GGUF, same adapters as llama.cpp LoRA GGUFs) o
 a dataset, per method, with every difference listed.
 
     .venv/bin/python benchmarks/experiments/backend_agreement.py --kb runs/kb-2wqa-dtype --limit 50 \
-        --methods closed,prag --out benchmarks/results/backend-agreement-2wqa-dev.json
+        --methods closed,prag --out benchmarks/results/backend-agreement/backend-agreement-2wqa-dev.json
 """
 from __future__ import annotations
 

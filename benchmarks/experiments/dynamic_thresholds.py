@@ -3,7 +3,7 @@ question for each value. Used to choose the documented defaults (dev only, never
 
     .venv/bin/python benchmarks/experiments/dynamic_thresholds.py --kb runs/kb-2wqa-smol \
         --dataset 2wikimultihopqa-comparison --limit 12 --flare 0.2,0.4 --dragin 0.2,0.35 \
-        --out benchmarks/results/dynamic-thresholds-2wqa-dev-smollm2.json
+        --out benchmarks/results/dynamic/dynamic-thresholds-2wqa-dev-smollm2.json
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODEL=${MODEL:-gemma3-270m}
 TAG=${TAG:-$MODEL}
-OUT=${OUT:-benchmarks/results/fictional-$TAG}
+OUT=${OUT:-benchmarks/results/fictional/$TAG}
 mkdir -p "$OUT" runs
 for set in fictional30 fictional-heldout; do
   kb=runs/kb-$set-$TAG

@@ -4,6 +4,8 @@ Trains a warm-up LoRA per (lr, epochs) on the first 100 dev questions (few-shot 
 closed-book F1 on the other dev questions with the warm-up applied alone, at full strength and at the eval's
 strength 0.25, against no warm-up. Uses the Table-1 kb for the model and prompt.
     .venv/bin/python benchmarks/experiments/warmup_recipe.py [--dataset 2wikimultihopqa-comparison]
+The committed output, benchmarks/results/warmup/2wikimultihopqa-comparison-smollm2.txt, came from a scratch copy
+of this script with the same logic (see its header).
 """
 import argparse
 import json
