@@ -2,7 +2,7 @@
 bfloat16 (the factors are trained once in float32, then re-saved in each dtype; only the rounding differs).
 
     .venv/bin/python benchmarks/experiments/adapter_dtype.py --dataset 2wikimultihopqa-comparison --limit 15 \
-        --kb runs/kb-2wqa-dtype --out benchmarks/results/adapter-dtype-2wqa-dev.json
+        --kb runs/kb-2wqa-dtype --out benchmarks/results/adapter-dtype/adapter-dtype-2wqa-dev.json
 """
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from pathlib import Path
 
 from prag.config import default_config
 from prag.corpus import dataset_dir, load_questions, split
+from prag.encode import TORCH_DTYPES as ADAPTER_DTYPES
 from prag.evaluate import run_eval
-from prag.pipeline import ADAPTER_DTYPES, Pipeline
-from prag.store import ADAPTER_FILE, KnowledgeBase
+from prag.pipeline import Pipeline
+from prag.store import KnowledgeBase
+from prag.update import ADAPTER_FILE
 
 
 def main() -> None:

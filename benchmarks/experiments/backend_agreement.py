@@ -35,10 +35,12 @@ def main() -> None:
     qs = split(load_questions(ds / "questions.jsonl"), "dev")[: args.limit]
     kb = (KnowledgeBase.open(args.kb) if (args.kb / "kb.toml").exists()
           else KnowledgeBase.create(args.kb, ds / "corpus.jsonl", default_config(args.model)))
-    pipe = Pipeline(kb)
+    pipe = Pipeline(kb, config=kb.config.override({"generation.llamacpp_weights": args.weights}))
     pipe.parameterize_retrieved(qs, args.top_k)  # resumable: rerun after an interruption
-    pipe.config.generation.llamacpp_weights = args.weights
-    pipe.lm, pipe.llamacpp  # both loaded before anything is timed
+    pipe.lm  # both backends loaded before anything is timed
+    for backend in ("transformers", "llamacpp"):
+        pipe.config.generation.backend = backend
+        pipe.backend.start()
     out: dict = {"dataset": args.dataset, "split": "dev", "n": len(qs), "top_k": args.top_k,
                  "llamacpp_weights": args.weights, "model": kb.config.model, "merge": kb.config.generation.merge,
                  "methods": {}}

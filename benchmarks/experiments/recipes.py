@@ -2,7 +2,7 @@
 with several recipes and score top-1 / top-3 P-RAG against closed-book.
 
     .venv/bin/python benchmarks/experiments/recipes.py --corpus tests/data/fictional --n-qa 6 \
-        --out benchmarks/results/recipes-fictional.json
+        --out benchmarks/results/fictional/recipes/recipes-fictional.json
 """
 from __future__ import annotations
 
@@ -12,17 +12,16 @@ import json
 import time
 from pathlib import Path
 
-from prag.augment import Augmentation
+from prag.augment import RuleAugmenter
 from prag.config import default_config
 from prag.corpus import load_corpus, load_questions
-from prag.encode import read_adapter, save_adapter, train_adapters
+from prag.encode import loss_starts, read_adapter, save_adapter, train_adapters, training_sequences
 from prag.evaluate import score
 from prag.generate import extract_answer, generate, question_message
-from prag.models import load_model
-from prag.pipeline import loss_starts, training_sequences
-from prag.augment import RuleAugmenter
 from prag.llm_augment import LocalCompleter, ModelAugmenter
+from prag.models import load_model
 from prag.retrieval import BM25Retriever
+from prag.rules import Augmentation
 from prag.update import Injector, merge_weights
 
 

@@ -5,8 +5,7 @@ retrieve -> update -> generate (online). `config` holds the one config object th
 `pipeline` wires the stages; `cli` is the typed command line.
 """
 
+from .errors import Conflict, NotFound, PragError
+
+__all__ = ["Conflict", "NotFound", "PragError", "__version__"]
 __version__ = "0.1.0"
-
-
-class PragError(Exception):
-    """An error caused by user input or state; the CLI prints it as one line and exits non-zero."""

@@ -1,6 +1,6 @@
 """Benchmarks run from the CLI (`prag bench ...`), each printing one JSON line with a baseline measured in the
 same run. `update`: our low-rank Update (apply + restore) for the top-k adapters, warm (adapters in memory) and
-cold (read from disk), against the reference PEFT path (PeftModel.from_pretrained + load_adapter + 
+cold (read from disk), against the reference PEFT path (PeftModel.from_pretrained + load_adapter +
 add_weighted_adapter "cat" + set_adapter, then unload)."""
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from pathlib import Path
 
 import torch
 
-from .models import sync
+from . import encode
+from .config import LoraConfig, default_config
+from .encode import adapter_config, adapter_tensors, read_adapter
+from .errors import PragError
+from .evaluate import run_device
+from .generate import generate, greedy_kwargs, question_message
+from .llamacpp import LlamaCppBackend, dequantized_gguf, generate_text, gguf_architecture, write_adapter_gguf
+from .models import cache_dir, resolve_gguf, sync
+from .pipeline import Pipeline
+from .store import KnowledgeBase
+from .update import Adapter, Injector
 
 
 def _p50(xs: list[float]) -> float:
@@ -23,9 +33,6 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
     from peft import PeftModel
     from safetensors.torch import save_file
 
-    from .config import LoraConfig
-    from .encode import adapter_config, adapter_tensors, read_adapter
-    from .update import Adapter, Injector
 
     inj = Injector(lm.model, ["gate_proj", "up_proj", "down_proj"])
     g = torch.Generator().manual_seed(0)
@@ -83,8 +90,6 @@ def bench_update(lm, k: int = 3, repeats: int = 30, peft_repeats: int = 5, r: in
 def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: int = 3) -> dict:
     """p50 seconds per question for each method on the same questions, same process. Adapters of the retrieved
     documents are built first (not timed), as a deployed P-RAG system has them ready."""
-    from .evaluate import run_device
-
     for h in pipe.parameterize_retrieved(questions, top_k):  # adapters in memory, as in serving
         pipe.kb.load_adapter(h)
     pipe.ask(questions[0].question, method="closed")  # warm-up
@@ -114,10 +119,6 @@ def bench_parameterize(lm, corpus: Path, docs: int = 32, loop_docs: int | None =
     batched path once more with its loss taken from the full logits (`encode.FUSED_OUTPUT_LOSS` off), the
     baseline of the chunked output-layer loss. Also reports how far apart the paths' adapters are for the
     documents all of them did."""
-    from . import encode
-    from .config import default_config
-    from .pipeline import Pipeline
-    from .store import KnowledgeBase
 
     out: dict = {}
     adapters = {}
@@ -164,15 +165,9 @@ def bench_generate(lm, tokens: int = 64, repeats: int = 3, k: int = 3, original:
     """Decode tokens/s of the transformers and llama.cpp backends, closed-book and with k random adapters of
     the real shape active (P-RAG), plus seconds per question (Update + greedy answer) for 5 questions.
     Same model, same prompts, same process. `original` also times llama.cpp on the shipped quantized GGUF."""
-    from .generate import generate, greedy_kwargs, question_message
-    from .llamacpp import LlamaCppBackend, dequantized_gguf, generate_text, gguf_architecture, write_adapter_gguf
-    from .models import cache_dir, resolve_gguf
-    from .update import Adapter, Injector
 
     gguf = resolve_gguf(lm.spec)
     if gguf is None:
-        from . import PragError
-
         raise PragError(f"model {lm.spec!r} is not a GGUF model: llama.cpp needs one")
     inj = Injector(lm.model, ["gate_proj", "up_proj", "down_proj"])
     g = torch.Generator().manual_seed(0)
@@ -220,7 +215,7 @@ def bench_generate(lm, tokens: int = 64, repeats: int = 3, k: int = 3, original:
         for name, path in variants:
             be = LlamaCppBackend(path)
 
-            def lc_tok_s(ads) -> float:
+            def lc_tok_s(ads, be=be) -> float:
                 be.generate(prompt_ids, 4, set(), adapters=ads)  # warm-up (loads adapters)
                 times = []
                 for _ in range(repeats):

@@ -1,19 +1,37 @@
-"""The `prag` command line (typer): thin commands that parse options, call the pipeline and print.
+"""The `prag` command line (typer): thin commands that build the run's config once (the kb's settings <- flags,
+validated), call the pipeline and print.
 
-Every `PragError` (bad input, missing kb, unknown method...) is printed as one line on stderr with exit code 2;
-no traceback reaches the user for an input problem.
+Every `PragError` (bad input, missing kb, unknown method...) and every usage error is printed as one line on
+stderr with exit code 2; no traceback reaches the user for an input problem.
 """
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from . import PragError
-from .config import WARMUP_EPOCHS, WARMUP_LR
+from .bench import bench_generate as run_bench_generate
+from .bench import bench_parameterize as run_bench_parameterize
+from .bench import bench_question as run_bench_question
+from .bench import bench_update as run_bench_update
+from .config import WARMUP_EPOCHS, WARMUP_LR, build_config, default_config
+from .corpus import dataset_dir, few_shot_examples, load_questions
+from .corpus import split as split_qs
+from .distributed import parameterize_on_ray
+from .errors import PragError
+from .evaluate import empty_warnings, pending, run_eval
+from .llamacpp import require_llama_cpp
+from .methods import METHODS, parametric
+from .models import load_model
+from .pipeline import Pipeline
+from .report import markdown_table, runtime_table, write_report
+from .store import KnowledgeBase
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Parametric RAG: inject retrieved documents into an LLM's FFN weights as per-document LoRAs.")
@@ -24,8 +42,6 @@ BACKEND = typer.Option(None, help="Who generates: transformers | llamacpp (llama
 
 def _command_line(ctx: typer.Context) -> str:
     """The running command with every option it was given (defaults included): what reproduces a result."""
-    import shlex
-
     parts = ["prag", ctx.info_name]
     for p in ctx.command.params:
         v = ctx.params.get(p.name)
@@ -36,17 +52,11 @@ def _command_line(ctx: typer.Context) -> str:
     return shlex.join(parts)
 
 
-def _set_backend(pipe, backend: str | None) -> None:
-    if backend is not None:
-        pipe.config.generation.backend = backend
-    pipe.check_generation_config()
-
-
-def _pipeline(kb_dir: Path):
-    from .pipeline import Pipeline
-    from .store import KnowledgeBase
-
-    return Pipeline(KnowledgeBase.open(kb_dir))
+def _pipeline(kb_dir: Path, flags: dict | None = None) -> Pipeline:
+    """The kb's pipeline, its config the kb's settings with `flags` ({"section.key": value or None}) applied and
+    validated, before any model is loaded."""
+    kb = KnowledgeBase.open(kb_dir)
+    return Pipeline(kb, config=kb.config.override(flags or {}))
 
 
 @app.command()
@@ -63,40 +73,12 @@ def index(corpus: Path = typer.Option(..., help="JSONL corpus: one {id, title, t
           overwrite: bool = typer.Option(False, help="Replace the settings of an existing kb (its adapters are then stale).")):
     """Validate a corpus and build (or refresh) a knowledge base: corpus copy, BM25 index, config. The encoding
     settings (model, preset, augmentation, warm-up) are stored in kb.toml, so every adapter of a kb is made alike."""
-    from .config import default_config, read_toml
-    from .store import KnowledgeBase
-
-    cfg = default_config(model, preset)
-    if config:
-        cfg.apply(read_toml(config))
-    for section, key, value in (("augment", "augmenter", augmenter), ("augment", "parts", parts),
-                                ("augment", "model", augment_model),
-                                ("augment", "reference", reference and str(reference.resolve())),
-                                ("lora", "init_from", init_from and str(init_from.resolve()))):
-        if value is not None:
-            setattr(getattr(cfg, section), key, value)
-    from .pipeline import Pipeline
-
-    Pipeline.check_settings(cfg)
+    cfg = build_config(model, preset, config, {
+        "augment.augmenter": augmenter, "augment.parts": parts, "augment.model": augment_model,
+        "augment.reference": reference and str(reference.resolve()),
+        "lora.init_from": init_from and str(init_from.resolve())})
     kbo = KnowledgeBase.create(kb, corpus, cfg, overwrite=overwrite)
     typer.echo(f"indexed {len(kbo.docs)} documents into {kb} (model {cfg.model})")
-
-
-def _keep_kb_toml_true(pipe) -> None:
-    """Options that change how adapters are made (--train-dtype, --augmenter, ...) become the kb's settings, so
-    kb.toml keeps describing its adapters (an eval's resume key and later encodings rely on it); a kb that
-    already holds adapters made otherwise refuses them."""
-    from .config import PragConfig
-    from .store import recipe_key
-
-    if recipe_key(pipe.config) == recipe_key(PragConfig.load_toml(pipe.kb.root / "kb.toml")):
-        return
-    done = pipe.kb.summary()["parameterized"]
-    if done:
-        raise PragError(f"{pipe.kb.root} holds {done} adapters made with its kb.toml settings: options that change "
-                        "how adapters are made (--train-dtype, --adapter-dtype, --augmenter, --model, --base-url) "
-                        "need a new --kb")
-    pipe.kb.save_config()
 
 
 @app.command()
@@ -117,27 +99,18 @@ def parameterize(kb: Path = KB,
     id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids is not None else None
     if id_list == []:
         raise PragError("--ids names no document: give comma-separated document ids, or leave it out for all")
-    pipe = _pipeline(kb)
-    lcfg = pipe.config.lora
-    if batch_docs is not None:
-        if batch_docs < 1:
-            raise PragError("--batch-docs must be at least 1")
-        lcfg.batch_docs = batch_docs
-    if train_dtype is not None:
-        lcfg.train_dtype = train_dtype
-    if adapter_dtype is not None:
-        lcfg.adapter_dtype = adapter_dtype
-    acfg = pipe.config.augment
-    for key, value in (("augmenter", augmenter), ("base_url", base_url), ("model", model),
-                       ("concurrency", concurrency)):
-        if value is not None:
-            setattr(acfg, key, value)
-    if acfg.concurrency < 1:
-        raise PragError("--concurrency must be at least 1")
+    if batch_docs is not None and batch_docs < 1:
+        raise PragError("--batch-docs must be at least 1")
+    pipe = _pipeline(kb, {"lora.batch_docs": batch_docs, "lora.train_dtype": train_dtype,
+                          "lora.adapter_dtype": adapter_dtype, "augment.augmenter": augmenter,
+                          "augment.base_url": base_url, "augment.model": model, "augment.concurrency": concurrency})
     pipe.augmenter  # builds it: a bad augmenter, URL or model name is reported before any work
     pipe.check_encoding_config()
-    _keep_kb_toml_true(pipe)
-    s = pipe.parameterize(id_list, force=force)
+    pipe.kb.adopt(pipe.config)  # options that change how adapters are made become the kb's settings
+    if ray:
+        s = parameterize_on_ray(pipe, id_list, ray, workers, force=force)
+    else:
+        s = pipe.parameterize(id_list, force=force)
     n = s["done"]
     per = f", {s['seconds'] / n:.1f} s/doc" if n else ""
     typer.echo(f"done {n}, skipped {s['skipped']}, failed {len(s['failed'])}{per}")
@@ -159,8 +132,6 @@ def warmup(kb: Path = KB,
     dev split diverged). Then a kb made with `prag index ... --init-from OUT` starts every document from it.
     A warm-up already in OUT is kept when its warmup.json matches this model, LoRA shape, recipe and questions
     and its adapter checksum holds; anything else there is retrained."""
-    from .corpus import dataset_dir, load_questions, split as split_qs
-
     if (questions is None) == (dataset is None):
         raise PragError("give exactly one of --questions FILE or --dataset NAME")
     path = questions or dataset_dir(dataset) / "questions.jsonl"
@@ -177,8 +148,6 @@ def warmup(kb: Path = KB,
 @app.command()
 def status(kb: Path = KB, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Documents, parameterized, pending and failed (with reasons) in a knowledge base."""
-    from .store import KnowledgeBase
-
     s = KnowledgeBase.open(kb).summary()
     if as_json:
         typer.echo(json.dumps(s))
@@ -197,10 +166,7 @@ def ask(question: str = typer.Argument(..., help="The question."),
         backend: Optional[str] = BACKEND,
         as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Answer a question. With prag/combine, retrieved documents without an adapter are parameterized first."""
-    pipe = _pipeline(kb)
-    _set_backend(pipe, backend)
-    if merge:
-        pipe.config.generation.merge = merge
+    pipe = _pipeline(kb, {"generation.backend": backend, "generation.merge": merge})
     ans = pipe.ask(question, method=method, top_k=top_k)
     if as_json:
         typer.echo(json.dumps(ans.to_dict(), ensure_ascii=False))
@@ -228,15 +194,7 @@ def eval_(ctx: typer.Context,
           json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here, and a Markdown table beside it (.md); a .log.jsonl beside it lets an interrupted run resume.")):
     """Score methods on a question set: EM, F1, precision, recall (SQuAD normalization, max over golden answers;
     per question type), retrieval recall@k against gold_doc_ids, seconds per question with the Update apart."""
-    from .corpus import dataset_dir, few_shot_examples, load_questions, split as split_qs
-    from .evaluate import empty_warnings, pending, run_eval
-    from .pipeline import METHODS
-    from .report import markdown_table, runtime_table
-
-    ms = [m.strip() for m in methods.split(",") if m.strip()]
-    bad = [m for m in ms if m not in METHODS]
-    if bad:
-        raise PragError(f"unknown method {bad[0]!r}: use one of {', '.join(METHODS)}")
+    ms = [METHODS.check(m.strip()) for m in methods.split(",") if m.strip()]
     if (questions is None) == (dataset is None):
         raise PragError("give exactly one of --questions FILE or --dataset NAME")
     if split not in ("dev", "test", "all"):
@@ -252,33 +210,24 @@ def eval_(ctx: typer.Context,
             raise PragError("--kb is required with --questions")
         kb = Path("runs") / f"kb-{ds_dir.name}-{Path(model or 'smollm2').stem}"
     if ds_dir is not None and not (kb / "kb.toml").exists():
-        from .config import default_config
-        from .store import KnowledgeBase
-
         KnowledgeBase.create(kb, ds_dir / "corpus.jsonl", default_config(model or "smollm2"))
-    pipe = _pipeline(kb)
+    pipe = _pipeline(kb, {"generation.backend": backend, "generation.merge": merge, "generation.scale": scale})
     if model is not None and model != pipe.config.model:
         raise PragError(f"--model {model} but the kb {kb} was built for {pipe.config.model}")
-    _set_backend(pipe, backend)
-    if merge:
-        pipe.config.generation.merge = merge
-    if scale is not None:
-        pipe.config.generation.scale = scale
-    pipe.check_generation_config()
     pipe.examples = [(q.question, q.golden_answers[0]) for q in shots]
     log = json_out.with_suffix(".log.jsonl") if json_out else None
-    parametric = [m for m in ms if m in ("prag", "combine")]
-    if parametric:  # adapters of every document retrieved for a question still to answer: batched, resumable
-        pipe.parameterize_retrieved(pending(pipe, qs, parametric, top_k, log), top_k)
-    if pipe.config.generation.backend == "llamacpp" and pending(pipe, qs, ms, top_k, log):
-        pipe.llamacpp  # started before timing: its start-up is not the first question's
+    with_adapters = parametric(ms)
+    if with_adapters:  # adapters of every document retrieved for a question still to answer: batched, resumable
+        pipe.parameterize_retrieved(pending(pipe, qs, with_adapters, top_k, log), top_k)
+    if pending(pipe, qs, ms, top_k, log):
+        pipe.backend.start()  # before timing: its start-up is not the first question's
     res = run_eval(pipe, qs, ms, top_k, log)
     res.update(dataset=ds_dir.name if ds_dir else questions.parent.name, questions=str(questions), split=split,
                limit=limit, top_k=top_k, model=pipe.config.model, merge=pipe.config.generation.merge,
                scale=pipe.config.generation.scale, few_shot=[q.id for q in shots],
                backend=pipe.config.generation.backend, kb=str(kb), command=_command_line(ctx),
                kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")})  # how its adapters were made
-    if parametric:  # the offline cost of the adapters these questions use, whichever run made them
+    if with_adapters:  # the offline cost of the adapters these questions use, whichever run made them
         pipe.kb.refresh()  # adapters another process wrote to this kb count too
         res["encoding"] = pipe.kb.encoding_cost(pipe.retrieved_ids(qs, top_k))
     text = json.dumps(res, indent=2)
@@ -295,8 +244,6 @@ def report(results: list[str] = typer.Argument(..., help="Result JSON files writ
            out: Path = typer.Option(..., help="Folder for report.md and the PNG plots."),
            title: str = typer.Option("Results", help="Heading of report.md.")):
     """Lay out eval results like the paper's Table 1 (Markdown) with plots: F1 by method and model, seconds per question."""
-    from .report import write_report
-
     typer.echo(json.dumps(write_report(results, out, title)))
 
 
@@ -307,15 +254,13 @@ def serve(kb: Path = KB,
           model_id: Optional[str] = typer.Option(None, help="Model name clients must send (default prag-<model>)."),
           backend: Optional[str] = BACKEND):
     """Serve the kb over an OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/documents, ...)."""
-    import uvicorn
+    import uvicorn  # the [serve] extra
 
     from .serve import create_app
 
-    pipe = _pipeline(kb)
-    _set_backend(pipe, backend)
+    pipe = _pipeline(kb, {"generation.backend": backend})
     pipe.lm  # load before accepting requests
-    if pipe.config.generation.backend == "llamacpp":
-        pipe.llamacpp
+    pipe.backend.start()
     uvicorn.run(create_app(pipe, model_id), host=host, port=port, log_level="info")
 
 
@@ -330,10 +275,7 @@ def bench_update(model: str = typer.Option("smollm2", help="Base model."),
                  peft_repeats: int = typer.Option(5, help="Timed repetitions of the PEFT path."),
                  as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
     """Update (apply + restore top-k LoRAs) p50 ms: ours warm and cold vs the reference PEFT merge path."""
-    from .bench import bench_update as run
-    from .models import load_model
-
-    res = run(load_model(model), k=top_k, repeats=repeats, peft_repeats=peft_repeats)
+    res = run_bench_update(load_model(model), k=top_k, repeats=repeats, peft_repeats=peft_repeats)
     typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
 
 
@@ -347,14 +289,10 @@ def bench_parameterize(docs: int = typer.Option(32, help="Documents of the datas
                        as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
     """Documents per hour, augmentation included: the batched path vs the one-document loop, and vs the batched
     path with its loss from the full logits (the chunked output-layer loss's baseline), same run."""
-    from .bench import bench_parameterize as run
-    from .corpus import dataset_dir
-    from .models import load_model
-
     if docs < 2:
         raise PragError("--docs must be at least 2")
     corpus = dataset_dir(dataset) / "corpus.jsonl"
-    res = run(load_model(model), corpus, docs=docs, loop_docs=loop_docs, batch_docs=batch_docs,
+    res = run_bench_parameterize(load_model(model), corpus, docs=docs, loop_docs=loop_docs, batch_docs=batch_docs,
               train_dtype=train_dtype)
     typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
 
@@ -367,14 +305,10 @@ def bench_generate(model: str = typer.Option("smollm2", help="Base model (a GGUF
                    original: bool = typer.Option(True, help="Also time llama.cpp on the shipped quantized GGUF (llamacpp_q_*)."),
                    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
     """Decode tokens/s and seconds per question: transformers vs llama.cpp, closed-book and with top-k adapters."""
-    from .bench import bench_generate as run
-    from .llamacpp import require_llama_cpp
-    from .models import load_model
-
     if tokens < 1 or repeats < 1 or top_k < 1:
         raise PragError("--tokens, --repeats and --top-k must be at least 1")
     require_llama_cpp()
-    res = run(load_model(model), tokens=tokens, repeats=repeats, k=top_k, original=original)
+    res = run_bench_generate(load_model(model), tokens=tokens, repeats=repeats, k=top_k, original=original)
     typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
 
 
@@ -385,15 +319,23 @@ def bench_question(kb: Path = KB,
                    limit: int = typer.Option(20, help="Questions timed per method."),
                    top_k: int = typer.Option(3, help="Documents retrieved per question.")):
     """Seconds per question (p50) for closed, rag and prag in one run; prag includes its Update."""
-    from .bench import bench_question as run
-    from .corpus import load_questions, split as split_qs
-
     qs = split_qs(load_questions(questions), split)[:limit]
-    typer.echo(json.dumps(run(_pipeline(kb), qs, top_k=top_k)))
+    typer.echo(json.dumps(run_bench_question(_pipeline(kb), qs, top_k=top_k)))
+
+
+def load_plugins() -> None:
+    """Import the modules named in $PRAG_PLUGINS (comma-separated): where a user's own retriever, augmenter, model,
+    merge, method or backend registers itself before any command runs."""
+    for name in filter(None, (m.strip() for m in os.environ.get("PRAG_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise PragError(f"$PRAG_PLUGINS: cannot import {name!r} ({e})") from None
 
 
 def main() -> None:
     try:
+        load_plugins()
         app(standalone_mode=False)
     except PragError as e:
         typer.echo(f"error: {e}", err=True)
@@ -403,10 +345,10 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:
+        # usage errors (unknown option, missing argument...): click's ClickException, or the same class from the
+        # copy of click that newer typer releases vendor, so matched by what it does rather than by its type
+        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             e.show()
             sys.exit(e.exit_code)
         raise

@@ -1,25 +1,58 @@
-"""The one typed config object that flows through every stage, with per-model defaults and TOML I/O.
+"""The one config object: `PragConfig`, its sections and defaults, how it is built and where it is checked.
 
-`PragConfig` groups the LoRA/encoding, augmentation, retrieval and generation settings. A knowledge base
-stores the config it was built with (`kb.toml`) so adapters are never mixed across incompatible settings.
+A run's config is built once, in this order: the model's defaults (`default_config`, from the model registry, or
+the paper's preset) <- the kb's kb.toml (or a --config TOML) <- command-line flags (`override`), then `validate()`
+checks every field, before any model is loaded. A knowledge base stores the config it was built with (kb.toml), and
+`recipe_key` fingerprints the part its adapters depend on, so adapters are never mixed across settings.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
-import tomllib
+import hashlib
+import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import PragError
+import tomli_w
+import tomllib
 
+from .augment import AUGMENTERS, PARTS
+from .backends import BACKENDS
+from .errors import PragError
+from .models import check_model, model_defaults
+from .retrieval import RETRIEVERS
+from .update import ADAPTER_FILE, MERGES
 
-# The §5.2 warm-up LoRA's own recipe, chosen on 2WQA-comparison dev with SmolLM2 (trained on 100 dev questions,
-# scored closed-book on the 46 others with the warm-up applied at the eval strength 0.25; no warm-up: F1 0.392):
-# lr 3e-4 x 1 epoch 0.469, 1e-3 x 1 0.522, 3e-3 x 1 0.450, 3e-3 x 4 (the per-document recipe) 0.637. That last
-# one diverged on the whole dev split (150 questions, 600 steps: loss 4.27 -> 5.67) and then answered nothing,
-# so the default is the best recipe that stays far from it.
+# The §5.2 warm-up LoRA's own recipe (`prag warmup`), chosen on 2WQA-comparison dev: the per-document recipe run
+# over a whole dev split diverged (docs/results.md, "Warm-up").
 WARMUP_LR, WARMUP_EPOCHS = 1e-3, 1
+
+DTYPES = ("float32", "float16", "bfloat16")
+TRAIN_DTYPES = ("float32", "bfloat16")
+LAYOUTS = ("separate", "concat")
+LOSSES = ("all", "answer")
+PRESETS = ("default", "paper")
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise PragError(message)
+
+
+def _choice(value: Any, choices: tuple, what: str) -> None:
+    _need(value in choices, f"unknown {what} {value!r}: use {' or '.join(choices)}")
+
+
+def _positive(value: float, what: str, zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if zero else value > 0)
+    _need(ok, f"{what} must be a finite number {'>=' if zero else '>'} 0, not {value!r}")
+
+
+def _at_least(value: int, low: int, what: str) -> None:
+    _need(isinstance(value, int) and value >= low, f"{what} must be at least {low}, not {value!r}")
 
 
 @dataclass
@@ -44,15 +77,34 @@ class LoraConfig:
     init_from: str | None = None    # a PEFT adapter folder every document's LoRA starts from (the paper's §5.2
                                     # warm-up, made by `prag warmup`); None = random init
 
+    def validate(self) -> None:
+        _at_least(self.r, 1, "lora.r")
+        _positive(self.alpha, "lora.alpha")
+        _need(isinstance(self.target_modules, list) and self.target_modules
+              and all(isinstance(m, str) and m for m in self.target_modules),
+              "lora.target_modules must be a non-empty list of module names")
+        _positive(self.lr, "lora.lr", zero=True)  # 0: the init (a warm-up) kept as it is
+        _at_least(self.epochs, 1, "lora.epochs")
+        _positive(self.init_std, "lora.init_std", zero=True)
+        _positive(self.weight_decay, "lora.weight_decay", zero=True)
+        _at_least(self.max_seq_len, 2, "lora.max_seq_len")
+        _choice(self.layout, LAYOUTS, "lora.layout")
+        _choice(self.loss, LOSSES, "lora.loss")
+        _need(self.batch_docs >= 1 and self.batch_tokens >= 1, "lora.batch_docs and lora.batch_tokens must be at least 1")
+        _choice(self.adapter_dtype, DTYPES, "adapter dtype")
+        _choice(self.train_dtype, TRAIN_DTYPES, "train dtype")
+        _need(not self.init_from or (Path(self.init_from) / ADAPTER_FILE).is_file(),
+              f"lora.init_from {self.init_from}: no {ADAPTER_FILE} there (make one with `prag warmup`)")
+
 
 @dataclass
 class AugmentConfig:
     """Document augmentation (paper §3.2.1): n rewrites and m grounded QA pairs per document."""
     n_rewrites: int = 1
     n_qa: int = 3
-    augmenter: str = "model"        # "model" (a local LLM: `model`, else the base model), "openai" (an
-                                    # OpenAI-compatible endpoint at base_url serving `model`), "rule", or
-                                    # "reference" (QA pairs from the JSONL file `reference`; rules elsewhere)
+    augmenter: str = "model"        # a name in augment.AUGMENTERS: "model" (a local LLM: `model`, else the base
+                                    # model), "openai" (an OpenAI-compatible endpoint at base_url serving `model`),
+                                    # "rule", or "reference" (QA pairs from the JSONL file `reference`)
     parts: str = "both"             # what encoding trains on (§5.3 ablation): both | rewrite | qa | none;
                                     # without rewrites the original document stands in for them
     reference: str | None = None    # for augmenter "reference": JSONL of {doc_id, qa: [{question, answer}]}
@@ -63,22 +115,46 @@ class AugmentConfig:
     concurrency: int = 8            # requests in flight (openai)
     batch_size: int = 16            # prompts per batched generate call (local model)
 
+    def validate(self) -> None:
+        _at_least(self.n_rewrites, 0, "augment.n_rewrites")
+        _at_least(self.n_qa, 0, "augment.n_qa")
+        AUGMENTERS.check(self.augmenter)
+        _need(self.parts in PARTS, f"unknown augment.parts {self.parts!r}: use {', '.join(PARTS)}")
+        _need(self.augmenter != "reference" or bool(self.reference and Path(self.reference).is_file()),
+              f"augmenter 'reference' needs augment.reference, a JSONL file (got {self.reference!r})")
+        _at_least(self.max_new_tokens, 1, "augment.max_new_tokens")
+        _at_least(self.concurrency, 1, "--concurrency")
+        _at_least(self.batch_size, 1, "augment.batch_size")
+
 
 @dataclass
 class RetrievalConfig:
     top_k: int = 3
+    backend: str = "bm25"           # a name in retrieval.RETRIEVERS
+
+    def validate(self) -> None:
+        _at_least(self.top_k, 1, "retrieval.top_k")
+        RETRIEVERS.check(self.backend)
 
 
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = 24
-    merge: str = "sum"              # how the top-k adapters are weighted: sum (paper), mean, softmax, top1
+    merge: str = "sum"              # a name in update.MERGES: sum (paper), mean, softmax, top1
     temperature: float = 1.0        # for merge="softmax": softmax(score / temperature)
     scale: float = 1.0              # every merge weight times this: the strength of the injected update
-    backend: str = "transformers"   # who generates: transformers | llamacpp (llama-cpp-python, `.[llamacpp]`)
+    backend: str = "transformers"   # a name in backends.BACKENDS: transformers | llamacpp (`.[llamacpp]`)
     llamacpp_weights: str = "dequantized"  # llamacpp: "dequantized" (float32, the transformers backend's exact
                                     # weights) or "original" (the shipped quantized GGUF: faster, may differ)
     llamacpp_ctx: int = 4096        # llamacpp context length in tokens
+
+    def validate(self) -> None:
+        _at_least(self.max_new_tokens, 1, "generation.max_new_tokens")
+        MERGES.check(self.merge)
+        _positive(self.temperature, "generation.temperature")
+        _positive(self.scale, "generation.scale", zero=True)
+        BACKENDS.check(self.backend)
+        _at_least(self.llamacpp_ctx, 64, "generation.llamacpp_ctx")
 
 
 @dataclass
@@ -89,6 +165,15 @@ class DynamicConfig:
     dragin_threshold: float = 0.35  # θ: retrieve at the first token whose RIND score exceeds it
     qfs_tokens: int = 8             # DRAGIN query length (tokens picked by attention)
     max_rounds: int = 3             # retrievals per question at most
+
+    def validate(self) -> None:
+        _positive(self.flare_threshold, "dynamic.flare_threshold", zero=True)
+        _positive(self.dragin_threshold, "dynamic.dragin_threshold", zero=True)
+        _at_least(self.qfs_tokens, 1, "dynamic.qfs_tokens")
+        _at_least(self.max_rounds, 0, "dynamic.max_rounds")
+
+
+SECTIONS = ("lora", "augment", "retrieval", "generation", "dynamic")
 
 
 @dataclass
@@ -103,32 +188,80 @@ class PragConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self) -> "PragConfig":
+        """Check every field (names against their registries); returns self. Backend-specific needs (llama.cpp
+        installed, a GGUF model) are checked too, so a bad setting fails before any model is loaded."""
+        check_model(self.model)
+        for name in SECTIONS:
+            getattr(self, name).validate()
+        BACKENDS.get(self.generation.backend).check(self)
+        return self
+
     def apply(self, data: dict[str, Any]) -> "PragConfig":
-        """Override fields from a nested dict (as read from TOML); unknown keys are errors."""
+        """Override fields from a nested dict (as read from TOML); unknown keys and values of the wrong type are
+        errors. Does not validate: call `validate()` when the config is complete."""
         for key, value in data.items():
             if key == "model":
                 self.model = str(value)
                 continue
-            section = getattr(self, key, None)
-            if section is None or not isinstance(value, dict) or not dataclasses.is_dataclass(section):
+            section = getattr(self, key, None) if key in SECTIONS else None
+            if section is None or not isinstance(value, dict):
                 raise PragError(f"config: unknown section {key!r}")
-            known = {f.name for f in fields(section)}
+            known = {f.name: f for f in fields(section)}
             for k, v in value.items():
                 if k not in known:
                     raise PragError(f"config: unknown key {key}.{k}")
-                setattr(section, k, v)
+                setattr(section, k, _typed(f"{key}.{k}", getattr(section, k), known[k], v))
         return self
+
+    def override(self, flags: dict[str, Any]) -> "PragConfig":
+        """A validated copy with `flags` ({"section.key": value}; None values are left out) applied."""
+        nested: dict[str, Any] = {}
+        for dotted, value in flags.items():
+            if value is None:
+                continue
+            if "." in dotted:
+                section, key = dotted.split(".", 1)
+                nested.setdefault(section, {})[key] = value
+            else:
+                nested[dotted] = value
+        return copy.deepcopy(self).apply(nested).validate()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PragConfig":
         return cls().apply(data)
 
     def save_toml(self, path: Path) -> None:
-        path.write_text(_to_toml(self.to_dict()), encoding="utf-8")
+        Path(path).write_text(self.to_toml(), encoding="utf-8")
+
+    def to_toml(self) -> str:
+        data = {k: v for k, v in self.to_dict().items() if not isinstance(v, dict)}
+        data |= {k: {kk: vv for kk, vv in v.items() if vv is not None}
+                 for k, v in self.to_dict().items() if isinstance(v, dict)}
+        return tomli_w.dumps(data)
 
     @classmethod
     def load_toml(cls, path: Path) -> "PragConfig":
         return cls.from_dict(read_toml(path))
+
+
+def _typed(name: str, current: Any, f: dataclasses.Field, value: Any) -> Any:
+    """`value` for the field `name` when its type fits the field's (an int for a float is widened), else an
+    error; a field whose default is None takes a string or None."""
+    if current is None or f.default is None:
+        if value is None or isinstance(value, str):
+            return value
+        raise PragError(f"config: {name} must be a string, not {value!r}")
+    if isinstance(current, bool) or isinstance(value, bool):
+        ok = isinstance(current, bool) and isinstance(value, bool)
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float))
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(current))
+    if not ok:
+        raise PragError(f"config: {name} must be of type {type(current).__name__}, not {value!r}")
+    return value
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -136,54 +269,45 @@ def read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PragError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise PragError(f"{path}: is a directory, not a TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PragError(f"{path}: not a valid TOML config ({e})") from None
 
 
-# Per-model defaults, chosen by measurement on fictional documents (README, "Measured"): the paper's recipe
-# (lr 3e-4 x 1 epoch, rewrite+question+answer in one sequence) injects nothing into SmolLM2-135M; separate
-# sequences, lr 3e-3 and 6 grounded QA pairs make one document's adapter recall its facts. 4 epochs beat 3 on
-# both fictional sets (0.583 vs 0.472 on fictional30, 0.458 vs 0.385 on the held-out 32), for 1.4x the time.
-# The plain sum of three such adapters degrades answers (0.16 vs 0.58 top-1); softmax(BM25 score) weights keep
-# the top-1 result. The 135M model's own questions hurt: rule-only augmentation gave top-1 0.41 vs 0.19 on 36
-# fictional documents (0.50 vs 0.47 on 8), so "rule" is the default augmenter; "model" stays an option.
-# Gemma 3 270M: lr 3e-3 fails there (P-RAG top-3 F1 0.05 on fictional30, degenerate answers); lr 1e-3 gives 0.565
-# (closed-book 0.000; README, "Measured").
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smollm2": {"lora": {"lr": 3e-3, "epochs": 4, "layout": "separate"}, "augment": {"n_qa": 6, "augmenter": "rule"},
-                "generation": {"merge": "softmax"}},
-    "gemma3-270m": {"lora": {"lr": 1e-3, "epochs": 4, "layout": "separate"},
-                    "augment": {"n_qa": 6, "augmenter": "rule"}, "generation": {"merge": "softmax"}},
-}
-
+# The paper's exact encoding and merge settings (`prag index --preset paper`).
 PAPER = {"lora": {"r": 2, "alpha": 32.0, "lr": 3e-4, "epochs": 1, "layout": "concat"}, "generation": {"merge": "sum"}}
 
 
 def default_config(model: str = "smollm2", preset: str = "default") -> PragConfig:
-    """The defaults for `model`; preset "paper" gives the paper's exact encoding and merge settings."""
+    """The defaults for `model` (its registry entry's, docs/results.md says how they were chosen); preset "paper"
+    gives the paper's exact encoding and merge settings. An unknown model or preset is an error."""
+    check_model(model)
+    _choice(preset, PRESETS, "preset")
     cfg = PragConfig(model=model)
-    overrides = PAPER if preset == "paper" else MODEL_DEFAULTS.get(model, MODEL_DEFAULTS["smollm2"])
-    for section, values in overrides.items():
-        for k, v in values.items():
-            setattr(getattr(cfg, section), k, v)
-    return cfg
+    return cfg.apply(copy.deepcopy(PAPER if preset == "paper" else model_defaults(model)))
 
 
-def _to_toml(data: dict[str, Any]) -> str:
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(fmt(x) for x in v) + "]"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+def build_config(model: str = "smollm2", preset: str = "default", toml: Path | None = None,
+                 flags: dict[str, Any] | None = None) -> PragConfig:
+    """A new kb's config: `model`'s defaults (or the preset) <- the TOML file <- `flags`, validated."""
+    cfg = default_config(model, preset)
+    if toml:
+        cfg.apply(read_toml(toml))
+    return cfg.override(flags or {})
 
-    top = [f"{k} = {fmt(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
-    out = top + [""]
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out.append(f"[{k}]")
-            out += [f"{kk} = {fmt(vv)}" for kk, vv in v.items() if vv is not None]
-            out.append("")
-    return "\n".join(out)
+
+_NOT_IN_RECIPE = {"lora": ("batch_docs", "batch_tokens"), "augment": ("concurrency", "batch_size", "api_key_env")}
+
+
+def recipe_key(config: PragConfig) -> str:
+    """A fingerprint of what a document's adapter depends on: the model, the LoRA recipe, the augmentation and,
+    for a warm-up init, the warm-up file's bytes. Settings that leave adapters as they are (batch sizes,
+    concurrency, the API key's variable) are left out."""
+    parts = {s: {k: v for k, v in dataclasses.asdict(getattr(config, s)).items() if k not in _NOT_IN_RECIPE[s]}
+             for s in ("lora", "augment")}
+    init = Path(config.lora.init_from) / ADAPTER_FILE if config.lora.init_from else None
+    if init is not None and init.is_file():
+        parts["lora"]["init_from_sha256"] = hashlib.sha256(init.read_bytes()).hexdigest()
+    blob = json.dumps({"model": config.model, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

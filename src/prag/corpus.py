@@ -6,10 +6,11 @@ Every problem in a user's file becomes a `PragError` naming the file and line.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import PragError
+from .errors import NotFound, PragError
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line; clear errors for missing, non-UTF-8 or malformed files."""
     path = Path(path)
     if not path.is_file():
-        raise PragError(f"{path}: file not found")
+        raise NotFound(f"{path}: file not found")
     try:
         raw = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -140,8 +141,6 @@ def few_shot_examples(questions: list[Question], n: int) -> list[Question]:
 
 def dataset_dir(name_or_path: str) -> Path:
     """A dataset folder by path, or by name under ../shared/datasets or $PRAG_DATASETS."""
-    import os
-
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         return p
@@ -149,4 +148,4 @@ def dataset_dir(name_or_path: str) -> Path:
     for root in roots:
         if root and (Path(root) / name_or_path / "questions.jsonl").exists():
             return Path(root) / name_or_path
-    raise PragError(f"dataset {name_or_path!r} not found (a folder with questions.jsonl and corpus.jsonl)")
+    raise NotFound(f"dataset {name_or_path!r} not found (a folder with questions.jsonl and corpus.jsonl)")

@@ -7,20 +7,21 @@ workers must see the kb directory at the same path (a shared filesystem).
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from . import PragError
+import torch
+from tqdm import tqdm
+
+from .errors import PragError
+from .pipeline import Pipeline
+from .store import KnowledgeBase
 
 
 def _worker_class(ray):
     @ray.remote
     class ParameterizeWorker:
         def __init__(self, kb_root: str, overrides: dict, threads: int):
-            import torch
-
-            from .pipeline import Pipeline
-            from .store import KnowledgeBase
-
             torch.set_num_threads(threads)
             kb = KnowledgeBase.open(Path(kb_root))
             kb.config.apply(overrides)
@@ -37,17 +38,22 @@ def _worker_class(ray):
     return ParameterizeWorker
 
 
-def parameterize_on_ray(kb, ids: list[str], address: str, overrides: dict, workers: int | None = None,
-                        progress: bool = True) -> dict[str, str]:
-    """Run the batches of `ids` on Ray actors; returns the failures. `overrides` (config sections as a dict)
-    carry this run's settings, e.g. batch size, to the workers."""
+def parameterize_on_ray(pipe: Pipeline, ids: list[str] | None, address: str, workers: int | None = None,
+                        force: bool = False, progress: bool = True) -> dict:
+    """`pipe.parameterize(ids, force)` with its batches run on Ray actors; returns the same summary. The run's
+    encoding settings travel to the workers with each actor."""
     try:
         import ray
     except ImportError:
         raise PragError("--ray needs the ray package: pip install -e .[ray]") from None
     from ray.util import ActorPool
-    from tqdm import tqdm
 
+    docs, todo = pipe.to_parameterize(ids, force)
+    summary = {"done": 0, "skipped": len(docs) - len(todo), "failed": {}, "seconds": 0.0}
+    if not todo:
+        return summary
+    t0 = time.perf_counter()
+    overrides = {k: v for k, v in pipe.config.to_dict().items() if k in ("lora", "augment")}
     started = not ray.is_initialized()
     if started:
         ray.init(address=None if address == "auto" else address, include_dashboard=False,
@@ -57,17 +63,18 @@ def parameterize_on_ray(kb, ids: list[str], address: str, overrides: dict, worke
         n = max(1, min(workers or cpus, cpus))
         threads = max(1, cpus // n)
         cls = _worker_class(ray)
-        actors = [cls.options(num_cpus=threads).remote(str(Path(kb.root).resolve()), overrides, threads)
+        actors = [cls.options(num_cpus=threads).remote(str(Path(pipe.kb.root).resolve()), overrides, threads)
                   for _ in range(n)]
-        size = max(1, overrides.get("lora", {}).get("batch_docs", kb.config.lora.batch_docs))
-        batches = [ids[i:i + size] for i in range(0, len(ids), size)]
-        failed: dict[str, str] = {}
-        with tqdm(total=len(ids), desc=f"parameterize (ray, {n} workers)", unit="doc", disable=not progress) as bar:
+        size = max(1, pipe.config.lora.batch_docs)
+        batches = [[d.id for d in todo[i:i + size]] for i in range(0, len(todo), size)]
+        with tqdm(total=len(todo), desc=f"parameterize (ray, {n} workers)", unit="doc", disable=not progress) as bar:
             for batch, res in zip(batches, ActorPool(actors).map(lambda a, b: a.run.remote(b), batches)):
-                failed.update(res)
+                summary["failed"].update(res)
                 bar.update(len(batch))
-        return failed
     finally:
         if started:
             ray.shutdown()
-        kb.refresh()
+        pipe.kb.refresh()
+    summary["done"] = len(todo) - len(summary["failed"])
+    summary["seconds"] = time.perf_counter() - t0
+    return summary

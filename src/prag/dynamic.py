@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .augment import STOP
-from .generate import greedy_kwargs
+from .errors import PragError
+from .generate import generate_scored
+from .rules import STOP
 
 _SENTENCE_END = re.compile(r"[.!?](\s|$)|\n")
 
@@ -107,28 +108,16 @@ def _scored(tok, ids: list[int], logit_rows, max_new_tokens: int, eos: int | Non
     return Scored(out_ids, texts, probs, ents, ended)
 
 
-@torch.inference_mode()
 def scored_generate(lm, prompt: str, max_new_tokens: int, backend=None) -> Scored:
-    """Greedy generation with each token's probability and entropy, on transformers or (`backend`) llama.cpp."""
-    tok = lm.tokenizer
-    if backend is not None:
-        from .llamacpp import generate_text
-
-        rows: list = []
-        _, ids, _ = generate_text(backend, lm, prompt, max_new_tokens, scores=rows)
-        return _scored(tok, ids, rows, max_new_tokens, tok.eos_token_id)
-    enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(lm.model.device)
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
-                            **greedy_kwargs(lm))
-    gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
-    rows = torch.stack([lg[0] for lg in out.logits]).cpu().float()  # one device-to-host copy, not one per token
-    return _scored(tok, gen, rows, max_new_tokens, tok.eos_token_id)
+    """Greedy generation with each token's probability and entropy: on `backend` (backends.Backend.scored), else
+    on the transformers model."""
+    ids, rows = backend.scored(prompt, max_new_tokens) if backend is not None else generate_scored(lm, prompt,
+                                                                                                 max_new_tokens)
+    return _scored(lm.tokenizer, ids, rows, max_new_tokens, lm.tokenizer.eos_token_id)
 
 
 def _retrieve(pipe, query: str, question: str, top_k: int) -> list:
     """BM25 with the formed query; a query that matches no document falls back to the question."""
-    from . import PragError
-
     try:
         return pipe.retrieve(query or question, top_k)
     except PragError:
@@ -142,7 +131,7 @@ def _prompt(pipe, question: str, docs, answer: str) -> str:
 def flare(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, list, int]:
     """Answer with FLARE-direct; returns (raw answer text, the last retrieval's hits, retrieval rounds)."""
     cfg, lm = pipe.config.dynamic, pipe.lm
-    backend = pipe.llamacpp if pipe.config.generation.backend == "llamacpp" else None
+    backend = pipe.backend
     answer, hits, rounds = "", [], 0
     while (left := max_new_tokens - len(lm.tokenizer(answer, add_special_tokens=False)["input_ids"])) > 0:
         look = scored_generate(lm, _prompt(pipe, question, None, answer), left, backend)
@@ -183,7 +172,7 @@ def dragin(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, l
     while True:
         prompt = _prompt(pipe, question, [h.doc for h in hits] or None, answer)
         left = max(1, max_new_tokens - len(tok(answer, add_special_tokens=False)["input_ids"]))
-        gen = scored_generate(lm, prompt, left)
+        gen = scored_generate(lm, prompt, left, pipe.backend)
         if rounds >= cfg.max_rounds or not gen.ids:
             return answer + tok.decode(gen.ids, skip_special_tokens=True), hits, rounds
         enc = tok(prompt, add_special_tokens=False, return_offsets_mapping=True)

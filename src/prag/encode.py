@@ -1,5 +1,6 @@
-"""Encoding (paper §3.2.2): training documents' LoRAs with the plain LM loss on their augmented sequences (or,
-with `loss_from`, on the answer tokens only), and reading/writing adapters in PEFT's format (adapter_model.safetensors + adapter_config.json).
+"""Encoding (paper §3.2.2): a document's augmentation as training sequences (`training_sequences`), its LoRA
+trained on them with the plain LM loss (or, with `loss_from`, on the answer tokens only), and adapters read and
+written in PEFT's format (adapter_model.safetensors + adapter_config.json).
 
 Two trainers, same result (tested): `train_adapter`, one document at a time (torch AdamW, the reference), and
 `train_adapters`, many documents per forward pass. The batched one shares the frozen base model's matmuls across
@@ -13,14 +14,75 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
+import struct
+import warnings
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
+from .atomic import atomic_dir
 from .config import LoraConfig
-from .update import Adapter, Injector
+from .errors import PragError
+from .generate import question_message
+from .models import LoadedModel
+from .rules import Augmentation
+from .update import ADAPTER_CONFIG_FILE, ADAPTER_FILE, Adapter, Injector
 
 PEFT_PREFIX = "base_model.model."
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _training_texts(lm: LoadedModel, aug: Augmentation, layout: str) -> list[tuple[str, str]]:
+    """(text, prefix) per training sequence: prefix is the part before the answer ("" for a rewrite alone)."""
+    spacer = "" if lm.prompter.chat else " "  # on the answer's side: " Paris" is one token, "Answer: " + "Paris" two
+    qa = [(lm.prompter.format(question_message(q.question)), spacer + q.answer + lm.prompter.end_of_answer)
+          for q in aug.qa]
+    rewrites = [r for r in aug.rewrites if r]
+    if layout == "concat":
+        return [(r + "\n\n" + p + a, r + "\n\n" + p) for r in rewrites or [""] for p, a in qa] or \
+            [(r, "") for r in rewrites]
+    if layout == "separate":
+        return [(r, "") for r in rewrites] + [(p + a, p) for p, a in qa]
+    raise PragError(f"unknown training layout {layout!r}: use separate or concat")
+
+
+def training_sequences(lm: LoadedModel, aug: Augmentation, layout: str = "separate") -> list[torch.Tensor]:
+    """Token sequences for encoding. Questions are asked exactly as at answer time (same prompt layout).
+
+    layout "concat" is the paper's §3.2.2: one sequence per (rewrite, QA pair), rewrite ⊕ question ⊕ answer.
+    layout "separate" (our default): each rewrite alone, and each question ⊕ answer alone. With the rewrite in
+    the same sequence the answer can be copied from context, so the adapter need not store it (docs/results.md,
+    "Encoding recipe on fictional documents").
+    """
+    tok = lm.tokenizer
+    return [torch.tensor(tok(t, add_special_tokens=False)["input_ids"], dtype=torch.long)
+            for t, _ in _training_texts(lm, aug, layout)]
+
+
+def check_loss(loss: str) -> str:
+    """`loss` if it is a known lora.loss setting, else a clear error."""
+    if loss not in ("all", "answer"):
+        raise PragError(f"unknown lora.loss {loss!r}: use all or answer")
+    return loss
+
+
+def loss_starts(lm: LoadedModel, aug: Augmentation, layout: str, loss: str) -> list[int] | None:
+    """Where each of `training_sequences`' sequences starts counting in the loss: None for loss "all" (every
+    token, the paper), else for loss "answer" the first answer token of a QA sequence (0 for a rewrite), so
+    training spends nothing on reproducing the prompt."""
+    if check_loss(loss) == "all":
+        return None
+    tok = lm.tokenizer
+    starts = []
+    for text, prefix in _training_texts(lm, aug, layout):
+        full, head = (tok(t, add_special_tokens=False)["input_ids"] for t in (text, prefix))
+        n = 0  # the tokens the prefix shares with the whole sequence (a merge at the boundary is counted)
+        while n < min(len(full), len(head)) and full[n] == head[n]:
+            n += 1
+        starts.append(n)
+    return starts
 
 
 def init_adapter(injector: Injector, cfg: LoraConfig, generator: torch.Generator) -> Adapter:
@@ -301,10 +363,6 @@ _ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16
 def mmap_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file as zero-copy views of a read-only memory map (the format is an 8-byte
     header length, a JSON header of dtype/shape/offsets, then raw little-endian data)."""
-    import mmap
-    import struct
-    import warnings
-
     with open(path, "rb") as f:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     (n,) = struct.unpack("<Q", mm[:8])
@@ -326,28 +384,17 @@ def mmap_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def save_adapter(adapter: Adapter, folder: Path, cfg: LoraConfig, base_model: str,
                  dtype: torch.dtype = torch.float32) -> None:
-    """Write an adapter in PEFT's layout into `folder` (a temporary folder renamed into place)."""
-    import os
-    import shutil
-
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(adapter_tensors(adapter, dtype), str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-    (tmp / "adapter_config.json").write_text(json.dumps(adapter_config(cfg, base_model), indent=2))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    """Write an adapter in PEFT's layout into `folder` (built aside, then swapped in whole)."""
+    with atomic_dir(Path(folder)) as tmp:
+        save_file(adapter_tensors(adapter, dtype), str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
+        (tmp / ADAPTER_CONFIG_FILE).write_text(json.dumps(adapter_config(cfg, base_model), indent=2))
 
 
 def read_adapter(folder: Path) -> Adapter:
     """Load an adapter saved in PEFT's layout (ours or PEFT's own), memory-mapped: float32 factors are views
     of the file, not copies."""
-    conf = json.loads((folder / "adapter_config.json").read_text())
-    tensors = mmap_safetensors(folder / "adapter_model.safetensors")
+    conf = json.loads((folder / ADAPTER_CONFIG_FILE).read_text())
+    tensors = mmap_safetensors(folder / ADAPTER_FILE)
     factors: dict[str, list] = {}
     for key, t in tensors.items():
         name = key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key

@@ -5,19 +5,14 @@ from __future__ import annotations
 import collections
 import json
 import os
-import re
-import string
 import time
 from pathlib import Path
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation)
+from tqdm import tqdm
 
-
-def normalize_answer(s: str) -> str:
-    """SQuAD normalization: lower case, no punctuation, no articles, single spaces."""
-    s = "".join(ch for ch in s.lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", s).split())
+from .config import recipe_key
+from .methods import METHODS
+from .text import normalize_answer
 
 
 def _f1_one(pred: str, gold: str) -> tuple[float, float, float]:
@@ -89,9 +84,7 @@ def _setting(pipe, top_k: int, method: str) -> dict:
         setting["scale"] = gcfg.scale
     if pipe.examples:
         setting["few_shot"] = [q for q, _ in pipe.examples]
-    if method in ("prag", "combine"):
-        from .store import recipe_key
-
+    if METHODS.get(method).adapters:
         setting["adapters"] = recipe_key(pipe.config)
     return setting
 
@@ -127,16 +120,12 @@ def pending(pipe, questions, methods: list[str], top_k: int, log_path: Path | No
 
 def run_device(pipe) -> str:
     """What answers: "llamacpp" for that backend, else the torch device of the model (cpu, cuda:0, ...)."""
-    if pipe.config.generation.backend == "llamacpp":
-        return "llamacpp"
-    return str(pipe.lm.model.device)
+    return pipe.backend.device()
 
 
 def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | None = None,
              progress: bool = True) -> dict:
     """Answer every question with every method; rows already in `log_path` (JSONL) are reused (resume)."""
-    from tqdm import tqdm
-
     settings = {m: _setting(pipe, top_k, m) for m in methods}
     done = _logged(log_path, settings)
     log = open(log_path, "a", encoding="utf-8") if log_path else None

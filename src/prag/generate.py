@@ -10,7 +10,6 @@ from .corpus import Document
 from .models import INSTRUCTION, LoadedModel
 
 
-
 def question_message(question: str, docs: list[Document] | None = None) -> str:
     """The user message for every method: the bare question, or the question after in-context documents."""
     parts = [INSTRUCTION]
@@ -41,6 +40,17 @@ def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_new
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, streamer=streamer,
                             **greedy_kwargs(lm, stop_at_newline))
     return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+@torch.inference_mode()
+def generate_scored(lm: LoadedModel, prompt: str, max_new_tokens: int) -> tuple[list[int], torch.Tensor]:
+    """Greedy continuation of `prompt`: the generated ids and the logits row that produced each."""
+    tok = lm.tokenizer
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(lm.model.device)
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
+                            **greedy_kwargs(lm))
+    gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
+    return gen, torch.stack([lg[0] for lg in out.logits]).cpu().float()  # one device-to-host copy, not one per token
 
 
 _PREFIX = re.compile(r"^\s*(?:the\s+)?(?:short\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.I)

@@ -20,12 +20,19 @@ import hashlib
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import torch
+from gguf import GGMLQuantizationType as Q
+from gguf import GGUFReader, GGUFWriter
+from gguf import GGUFValueType as V
+from gguf.quants import dequantize
 
-from . import PragError
+from .atomic import atomic_file
+from .errors import PragError
 from .update import Adapter
 
 _FFN = {"gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}
@@ -56,8 +63,6 @@ def exportable(adapter: Adapter) -> bool:
 
 def gguf_architecture(path: Path) -> str:
     """The `general.architecture` of a GGUF file (llama, gemma3, ...)."""
-    from gguf import GGUFReader
-
     field = GGUFReader(str(path)).fields.get("general.architecture")
     if field is None:
         raise PragError(f"{path}: GGUF file without general.architecture")
@@ -66,8 +71,6 @@ def gguf_architecture(path: Path) -> str:
 
 def write_adapter_gguf(adapter: Adapter, arch: str, path: Path) -> None:
     """Write `adapter` as a llama.cpp LoRA adapter GGUF at `path` (float32 factors)."""
-    from gguf import GGUFWriter
-
     w = GGUFWriter(str(path), arch)
     w.add_type("adapter")
     w.add_string("adapter.type", "lora")
@@ -90,13 +93,15 @@ def dequantized_gguf(src: Path, cache: Path) -> Path:
     target = cache / "gguf-f32" / f"{src.stem}-{key}.f32.gguf"
     if target.exists():
         return target
-    from gguf import GGMLQuantizationType as Q, GGUFReader, GGUFValueType as V, GGUFWriter
-    from gguf.quants import dequantize
-
     reader = GGUFReader(str(src))
     arch = reader.fields["general.architecture"].contents()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    with atomic_file(target) as tmp:
+        _write_f32_copy(reader, arch, tmp)
+    return target
+
+
+def _write_f32_copy(reader, arch: str, tmp: Path) -> None:
     w = GGUFWriter(str(tmp), arch)
     for name, field in reader.fields.items():
         if name.startswith("GGUF.") or name == "general.architecture":
@@ -119,8 +124,6 @@ def dequantized_gguf(src: Path, cache: Path) -> Path:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    os.replace(tmp, target)
-    return target
 
 
 class LlamaCppBackend:
@@ -199,8 +202,6 @@ class LlamaCppBackend:
         `scores` is a list, the logits row of every generated token is appended to it; `on_token(id)` is called
         for every token kept (streaming). Returns the generated
         ids and the seconds spent activating adapters (the Update)."""
-        import time
-
         if len(ids) + max_new_tokens > self.llm.n_ctx():
             raise PragError(f"prompt of {len(ids)} tokens + {max_new_tokens} new exceeds llama.cpp's context "
                             f"({self.llm.n_ctx()})")
@@ -241,8 +242,6 @@ def generate_text(backend: LlamaCppBackend, lm, prompt: str, max_new_tokens: int
     stop = None if lm.prompter.chat else (lambda out: "\n" in tok.decode(out, skip_special_tokens=True))
     on_token = None
     if streamer is not None:
-        import torch
-
         streamer.put(torch.tensor([ids]))  # the prompt, which a skip_prompt streamer drops
         on_token = lambda t: streamer.put(torch.tensor([t]))  # noqa: E731
     try:

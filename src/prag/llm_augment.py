@@ -1,8 +1,8 @@
 """LLM-written augmentation: few-shot prompts for rewrites and answer-aware questions, sent in bulk to a
 "completer" (a local model with batched, left-padded greedy decoding, or any OpenAI-compatible endpoint with
-concurrent requests and retries), then filtered by augment.py's grounding checks and completed by its rules.
+concurrent requests and retries), then filtered by rules.py's grounding checks and completed by its rules.
 
-The answer of every generated pair is chosen first, from the document (augment.answer_spans); the model only
+The answer of every generated pair is chosen first, from the document (rules.answer_spans); the model only
 writes the question for it, so a pair is grounded by construction and a bad question falls back to a cloze.
 """
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Protocol
 
 import torch
 
-from . import PragError
-from .augment import QA, Augmentation, _on_topic, answer_spans, cloze, complete, is_grounded
 from .corpus import Document
+from .errors import PragError
 from .generate import greedy_kwargs
+from .rules import QA, Augmentation, answer_spans, cloze, complete, is_grounded, on_topic
 
 REWRITE_PROMPT = (
     "Rewrite the passage in different words. Keep every name, number and fact.\n\n"
@@ -126,6 +126,7 @@ class OpenAICompleter:
 
 class ModelAugmenter:
     """Rewrites and questions written by an LLM (`completer`), for many documents per call."""
+    needs_model = True  # a local completer runs a model that must see the bare base weights
 
     def __init__(self, completer: Completer, max_new_tokens: int = 160):
         self.completer, self.max_new_tokens, self.name = completer, max_new_tokens, completer.name
@@ -155,6 +156,6 @@ class ModelAugmenter:
                 if len([q for q in qa if q.source == "model"]) >= m:
                     break
                 q = QA(re.sub(r"^\s*Question:\s*", "", out.strip().split("\n")[0]).strip(), ans, "model")
-                qa.append(q if is_grounded(q, doc) and _on_topic(q, s, doc) else cloze(doc, s, match, wh, ans))
+                qa.append(q if is_grounded(q, doc) and on_topic(q, s, doc) else cloze(doc, s, match, wh, ans))
             result.append(complete(doc, rws, qa, n, m, {"augmenter": self.name}))
         return result

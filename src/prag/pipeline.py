@@ -1,12 +1,12 @@
-"""Pipelines: offline parameterization (augment -> encode -> store) and online Retrieve-Update-Generate.
+"""The pipeline: offline parameterization (augment -> encode -> store) and online Retrieve-Update-Generate.
 
-`Pipeline` binds one loaded base model, its LoRA `Injector` and a `KnowledgeBase`. The methods it answers
-with are small functions of the stages: closed (bare question), rag (documents in context), prag (documents'
-adapters merged into the FFN, bare question), combine (both) and da-rag (the documents' augmentation, i.e.
-rewrites and QA pairs, in context: the paper's §4.2 baseline).
+`Pipeline` binds a `KnowledgeBase`, the run's config, one base model (loaded on first use) with its LoRA
+`Injector`, and the generation backend. `plan` retrieves and builds the prompt and the adapter set a method asks
+for (methods.py says which); `ask` runs the Update and Generate steps on the backend.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -16,23 +16,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from . import PragError
-from .augment import Augmentation, ReferenceAugmenter, RuleAugmenter, select_parts
-from .config import WARMUP_EPOCHS, WARMUP_LR
+from .atomic import atomic_write
+from .augment import Augmenter, build_augmenter, select_parts
+from .backends import BACKENDS, Backend
+from .config import WARMUP_EPOCHS, WARMUP_LR, PragConfig, recipe_key
 from .corpus import Document
-from .encode import train_adapter, train_adapters
-from .generate import extract_answer, generate, question_message
-from .models import LoadedModel, load_model, sync
+from .encode import (
+    TORCH_DTYPES,
+    loss_starts,
+    read_adapter,
+    save_adapter,
+    train_adapter,
+    train_adapters,
+    training_sequences,
+)
+from .errors import NotFound, PragError
+from .generate import extract_answer, question_message
+from .methods import METHODS
+from .models import LoadedModel, load_model
 from .retrieval import Hit
-from .store import KnowledgeBase, recipe_key
-from .update import Injector, merge_weights
-
-METHODS = ("closed", "rag", "da-rag", "prag", "combine", "flare", "dragin")
-DYNAMIC = ("flare", "dragin")  # multi-round retrieval during generation (dynamic.py)
-BACKENDS = ("transformers", "llamacpp")
-AUGMENTERS = ("rule", "model", "openai", "reference")
-ADAPTER_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from .rules import QA, Augmentation
+from .store import KnowledgeBase, sha256_file
+from .update import ADAPTER_FILE, Adapter, Injector, merge_adapters
 
 
 @dataclass
@@ -56,68 +63,20 @@ class Answer:
                 "retrieval_rounds": self.retrieval_rounds}
 
 
-def _training_texts(lm: LoadedModel, aug: Augmentation, layout: str) -> list[tuple[str, str]]:
-    """(text, prefix) per training sequence: prefix is the part before the answer ("" for a rewrite alone)."""
-    spacer = "" if lm.prompter.chat else " "  # on the answer's side: " Paris" is one token, "Answer: " + "Paris" two
-    qa = [(lm.prompter.format(question_message(q.question)), spacer + q.answer + lm.prompter.end_of_answer)
-          for q in aug.qa]
-    rewrites = [r for r in aug.rewrites if r]
-    if layout == "concat":
-        return [(r + "\n\n" + p + a, r + "\n\n" + p) for r in rewrites or [""] for p, a in qa] or \
-            [(r, "") for r in rewrites]
-    if layout == "separate":
-        return [(r, "") for r in rewrites] + [(p + a, p) for p, a in qa]
-    raise PragError(f"unknown training layout {layout!r}: use separate or concat")
-
-
-def training_sequences(lm: LoadedModel, aug: Augmentation, layout: str = "separate") -> list[torch.Tensor]:
-    """Token sequences for encoding. Questions are asked exactly as at answer time (same prompt layout).
-
-    layout "concat" is the paper's §3.2.2: one sequence per (rewrite, QA pair), rewrite ⊕ question ⊕ answer.
-    layout "separate" (our default): each rewrite alone, and each question ⊕ answer alone. With the rewrite in
-    the same sequence the answer can be copied from context, so the adapter need not store it; measured on
-    SmolLM2 this injects almost nothing (README, "Measured").
-    """
-    tok = lm.tokenizer
-    return [torch.tensor(tok(t, add_special_tokens=False)["input_ids"], dtype=torch.long)
-            for t, _ in _training_texts(lm, aug, layout)]
-
-
-def check_loss(loss: str) -> str:
-    """`loss` if it is a known lora.loss setting, else a clear error."""
-    if loss not in ("all", "answer"):
-        raise PragError(f"unknown lora.loss {loss!r}: use all or answer")
-    return loss
-
-
-def loss_starts(lm: LoadedModel, aug: Augmentation, layout: str, loss: str) -> list[int] | None:
-    """Where each of `training_sequences`' sequences starts counting in the loss: None for loss "all" (every
-    token, the paper), else for loss "answer" the first answer token of a QA sequence (0 for a rewrite), so
-    training spends nothing on reproducing the prompt."""
-    if check_loss(loss) == "all":
-        return None
-    tok = lm.tokenizer
-    starts = []
-    for text, prefix in _training_texts(lm, aug, layout):
-        full, head = (tok(t, add_special_tokens=False)["input_ids"] for t in (text, prefix))
-        n = 0  # the tokens the prefix shares with the whole sequence (a merge at the boundary is counted)
-        while n < min(len(full), len(head)) and full[n] == head[n]:
-            n += 1
-        starts.append(n)
-    return starts
-
-
 class Pipeline:
-    def __init__(self, kb: KnowledgeBase, lm: LoadedModel | None = None):
+    def __init__(self, kb: KnowledgeBase, lm: LoadedModel | None = None, config: PragConfig | None = None):
+        """`config` is the run's settings (the kb's, with this command's flags); by default the kb's own."""
         self.kb = kb
-        self.config = kb.config
+        self.config = config if config is not None else kb.config
         self._lm = lm
-        self._injector = None
-        self._augmenter = None
-        self._trainer = None
-        self._llamacpp = None
+        self._injector: Injector | None = None
+        self._augmenter: Augmenter | None = None
+        self._trainer: tuple[torch.nn.Module, Injector] | None = None
+        self._backends: dict[str, Backend] = {}
+        self._init: tuple[str | None, Adapter | None] = (None, None)
         self.examples: list[tuple[str, str]] = []  # worked (question, answer) examples every prompt shows first
 
+    # ------------------------------------------------------------------ parts, made on first use
     @property
     def lm(self) -> LoadedModel:
         """The base model, loaded on first use (so input errors are reported before a model load)."""
@@ -125,75 +84,33 @@ class Pipeline:
             self._lm = load_model(self.config.model)
         return self._lm
 
-    def check_generation_config(self, method: str | None = None) -> None:
-        """Reject a bad backend (or a method it cannot run) before any model is loaded."""
-        gcfg = self.config.generation
-        if not (gcfg.scale >= 0 and math.isfinite(gcfg.scale)):
-            raise PragError(f"generation.scale must be a finite number >= 0, not {gcfg.scale!r}")
-        if gcfg.backend not in BACKENDS:
-            raise PragError(f"unknown backend {gcfg.backend!r}: use {' or '.join(BACKENDS)}")
-        if gcfg.backend == "llamacpp":
-            if gcfg.llamacpp_weights not in ("dequantized", "original"):
-                raise PragError(f"unknown llamacpp_weights {gcfg.llamacpp_weights!r}: use dequantized or original")
-            if method == "dragin":
-                raise PragError("dragin needs attention weights, which llama.cpp does not expose: "
-                                "use --backend transformers")
-            if self._llamacpp is None:  # before any work: the extra is installed and the model is a GGUF one
-                from .llamacpp import require_llama_cpp
-                from .models import resolve_gguf
-
-                require_llama_cpp()
-                if resolve_gguf(self.config.model) is None:
-                    raise PragError(f"model {self.config.model!r} is not a GGUF model: the llamacpp backend needs one")
-
-    @property
-    def llamacpp(self):
-        """The llama.cpp backend (llamacpp.py), started on first use: the model's GGUF, dequantized to float32
-        by default so it computes with the transformers backend's weights."""
-        if self._llamacpp is None:
-            from .llamacpp import LlamaCppBackend, dequantized_gguf
-            from .models import cache_dir, resolve_gguf
-
-            self.check_generation_config()  # llama.cpp installed, a GGUF model
-            gguf = resolve_gguf(self.config.model)
-            gcfg = self.config.generation
-            path = dequantized_gguf(gguf, cache_dir()) if gcfg.llamacpp_weights == "dequantized" else gguf
-            self._llamacpp = LlamaCppBackend(path, gcfg.llamacpp_ctx)
-        return self._llamacpp
-
     @property
     def injector(self) -> Injector:
         if self._injector is None:
             self._injector = Injector(self.lm.model, self.config.lora.target_modules)
         return self._injector
 
-    @staticmethod
-    def check_settings(cfg) -> None:
-        """Reject bad augmentation and warm-up settings of a config (before a kb is made from it)."""
-        from .augment import PARTS
+    @property
+    def backend(self) -> Backend:
+        """The generation backend `generation.backend` names, made on first use."""
+        name = self.config.generation.backend
+        if name not in self._backends:
+            self._backends[name] = BACKENDS.get(name)(self)
+        return self._backends[name]
 
-        acfg = cfg.augment
-        if acfg.augmenter not in AUGMENTERS:
-            raise PragError(f"unknown augmenter {acfg.augmenter!r}: use {', '.join(AUGMENTERS)}")
-        if acfg.parts not in PARTS:
-            raise PragError(f"unknown augment.parts {acfg.parts!r}: use {', '.join(PARTS)}")
-        if acfg.augmenter == "reference" and not (acfg.reference and Path(acfg.reference).is_file()):
-            raise PragError(f"augmenter 'reference' needs augment.reference, a JSONL file (got {acfg.reference!r})")
-        if cfg.lora.init_from and not (Path(cfg.lora.init_from) / "adapter_model.safetensors").is_file():
-            raise PragError(f"lora.init_from {cfg.lora.init_from}: no adapter_model.safetensors there "
-                            "(make one with `prag warmup`)")
+    def check_generation_config(self, method: str | None = None) -> None:
+        """Reject bad generation settings, or a method the backend cannot run, before any model is loaded."""
+        self.config.generation.validate()
+        backend = BACKENDS.get(self.config.generation.backend)
+        backend.check(self.config)
+        if method is not None and METHODS.get(method).needs_attention and not backend.attention:
+            raise PragError(f"{method} needs attention weights, which the {self.config.generation.backend} backend "
+                            "does not expose: use --backend transformers")
 
     def check_encoding_config(self) -> None:
         """Reject bad encoding settings before any model is loaded."""
-        self.check_settings(self.config)
-        lcfg = self.config.lora
-        if lcfg.train_dtype not in ("float32", "bfloat16"):
-            raise PragError(f"unknown train dtype {lcfg.train_dtype!r}: use float32 or bfloat16")
-        if lcfg.adapter_dtype not in ADAPTER_DTYPES:
-            raise PragError(f"unknown adapter dtype {lcfg.adapter_dtype!r}: use {', '.join(ADAPTER_DTYPES)}")
-        check_loss(lcfg.loss)
-        if lcfg.batch_docs < 1 or lcfg.batch_tokens < 1:
-            raise PragError("lora.batch_docs and lora.batch_tokens must be at least 1")
+        self.config.lora.validate()
+        self.config.augment.validate()
         self.init_adapter  # a warm-up adapter of the wrong rank is reported before any work
 
     @property
@@ -202,13 +119,11 @@ class Pipeline:
         bfloat16) a bfloat16 copy with eager attention, which this CPU's bf16 matrix units run faster."""
         if self._trainer is None:
             self.check_encoding_config()
-            name = self.config.lora.train_dtype
-            if ADAPTER_DTYPES[name] == self.injector.dtype:
+            dtype = TORCH_DTYPES[self.config.lora.train_dtype]
+            if dtype == self.injector.dtype:
                 self._trainer = (self.lm.model, self.injector)
             else:
-                import copy
-
-                model = copy.deepcopy(self.lm.model).to(ADAPTER_DTYPES[name])
+                model = copy.deepcopy(self.lm.model).to(dtype)
                 model.set_attn_implementation("eager")
                 self._trainer = (model, Injector(model, self.config.lora.target_modules))
         return self._trainer
@@ -216,32 +131,26 @@ class Pipeline:
     @property
     def adapter_dtype(self) -> torch.dtype:
         self.check_encoding_config()
-        return ADAPTER_DTYPES[self.config.lora.adapter_dtype]
+        return TORCH_DTYPES[self.config.lora.adapter_dtype]
 
     @property
-    def augmenter(self):
+    def augmenter(self) -> Augmenter:
         if self._augmenter is None:
-            acfg = self.config.augment
-            if acfg.augmenter == "rule":
-                self._augmenter = RuleAugmenter()
-            elif acfg.augmenter == "reference":
-                self._augmenter = ReferenceAugmenter(acfg.reference)
-            elif acfg.augmenter == "model":
-                from .llm_augment import LocalCompleter, ModelAugmenter
-
-                lm = self.lm if acfg.model in (None, "", self.config.model) else load_model(acfg.model)
-                self._augmenter = ModelAugmenter(LocalCompleter(lm, acfg.batch_size), acfg.max_new_tokens)
-            elif acfg.augmenter == "openai":
-                import os
-
-                from .llm_augment import ModelAugmenter, OpenAICompleter
-
-                completer = OpenAICompleter(acfg.base_url or "", acfg.model or "", os.environ.get(acfg.api_key_env),
-                                            acfg.concurrency)
-                self._augmenter = ModelAugmenter(completer, acfg.max_new_tokens)
-            else:
-                raise PragError(f"unknown augmenter {acfg.augmenter!r}: use {', '.join(AUGMENTERS)}")
+            self._augmenter = build_augmenter(self.config, lambda: self.lm)
         return self._augmenter
+
+    @property
+    def init_adapter(self) -> Adapter | None:
+        """The warm-up LoRA every document starts from (lora.init_from), or None for random init."""
+        path = self.config.lora.init_from
+        if not path:
+            return None
+        if self._init[0] != path:
+            ad = read_adapter(Path(path))
+            if ad.r != self.config.lora.r:
+                raise PragError(f"lora.init_from {path}: rank {ad.r}, but this kb trains rank {self.config.lora.r}")
+            self._init = (path, ad)
+        return self._init[1]
 
     # ------------------------------------------------------------------ offline
     def _augment(self, doc: Document) -> Augmentation:
@@ -250,27 +159,12 @@ class Pipeline:
     def _augment_many(self, docs: list[Document]) -> list[Augmentation]:
         acfg = self.config.augment
         augmenter = self.augmenter
-        if acfg.augmenter in ("rule", "reference"):  # no model involved: no lock needed
-            augs = augmenter.augment_many(docs, acfg.n_rewrites, acfg.n_qa)
-        else:
+        if augmenter.needs_model:
             with self.injector.lock:  # augmentation must see the bare base model
                 augs = augmenter.augment_many(docs, acfg.n_rewrites, acfg.n_qa)
+        else:
+            augs = augmenter.augment_many(docs, acfg.n_rewrites, acfg.n_qa)
         return augs if acfg.parts == "both" else [select_parts(a, d, acfg.parts) for a, d in zip(augs, docs)]
-
-    @property
-    def init_adapter(self):
-        """The warm-up LoRA every document starts from (lora.init_from), or None for random init."""
-        path = self.config.lora.init_from
-        if not path:
-            return None
-        if getattr(self, "_init", (None, None))[0] != path:
-            from .encode import read_adapter
-
-            ad = read_adapter(Path(path))
-            if ad.r != self.config.lora.r:
-                raise PragError(f"lora.init_from {path}: rank {ad.r}, but this kb trains rank {self.config.lora.r}")
-            self._init = (path, ad)
-        return self._init[1]
 
     def parameterize_one(self, doc: Document) -> dict:
         """Augment and encode one document with the one-at-a-time loop, then store it."""
@@ -315,37 +209,14 @@ class Pipeline:
             self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype, recipe)
         return failed
 
-    def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False,
-                     ray: str | None = None, workers: int | None = None) -> dict:
-        """Parameterize the given documents (None: all; an empty list: none), `lora.batch_docs` at a time (1: the one-document
-        loop); finished ones are skipped unless `force`. Each document is stored as soon as its batch ends, so
-        a killed job loses at most one batch. `ray` ("auto" or a cluster address) runs the batches as Ray tasks
-        (distributed.py) on `workers` actors."""
-        from tqdm import tqdm
-
-        if ids is not None:  # an empty list is no documents, not all of them
-            unknown = [i for i in ids if i not in self.kb.by_id]
-            if unknown:
-                raise PragError(f"unknown document id(s): {', '.join(unknown[:5])}")
-            docs = [self.kb.by_id[i] for i in ids]
-        else:
-            docs = self.kb.docs
-        self.check_encoding_config()
-        self.check_recipe()
-        self.kb.clean_stale()
-        todo = [d for d in docs if force or not self.kb.is_done(d.id)]
+    def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False) -> dict:
+        """Parameterize the given documents (None: all; an empty list: none), `lora.batch_docs` at a time (1: the
+        one-document loop); finished ones are skipped unless `force`. Each document is stored as soon as its batch
+        ends, so a killed job loses at most one batch. (distributed.py runs the same batches on Ray.)"""
+        docs, todo = self.to_parameterize(ids, force)
         summary = {"done": 0, "skipped": len(docs) - len(todo), "failed": {}, "seconds": 0.0}
         t0 = time.perf_counter()
         size = max(1, self.config.lora.batch_docs)
-        if ray and todo:
-            from .distributed import parameterize_on_ray
-
-            overrides = {k: v for k, v in self.config.to_dict().items() if k in ("lora", "augment")}
-            failed = parameterize_on_ray(self.kb, [d.id for d in todo], ray, overrides, workers, progress)
-            summary["failed"].update(failed)
-            summary["done"] = len(todo) - len(failed)
-            summary["seconds"] = time.perf_counter() - t0
-            return summary
         with tqdm(total=len(todo), desc="parameterize", unit="doc", disable=not progress or not todo,
                   smoothing=0.1) as bar:
             for start in range(0, len(todo), size):
@@ -366,12 +237,23 @@ class Pipeline:
         summary["seconds"] = time.perf_counter() - t0
         return summary
 
-    def check_recipe(self) -> None:
-        """Refuse to encode when the kb holds an adapter made with another `recipe_key`: a kb's adapters are all
-        made alike (a warm-up file retrained in place, or kb.toml edited, would otherwise mix them)."""
-        if self.kb.recipes() - {recipe_key(self.config)}:
-            raise PragError(f"{self.kb.root}: its adapters were made with other encoding settings than these "
-                            "(kb.toml, this command's options, or a warm-up file changed since): use a new --kb")
+    def to_parameterize(self, ids: list[str] | None, force: bool = False) -> tuple[list[Document], list[Document]]:
+        """(the documents asked for, those of them still to do), after the checks every encoding job makes: valid
+        encoding settings, the kb's adapters all made with this recipe, no temporary files left by a killed job."""
+        docs = self.documents(ids)
+        self.check_encoding_config()
+        self.kb.check_recipe(self.config)
+        self.kb.clean_stale()
+        return docs, [d for d in docs if force or not self.kb.is_done(d.id)]
+
+    def documents(self, ids: list[str] | None) -> list[Document]:
+        """The kb's documents with these ids (None: all of them; an empty list: none)."""
+        if ids is None:
+            return self.kb.docs
+        unknown = [i for i in ids if i not in self.kb.by_id]
+        if unknown:
+            raise NotFound(f"unknown document id(s): {', '.join(unknown[:5])}")
+        return [self.kb.by_id[i] for i in ids]
 
     def retrieved_ids(self, questions, top_k: int) -> list[str]:
         """Ids of every document BM25 retrieves (top-k) for the questions, sorted."""
@@ -402,13 +284,9 @@ class Pipeline:
         same model, LoRA shape, recipe and question-answer pairs and its adapter file still has the checksum saved
         there; anything else at `out` (an older or diverged warm-up, another recipe) is trained anew. `force`
         always retrains."""
-        from .augment import QA
-        from .encode import save_adapter
-        from .store import ADAPTER_FILE, sha256_file, write_atomic
-
         if not questions:
             raise PragError("warm-up needs at least one question")
-        if not (lr > 0 and math.isfinite(lr)):
+        if not (lr > 0 and math.isfinite(lr)):  # the CLI's flags, hence their names
             raise PragError(f"--lr must be a finite number > 0, not {lr}")
         if epochs < 1:
             raise PragError(f"--epochs must be at least 1, not {epochs}")
@@ -438,7 +316,7 @@ class Pipeline:
                "seconds": time.perf_counter() - t0, "first_loss": first, "final_loss": last,
                "diverged": len(losses) > 1 and last >= first, "reused": False, "key": key,
                "adapter_sha256": sha256_file(out / ADAPTER_FILE), "losses": losses}
-        write_atomic(Path(out) / "warmup.json", json.dumps(res, indent=1).encode())
+        atomic_write(out / "warmup.json", json.dumps(res, indent=1))
         return res
 
     # ------------------------------------------------------------------ online
@@ -462,76 +340,51 @@ class Pipeline:
         return self.lm.prompter.format(question_message(question, docs), shots=shots)
 
     def plan(self, question: str, method: str = "prag", top_k: int | None = None,
-             doc_ids: list[str] | None = None) -> tuple[str, list[Hit], list, list[float]]:
+             doc_ids: list[str] | None = None) -> tuple[str, list[Hit], list[Adapter], list[float]]:
         """Retrieve (or take `doc_ids`) and build the prompt and the adapters to apply: (prompt, hits, adapters,
         weights). Validation happens here, before any model work."""
-        if method not in METHODS:
-            raise PragError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+        m = METHODS.get(method)
         self.check_generation_config(method)
         if not question or not question.strip():
             raise PragError("empty question")
-        top_k = top_k or self.config.retrieval.top_k
-        hits: list[Hit] = []
-        if method in DYNAMIC and doc_ids:
+        if m.dynamic and doc_ids:
             raise PragError(f"{method} retrieves during generation: doc_ids cannot be given")
-        if method not in DYNAMIC and method != "closed":
-            if doc_ids:
-                missing = [i for i in doc_ids if i not in self.kb.by_id]
-                if missing:
-                    raise PragError(f"unknown document id(s): {', '.join(missing)}")
-                hits = [Hit(self.kb.by_id[i], 1.0) for i in doc_ids]
-            else:
-                hits = self.retrieve(question, top_k)
-        in_context = [h.doc for h in hits] if method in ("rag", "combine") else None
-        if method == "da-rag":
-            in_context = [self.augmented_document(h.doc) for h in hits]
-        prompt = self.prompt(question, in_context)
+        hits: list[Hit] = []
+        if m.retrieves:
+            hits = ([Hit(d, 1.0) for d in self.documents(doc_ids)] if doc_ids
+                    else self.retrieve(question, top_k or self.config.retrieval.top_k))
+        in_context = {"none": lambda: None, "documents": lambda: [h.doc for h in hits],
+                      "augmented": lambda: [self.augmented_document(h.doc) for h in hits]}[m.context]()
+        adapters: list[Adapter] = []
         weights: list[float] = []
-        adapters = []
-        if method in ("prag", "combine"):
+        if m.adapters:
             need = [h.doc.id for h in hits if not self.kb.is_done(h.doc.id)]
             if need:
                 self.parameterize(need, progress=False)
             gcfg = self.config.generation
-            weights = merge_weights([h.score for h in hits], gcfg.merge, gcfg.temperature, gcfg.scale)
-            adapters = [self.kb.load_adapter(h.doc.id) for h in hits]
-        return prompt, hits, adapters, weights
+            adapters, weights = merge_adapters([self.kb.load_adapter(h.doc.id) for h in hits], [h.score for h in hits],
+                                               gcfg.merge, gcfg.temperature, gcfg.scale)
+        return self.prompt(question, in_context), hits, adapters, weights
 
     def ask(self, question: str, method: str = "prag", top_k: int | None = None,
             doc_ids: list[str] | None = None, max_new_tokens: int | None = None, streamer=None,
             planned: tuple | None = None) -> Answer:
-        """Retrieve, Update, Generate. The Update+Generate section holds the injector's lock, so concurrent
-        callers never see each other's adapters; the base weights are untouched before and after.
-        `planned` is the result of `plan(...)` for the same arguments, when the caller already made it."""
+        """Retrieve, Update, Generate. The backend holds its lock over Update+Generate, so concurrent callers never
+        see each other's adapters; the base weights are untouched before and after. `planned` is the result of
+        `plan(...)` for the same arguments, when the caller already made it."""
         t0 = time.perf_counter()
         prompt, hits, adapters, weights = planned or self.plan(question, method, top_k, doc_ids)
-        if method in DYNAMIC:
-            from . import dynamic
-
-            run = dynamic.flare if method == "flare" else dynamic.dragin
-            with self.injector.lock:  # the bare base model
-                raw, hits, rounds = run(self, question, top_k or self.config.retrieval.top_k,
-                                        max_new_tokens or self.config.generation.max_new_tokens)
-            final = self.prompt(question, [h.doc for h in hits] or None)
-            n_prompt = len(self.lm.tokenizer(final, add_special_tokens=False)["input_ids"])
-            return Answer(question, method, extract_answer(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
-                          n_prompt, rounds)
         max_new = max_new_tokens or self.config.generation.max_new_tokens
-        if self.config.generation.backend == "llamacpp":
-            from .llamacpp import generate_text
-
-            ggufs = [(self.kb.adapter_gguf(h.doc.id), w) for h, w in zip(hits, weights)] if adapters else []
-            raw, _, update_s = generate_text(self.llamacpp, self.lm, prompt, max_new, ggufs, streamer=streamer)
-        else:
-            with self.injector.lock:
-                tu = time.perf_counter()
-                self.injector.apply(adapters, weights)
-                sync(self.injector.device)  # the Update's queued GPU work counts as Update, not generation
-                update_s = time.perf_counter() - tu
-                try:
-                    raw = generate(self.lm, prompt, max_new, streamer=streamer)
-                finally:
-                    self.injector.clear()
-        n_prompt = len(self.lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        dynamic = METHODS.get(method).dynamic
+        if dynamic is not None:
+            with self.injector.lock:  # the bare base model, for every round
+                raw, hits, rounds = dynamic(self, question, top_k or self.config.retrieval.top_k, max_new)
+            final = self.prompt(question, [h.doc for h in hits] or None)
+            return Answer(question, method, extract_answer(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
+                          self.count_tokens(final), rounds)
+        raw, update_s = self.backend.answer(prompt, hits, adapters, weights, max_new, streamer)
         return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0,
-                      n_prompt)
+                      self.count_tokens(prompt))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])

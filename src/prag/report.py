@@ -11,10 +11,18 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from . import PragError
+from .errors import PragError
+from .methods import METHODS
+from .models import MODELS, display_name
 
-METHOD_ORDER = ("closed", "rag", "da-rag", "flare", "dragin", "prag", "combine")
-MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3-270m": "Gemma 3 270M"}
+
+def _method_rank(method: str) -> int:
+    """Methods in registry order (closed, rag, ... combine); unknown ones last."""
+    return METHODS.names().index(method) if method in METHODS else 99
+
+
+def _model_rank(model: str) -> int:
+    return MODELS.names().index(model) if model in MODELS else 99
 
 
 def _split_selection(spec) -> tuple[Path, list[str] | None]:
@@ -96,14 +104,14 @@ def markdown_table(results: list[dict], metric: str = "f1") -> str:
     for ds, cols in columns.items():
         head += [f"{ds} {c}" if c else (f"{ds} total" if len(cols) > 1 else ds) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    models = sorted({m for m, _ in cells}, key=lambda m: list(MODEL_NAMES).index(m) if m in MODEL_NAMES else 99)
+    models = sorted({m for m, _ in cells}, key=_model_rank)
     most = {col: max((c[col].get("n", 0) for c in cells.values() if col in c), default=0)
             for col in {k for c in cells.values() for k in c}}
     for model in models:
         methods = sorted({me for mo, me in cells if mo == model},
-                         key=lambda me: METHOD_ORDER.index(me) if me in METHOD_ORDER else 99)
+                         key=_method_rank)
         for method in methods:
-            row = [MODEL_NAMES.get(model, model), method]
+            row = [display_name(model), method]
             for ds, cols in columns.items():
                 for c in cols:
                     summ = cells[(model, method)].get((ds, c))
@@ -124,18 +132,18 @@ def runtime_table(results: list[dict]) -> str:
     lines = ["| dataset | model | method | n | F1 | EM | s/question | Update ms/question | prompt tokens | retrieval recall "
              "| encoding s/doc (adapters) | device |", "|" + " --- |" * 12]
     for res in results:
-        for method in sorted(res["methods"], key=lambda me: METHOD_ORDER.index(me) if me in METHOD_ORDER else 99):
+        for method in sorted(res["methods"], key=_method_rank):
             s = res["methods"][method]
             if not s.get("n"):
                 continue
             rec = f"{s['retrieval_recall']:.2f}" if "retrieval_recall" in s else "–"
-            enc = res.get("encoding") if method in ("prag", "combine") else None
+            enc = res.get("encoding") if method in METHODS and METHODS.get(method).adapters else None
             if enc and enc.get("sec_per_doc_median") is not None:  # "(timed/used)" when some adapters had no time
                 n = enc["timed"] if enc["timed"] == enc["adapters"] else f"{enc['timed']}/{enc['adapters']}"
                 enc = f"{enc['sec_per_doc_median']:.1f} ({n})"
             else:
                 enc = "–"
-            lines.append(f"| {res['dataset']} | {MODEL_NAMES.get(res.get('model'), res.get('model'))} | {method} | "
+            lines.append(f"| {res['dataset']} | {display_name(res.get('model'))} | {method} | "
                          f"{s['n']} | {s['f1']:.3f} | {s['em']:.3f} | {s['sec_per_question']:.2f} | "
                          f"{s.get('update_sec_per_question', 0.0) * 1000:.1f} | {s.get('prompt_tokens', 0):.0f} | {rec} | {enc} | "
                          f"{s.get('device', res.get('device', 'cpu'))} |")
@@ -159,7 +167,7 @@ def plots(results: list[dict], out_dir: Path) -> list[Path]:
         for ax, ds in zip(axes[0], datasets):
             rs = [r for r in results if r["dataset"] == ds]
             methods = sorted({m for r in rs for m in r["methods"] if r["methods"][m].get("n")},
-                             key=lambda me: METHOD_ORDER.index(me) if me in METHOD_ORDER else 99)
+                             key=_method_rank)
             width = 0.8 / max(1, len(models))
             for j, model in enumerate(models):
                 vals = []
@@ -167,7 +175,7 @@ def plots(results: list[dict], out_dir: Path) -> list[Path]:
                     s = next((r["methods"][m] for r in rs if r.get("model") == model and m in r["methods"]), None)
                     vals.append(s[key] if s and s.get("n") else 0.0)
                 xs = [i + j * width for i in range(len(methods))]
-                ax.bar(xs, vals, width, label=MODEL_NAMES.get(model, model))
+                ax.bar(xs, vals, width, label=display_name(model))
                 if key == "sec_per_question":  # the Update's share, hatched
                     upd = []
                     for m in methods:

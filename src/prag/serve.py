@@ -19,19 +19,26 @@ import threading
 import time
 import uuid
 
-from fastapi import Request  # module level: endpoint annotations are resolved from module globals
+from fastapi import FastAPI, Request  # module level: endpoint annotations are resolved from module globals
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from transformers import TextIteratorStreamer
 
-from . import PragError
 from .corpus import Document
-from .pipeline import DYNAMIC, METHODS, Pipeline
+from .errors import NotFound, PragError
+from .methods import METHODS
+from .pipeline import Answer, Pipeline
 
 MAX_BODY_BYTES = 1 << 20
 MAX_TOKENS_LIMIT = 256
 
 
-class HTTPError(Exception):
+class HTTPError(PragError):
+    """A request error with an explicit HTTP status (the body's shape, size, model name)."""
+
     def __init__(self, status: int, message: str, code: str = "invalid_request"):
-        self.status, self.message, self.code = status, message, code
+        super().__init__(message)
+        self.status, self.code = status, code
 
 
 def _parse_chat(body: dict, model_id: str) -> dict:
@@ -48,108 +55,72 @@ def _parse_chat(body: dict, model_id: str) -> dict:
                                    or not 1 <= max_tokens <= MAX_TOKENS_LIMIT):
         raise HTTPError(400, f"'max_tokens' must be an integer between 1 and {MAX_TOKENS_LIMIT}")
     method = body.get("method", "prag")
-    if method not in METHODS:
-        raise HTTPError(400, f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    METHODS.check(method)
     top_k = body.get("top_k")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 20):
         raise HTTPError(400, "'top_k' must be an integer between 1 and 20")
     doc_ids = body.get("doc_ids")
     if doc_ids is not None and (not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids)):
         raise HTTPError(400, "'doc_ids' must be a list of document id strings")
-    if body.get("stream") and method in DYNAMIC:
+    if body.get("stream") and METHODS.get(method).dynamic:
         raise HTTPError(400, f"method {method!r} retrieves while generating and cannot stream; send stream: false")
     return {"question": last["content"], "method": method, "top_k": top_k, "doc_ids": doc_ids or None,
             "max_new_tokens": max_tokens, "stream": bool(body.get("stream", False))}
 
 
-def create_app(pipe: Pipeline, model_id: str | None = None):
-    from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, StreamingResponse
+class Service:
+    """What the routes do, one method per endpoint, around one Pipeline and the background parameterizer."""
 
-    model_id = model_id or f"prag-{pipe.config.model}"
-    app = FastAPI(title="prag", description="Parametric RAG, OpenAI-compatible")
-    jobs: queue.Queue[str] = queue.Queue()
+    def __init__(self, pipe: Pipeline, model_id: str | None = None):
+        self.pipe = pipe
+        self.model_id = model_id or f"prag-{pipe.config.model}"
+        self.jobs: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._parameterize_added, daemon=True, name="prag-parameterize").start()
 
-    def worker():  # background parameterization of documents added through the API
+    def _parameterize_added(self) -> None:
+        """Background parameterization of documents added through the API, one at a time."""
+        kb = self.pipe.kb
         while True:
-            doc_id = jobs.get()
+            doc_id = self.jobs.get()
             try:
-                if doc_id in pipe.kb.by_id and not pipe.kb.is_done(doc_id):
-                    pipe.parameterize([doc_id], progress=False)
+                if doc_id in kb.by_id and not kb.is_done(doc_id):
+                    self.pipe.parameterize([doc_id], progress=False)
             except PragError as e:
-                pipe.kb.mark_failed(doc_id, str(e))
+                kb.mark_failed(doc_id, str(e))
             finally:
-                jobs.task_done()
+                self.jobs.task_done()
 
-    threading.Thread(target=worker, daemon=True, name="prag-parameterize").start()
-    app.state.jobs = jobs
+    def health(self) -> dict:
+        s = self.pipe.kb.summary()
+        return {"status": "ok", "model": self.model_id, "documents": s["documents"], "parameterized": s["parameterized"]}
 
-    def error(status: int, message: str, code: str) -> JSONResponse:
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+    def models(self) -> dict:
+        return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0, "owned_by": "prag"}]}
 
-    @app.exception_handler(HTTPError)
-    async def _http_error(request, exc: HTTPError):
-        return error(exc.status, exc.message, exc.code)
-
-    @app.exception_handler(PragError)
-    async def _prag_error(request, exc: PragError):
-        msg = str(exc)
-        status = 404 if "unknown document" in msg else 400
-        return error(status, msg, "not_found" if status == 404 else "invalid_request")
-
-    async def read_json(request: Request) -> dict:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            raise HTTPError(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise HTTPError(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise HTTPError(400, f"invalid JSON body: {e}", "invalid_json") from None
-        if not isinstance(body, dict):
-            raise HTTPError(400, "the JSON body must be an object", "invalid_json")
-        return body
-
-    def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens}
-
-    @app.get("/health")
-    def health():
-        s = pipe.kb.summary()
-        return {"status": "ok", "model": model_id, "documents": s["documents"], "parameterized": s["parameterized"]}
-
-    @app.get("/v1/models")
-    def models():
-        return {"object": "list", "data": [{"id": model_id, "object": "model", "created": 0, "owned_by": "prag"}]}
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        req = _parse_chat(await read_json(request), model_id)
-        from starlette.concurrency import run_in_threadpool
-
+    async def chat(self, body: dict):
+        req = _parse_chat(body, self.model_id)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        args = (req["question"], req["method"], req["top_k"], req["doc_ids"], req["max_new_tokens"])
         if not req["stream"]:
-            ans = await run_in_threadpool(pipe.ask, req["question"], req["method"], req["top_k"], req["doc_ids"],
-                                          req["max_new_tokens"])
-            n_out = len(pipe.lm.tokenizer(ans.raw, add_special_tokens=False)["input_ids"])
-            return {"id": cid, "object": "chat.completion", "created": created, "model": model_id,
+            ans = await run_in_threadpool(self.pipe.ask, *args)
+            n_out = self.pipe.count_tokens(ans.raw)
+            return {"id": cid, "object": "chat.completion", "created": created, "model": self.model_id,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": ans.raw.strip()},
                                  "finish_reason": "stop"}],
-                    "usage": usage(ans.prompt_tokens, n_out), "prag": _extension(ans)}
+                    "usage": _usage(ans.prompt_tokens, n_out), "prag": _extension(ans)}
         # Validate and retrieve before the stream starts, so errors are still proper 4xx responses.
-        planned = await run_in_threadpool(pipe.plan, req["question"], req["method"], req["top_k"], req["doc_ids"])
-        from transformers import TextIteratorStreamer
+        planned = await run_in_threadpool(self.pipe.plan, *args[:4])
+        return StreamingResponse(self._stream(cid, created, args, planned), media_type="text/event-stream")
 
-        streamer = TextIteratorStreamer(pipe.lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+    def _stream(self, cid: str, created: int, args: tuple, planned: tuple):
+        """Server-sent chat.completion.chunk events as the answer is generated (in a thread of its own)."""
+        streamer = TextIteratorStreamer(self.pipe.lm.tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                        timeout=300)
         result: dict = {}
 
         def run():
             try:
-                result["answer"] = pipe.ask(req["question"], req["method"], req["top_k"], req["doc_ids"],
-                                            req["max_new_tokens"], streamer=streamer, planned=planned)
+                result["answer"] = self.pipe.ask(*args, streamer=streamer, planned=planned)
             except Exception as e:  # reported in the stream; the server stays up
                 result["error"] = str(e)
                 streamer.end()
@@ -157,63 +128,115 @@ def create_app(pipe: Pipeline, model_id: str | None = None):
         threading.Thread(target=run, daemon=True).start()
 
         def chunk(delta: dict, finish=None, extra=None) -> str:
-            obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model_id,
+            obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id,
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
             if extra:
                 obj["prag"] = extra
             return f"data: {json.dumps(obj)}\n\n"
 
-        def events():
-            yield chunk({"role": "assistant", "content": ""})
-            first = True
-            for piece in streamer:
-                if first:
-                    piece, first = piece.lstrip(), not piece.strip()
-                if piece:
-                    yield chunk({"content": piece})
-            if "error" in result:
-                yield f"data: {json.dumps({'error': {'message': result['error'], 'type': 'server_error'}})}\n\n"
-            else:
-                yield chunk({}, "stop", _extension(result["answer"]) if "answer" in result else None)
-            yield "data: [DONE]\n\n"
+        yield chunk({"role": "assistant", "content": ""})
+        first = True
+        for piece in streamer:
+            if first:
+                piece, first = piece.lstrip(), not piece.strip()
+            if piece:
+                yield chunk({"content": piece})
+        if "error" in result:
+            yield f"data: {json.dumps({'error': {'message': result['error'], 'type': 'server_error'}})}\n\n"
+        else:
+            yield chunk({}, "stop", _extension(result["answer"]) if "answer" in result else None)
+        yield "data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    @app.post("/v1/documents", status_code=201)
-    async def add_document(request: Request):
-        body = await read_json(request)
+    def add_document(self, body: dict) -> dict:
         text, title = body.get("text"), body.get("title", "")
         doc_id = body.get("id") or f"doc-{uuid.uuid4().hex[:12]}"
         if not isinstance(text, str) or not text.strip():
             raise HTTPError(400, "'text' must be a non-empty string")
         if not isinstance(title, str) or not isinstance(doc_id, str) or not doc_id.strip():
             raise HTTPError(400, "'title' and 'id' must be strings")
-        if doc_id in pipe.kb.by_id:
-            raise HTTPError(409, f"document {doc_id!r} already exists", "conflict")
-        pipe.kb.add_document(Document(doc_id.strip(), title.strip(), text.strip()))
-        jobs.put(doc_id.strip())
+        self.pipe.kb.add_document(Document(doc_id.strip(), title.strip(), text.strip()))  # Conflict if taken
+        self.jobs.put(doc_id.strip())
         return {"id": doc_id.strip(), "status": "pending"}
+
+    def _document(self, doc_id: str) -> Document:
+        doc = self.pipe.kb.by_id.get(doc_id)
+        if doc is None:
+            raise NotFound(f"unknown document id {doc_id!r}")
+        return doc
+
+    def get_document(self, doc_id: str) -> dict:
+        d = self._document(doc_id)
+        kb = self.pipe.kb
+        return {"id": d.id, "title": d.title, "text": d.text, "status": "done" if kb.is_done(doc_id) else kb.status(doc_id)}
+
+    def delete_document(self, doc_id: str) -> dict:
+        self._document(doc_id)
+        with self.pipe.injector.lock:  # never delete under a running question
+            self.pipe.kb.remove_document(doc_id)
+        return {"id": doc_id, "deleted": True}
+
+
+def _error(status: int, message: str, code: str) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+
+
+async def _read_json(request: Request) -> dict:
+    if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+        raise HTTPError(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise HTTPError(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HTTPError(400, f"invalid JSON body: {e}", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise HTTPError(400, "the JSON body must be an object", "invalid_json")
+    return body
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def create_app(pipe: Pipeline, model_id: str | None = None) -> FastAPI:
+    """The FastAPI app: the routes, each a line calling `Service`; errors mapped by type (a `PragError`'s status)."""
+    svc = Service(pipe, model_id)
+    app = FastAPI(title="prag", description="Parametric RAG, OpenAI-compatible")
+    app.state.jobs = svc.jobs
+    app.state.service = svc
+    app.add_exception_handler(PragError, lambda request, e: _error(e.status, str(e), e.code))
+
+    @app.get("/health")
+    def health():
+        return svc.health()
+
+    @app.get("/v1/models")
+    def models():
+        return svc.models()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        return await svc.chat(await _read_json(request))
+
+    @app.post("/v1/documents", status_code=201)
+    async def add_document(request: Request):
+        return svc.add_document(await _read_json(request))
 
     @app.get("/v1/documents/{doc_id}")
     def get_document(doc_id: str):
-        if doc_id not in pipe.kb.by_id:
-            raise HTTPError(404, f"unknown document id {doc_id!r}", "not_found")
-        d = pipe.kb.by_id[doc_id]
-        status = "done" if pipe.kb.is_done(doc_id) else pipe.kb.status(doc_id)
-        return {"id": d.id, "title": d.title, "text": d.text, "status": status}
+        return svc.get_document(doc_id)
 
     @app.delete("/v1/documents/{doc_id}")
     def delete_document(doc_id: str):
-        if doc_id not in pipe.kb.by_id:
-            raise HTTPError(404, f"unknown document id {doc_id!r}", "not_found")
-        with pipe.injector.lock:  # never delete under a running question
-            pipe.kb.remove_document(doc_id)
-        return {"id": doc_id, "deleted": True}
+        return svc.delete_document(doc_id)
 
     return app
 
 
-def _extension(ans) -> dict:
+def _extension(ans: Answer) -> dict:
     d = ans.to_dict()
     return {"method": d["method"], "answer": d["answer"], "documents": d["documents"],
             "update_seconds": d["update_seconds"]}

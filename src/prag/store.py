@@ -12,7 +12,6 @@ the manifest, so a crash never leaves a half-written adapter that is later read 
 """
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -24,15 +23,19 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+from safetensors.torch import save as st_save
 
-from . import PragError
-from .augment import Augmentation
-from .config import PragConfig
+from .atomic import atomic_dir, atomic_file, atomic_write, remove_stale
+from .config import PragConfig, recipe_key
 from .corpus import Document, load_corpus
 from .encode import adapter_config, adapter_tensors, read_adapter
-from .update import Adapter
+from .errors import Conflict, NotFound, PragError
+from .llamacpp import exportable, gguf_architecture, write_adapter_gguf
+from .models import resolve_gguf
+from .retrieval import RETRIEVERS, Retriever
+from .rules import Augmentation
+from .update import ADAPTER_CONFIG_FILE, ADAPTER_FILE, Adapter
 
-ADAPTER_FILE = "adapter_model.safetensors"
 GGUF_FILE = "adapter_model.gguf"
 
 
@@ -44,56 +47,6 @@ def doc_key(doc_id: str) -> str:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def recipe_key(config: PragConfig) -> str:
-    """A fingerprint of what a document's adapter depends on: the model, the LoRA recipe, the augmentation and,
-    for a warm-up init, the warm-up file's bytes. Settings that leave adapters as they are (batch sizes,
-    concurrency, the API key's variable) are left out."""
-    lora = {k: v for k, v in dataclasses.asdict(config.lora).items() if k not in ("batch_docs", "batch_tokens")}
-    augment = {k: v for k, v in dataclasses.asdict(config.augment).items()
-               if k not in ("concurrency", "batch_size", "api_key_env")}
-    if config.lora.init_from and (Path(config.lora.init_from) / ADAPTER_FILE).is_file():
-        lora["init_from_sha256"] = sha256_file(Path(config.lora.init_from) / ADAPTER_FILE)
-    blob = json.dumps({"model": config.model, "lora": lora, "augment": augment}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_corpus_and_index(root: Path, docs: list[Document]):
-    from .retrieval import BM25Retriever
-
-    write_atomic(root / "corpus.jsonl", "".join(
-        json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs).encode("utf-8"))
-    retriever = BM25Retriever(docs)
-    retriever.save(root / "index")
-    return retriever
 
 
 def _rounded(adapter: Adapter, dtype: torch.dtype) -> Adapter:
@@ -115,7 +68,7 @@ class KnowledgeBase:
         self.cache_bytes = 0
         self._sizes: dict[str, int] = {}
         self.cache_limit = 512 * 2**20
-        self._retriever = None
+        self._retriever: Retriever | None = None
         self._gguf_ok: set[str] = set()  # documents whose adapter GGUF was checked in this process
         self._arch: str | None | bool = False  # GGUF architecture of the base model (None: not a GGUF model)
         self.lock = threading.RLock()  # guards corpus changes (documents added or removed while serving)
@@ -129,25 +82,43 @@ class KnowledgeBase:
         if (root / "kb.toml").exists() and not overwrite:
             old = PragConfig.load_toml(root / "kb.toml")
             if old.to_dict() != config.to_dict():
-                raise PragError(f"{root}: kb was built with other settings (model {old.model}); use a new --kb")
+                raise Conflict(f"{root}: kb was built with other settings (model {old.model}); use a new --kb")
         root.mkdir(parents=True, exist_ok=True)
         (root / "docs").mkdir(exist_ok=True)
-        _write_corpus_and_index(root, docs)
-        kb = cls(root, config, docs)
+        kb = cls(root, config, [])
+        kb._set_docs(docs)
         kb.save_config()
         return kb
 
+    @classmethod
+    def open(cls, root: Path) -> "KnowledgeBase":
+        root = Path(root)
+        if not (root / "kb.toml").is_file() or not (root / "corpus.jsonl").is_file():
+            raise NotFound(f"{root}: no knowledge base here (create one with `prag index --corpus FILE --kb {root}`)")
+        return cls(root, PragConfig.load_toml(root / "kb.toml"), load_corpus(root / "corpus.jsonl"))
+
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            self._retriever = RETRIEVERS.get(self.config.retrieval.backend).load(self.root / "index", self.docs)
+        return self._retriever
+
     # ------------------------------------------------------------------ adding and removing documents
     def _set_docs(self, docs: list[Document]) -> None:
-        self._retriever = _write_corpus_and_index(self.root, docs)
+        """Make `docs` the corpus: corpus.jsonl and the retriever's index are rewritten (each atomically)."""
+        atomic_write(self.root / "corpus.jsonl", "".join(
+            json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs))
+        retriever = RETRIEVERS.get(self.config.retrieval.backend)(docs)
+        retriever.save(self.root / "index")
+        self._retriever = retriever
         self.docs = docs
         self.by_id = {d.id: d for d in docs}
 
     def add_document(self, doc: Document) -> None:
-        """Add one document: corpus and BM25 index are rewritten (atomically) at once; parameterize it later."""
+        """Add one document: corpus and index are rewritten at once; parameterize it later."""
         with self.lock:
             if doc.id in self.by_id:
-                raise PragError(f"document {doc.id!r} already exists")
+                raise Conflict(f"document {doc.id!r} already exists")
             if not doc.text.strip():
                 raise PragError("document text is empty")
             self._set_docs(self.docs + [doc])
@@ -156,26 +127,11 @@ class KnowledgeBase:
         """Remove a document, its adapter and its augmentation."""
         with self.lock:
             if doc_id not in self.by_id:
-                raise PragError(f"unknown document id {doc_id!r}")
+                raise NotFound(f"unknown document id {doc_id!r}")
             self._set_docs([d for d in self.docs if d.id != doc_id])
             shutil.rmtree(self.doc_dir(doc_id), ignore_errors=True)
             self._uncache(doc_id)
             self._append_manifest({"id": doc_id, "status": "deleted"})
-
-    @classmethod
-    def open(cls, root: Path) -> "KnowledgeBase":
-        root = Path(root)
-        if not (root / "kb.toml").is_file() or not (root / "corpus.jsonl").is_file():
-            raise PragError(f"{root}: no knowledge base here (create one with `prag index --corpus FILE --kb {root}`)")
-        return cls(root, PragConfig.load_toml(root / "kb.toml"), load_corpus(root / "corpus.jsonl"))
-
-    @property
-    def retriever(self):
-        from .retrieval import BM25Retriever
-
-        if self._retriever is None:
-            self._retriever = BM25Retriever.load(self.root / "index", self.docs)
-        return self._retriever
 
     # ------------------------------------------------------------------ manifest
     def _read_manifest(self) -> dict[str, dict]:
@@ -223,11 +179,9 @@ class KnowledgeBase:
         self._manifest = self._read_manifest()
 
     def clean_stale(self) -> None:
-        """Remove temporary folders that a killed job left behind (never read: only renames publish)."""
-        for p in (self.root / "docs").glob(".*"):
-            m = re.search(r"\.(?:tmp|old)(\d+)$", p.name)
-            if m and not _alive(int(m.group(1))):  # a live pid may be another job on this kb, still writing
-                shutil.rmtree(p, ignore_errors=True)
+        """Remove temporary files and folders that a killed job left behind (never read: only renames publish)."""
+        for folder in (self.root, self.root / "docs"):
+            remove_stale(folder)
 
     def status(self, doc_id: str) -> str:
         rec = self._manifest.get(doc_id)
@@ -260,33 +214,19 @@ class KnowledgeBase:
 
     def save_document(self, doc_id: str, adapter: Adapter, aug: Augmentation, seconds: float,
                       dtype: torch.dtype = torch.float32, recipe: str | None = None) -> None:
-        """Write adapter + augmentation into a temporary folder, fsync, rename, then record the checksum (and
-        `recipe`, the `recipe_key` of the settings that made the adapter)."""
-        from safetensors.torch import save as st_save
-
-        final = self.doc_dir(doc_id)
-        tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        lcfg = self.config.lora
+        """Write adapter + augmentation into the document's folder (built aside, swapped in whole), then record
+        the checksum (and `recipe`, the `recipe_key` of the settings that made the adapter)."""
         blob = st_save(adapter_tensors(adapter, dtype), metadata={"format": "pt", "doc_id": doc_id})
-        write_atomic(tmp / ADAPTER_FILE, blob)
         extra = {}
-        from .llamacpp import exportable, write_adapter_gguf
-
-        if self.gguf_arch and exportable(adapter):  # the same (dtype-rounded) factors for llama.cpp
-            write_adapter_gguf(_rounded(adapter, dtype), self.gguf_arch, tmp / GGUF_FILE)
-            extra["gguf_sha256"] = sha256_file(tmp / GGUF_FILE)
-        write_atomic(tmp / "adapter_config.json", json.dumps(adapter_config(lcfg, self.config.model), indent=2).encode())
-        payload = {"doc_id": doc_id, **aug.to_dict()}
-        write_atomic(tmp / "augmentation.json", json.dumps(payload, indent=2, ensure_ascii=False).encode("utf-8"))
-        _fsync_dir(tmp)
-        if final.exists():
-            trash = final.with_name(f".{final.name}.old{os.getpid()}")
-            os.replace(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        with atomic_dir(self.doc_dir(doc_id)) as tmp:
+            (tmp / ADAPTER_FILE).write_bytes(blob)
+            if self.gguf_arch and exportable(adapter):  # the same (dtype-rounded) factors for llama.cpp
+                write_adapter_gguf(_rounded(adapter, dtype), self.gguf_arch, tmp / GGUF_FILE)
+                extra["gguf_sha256"] = sha256_file(tmp / GGUF_FILE)
+            (tmp / ADAPTER_CONFIG_FILE).write_text(json.dumps(adapter_config(self.config.lora, self.config.model),
+                                                              indent=2))
+            payload = {"doc_id": doc_id, **aug.to_dict()}
+            (tmp / "augmentation.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
         self._append_manifest({"id": doc_id, "status": "done", "sha256": hashlib.sha256(blob).hexdigest(),
                                "bytes": len(blob), "seconds": round(seconds, 3), **extra,
                                **({"recipe": recipe} if recipe else {})})
@@ -310,9 +250,29 @@ class KnowledgeBase:
                 "sec_per_doc_median": round(median, 2) if secs else None}
 
     def save_config(self) -> None:
-        """Write kb.toml from `config` (atomically; also after options changed how new adapters are made)."""
-        self.config.save_toml(self.root / ".kb.toml.tmp")
-        os.replace(self.root / ".kb.toml.tmp", self.root / "kb.toml")
+        """Write kb.toml from `config` (atomically)."""
+        atomic_write(self.root / "kb.toml", self.config.to_toml())
+
+    def adopt(self, config: PragConfig) -> None:
+        """Make `config` the kb's settings when it changes how adapters are made (--train-dtype, --augmenter...),
+        so kb.toml keeps describing its adapters (an eval's resume key and later encodings rely on it). A kb that
+        already holds adapters made otherwise refuses it."""
+        if recipe_key(config) == recipe_key(self.config):
+            return
+        done = sum(self.is_done(d.id) for d in self.docs)
+        if done:
+            raise Conflict(f"{self.root} holds {done} adapters made with its kb.toml settings: options that change "
+                           "how adapters are made (--train-dtype, --adapter-dtype, --augmenter, --model, --base-url) "
+                           "need a new --kb")
+        self.config = config
+        self.save_config()
+
+    def check_recipe(self, config: PragConfig) -> None:
+        """Refuse to encode with `config` when the kb holds an adapter made with another `recipe_key`: a kb's
+        adapters are all made alike (a warm-up file retrained in place, or kb.toml edited, would otherwise mix them)."""
+        if self.recipes() - {recipe_key(config)}:
+            raise Conflict(f"{self.root}: its adapters were made with other encoding settings than these "
+                           "(kb.toml, this command's options, or a warm-up file changed since): use a new --kb")
 
     def mark_failed(self, doc_id: str, error: str) -> None:
         self._append_manifest({"id": doc_id, "status": "failed", "error": error})
@@ -328,7 +288,7 @@ class KnowledgeBase:
             self._cache.move_to_end(doc_id)
             return self._cache[doc_id]
         if not self.is_done(doc_id):
-            raise PragError(f"document {doc_id!r} has no adapter yet (run `prag parameterize`)")
+            raise NotFound(f"document {doc_id!r} has no adapter yet (run `prag parameterize`)")
         folder = self.doc_dir(doc_id)
         if sha256_file(folder / ADAPTER_FILE) != self._manifest[doc_id]["sha256"]:
             self._append_manifest({"id": doc_id, "status": "corrupt", "error": "adapter checksum mismatch"})
@@ -346,9 +306,6 @@ class KnowledgeBase:
     def gguf_arch(self) -> str | None:
         """The base model's GGUF architecture (llama, gemma3...), or None when it is not a GGUF model."""
         if self._arch is False:
-            from .llamacpp import gguf_architecture
-            from .models import resolve_gguf
-
             gguf = resolve_gguf(self.config.model)
             self._arch = gguf_architecture(gguf) if gguf else None
         return self._arch
@@ -364,16 +321,13 @@ class KnowledgeBase:
             rec = self._manifest[doc_id]
             expected = rec.get("gguf_sha256")
             if not (expected and path.exists() and sha256_file(path) == expected):
-                from .llamacpp import exportable, write_adapter_gguf
-
                 if not self.gguf_arch:
                     raise PragError(f"model {self.config.model!r} is not a GGUF model: the llamacpp backend needs one")
                 if not exportable(adapter):
                     raise PragError("the llamacpp backend supports adapters on the FFN projections only "
                                     f"(this kb targets {', '.join(self.config.lora.target_modules)})")
-                tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-                write_adapter_gguf(adapter, self.gguf_arch, tmp)
-                os.replace(tmp, path)
+                with atomic_file(path) as tmp:
+                    write_adapter_gguf(adapter, self.gguf_arch, tmp)
                 self._append_manifest({**rec, "gguf_sha256": sha256_file(path)})  # not redone next time
             self._gguf_ok.add(doc_id)
         return path

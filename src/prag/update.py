@@ -4,14 +4,24 @@
 adds x·Aᵀ·Bᵀ, where A stacks the k documents' A factors (rank k·r) and B their B factors with w_j·alpha/r folded
 in. Update is therefore a few small concatenations and a pointer swap, and removing it restores the model
 exactly: base weights are never written. The same hooks carry trainable LoRA terms during encoding.
+
+How the k documents' adapters combine is a `Merge` in the `MERGES` registry (`generation.merge`): a weighting of
+the retrieval scores, and optionally a function that rewrites the factors themselves.
 """
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
+
+from .errors import PragError
+from .registry import Registry
+
+ADAPTER_FILE = "adapter_model.safetensors"    # an adapter's files, in PEFT's layout (written by encode.py)
+ADAPTER_CONFIG_FILE = "adapter_config.json"
 
 
 @dataclass
@@ -48,30 +58,46 @@ class Adapter:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
+@dataclass(frozen=True)
+class Merge:
+    """How the retrieved documents' adapters combine for one question. `weights(scores, temperature)` gives each
+    document's weight w_j from its retrieval score (before `generation.scale`). `factors`, when set, then rewrites
+    the weighted adapters themselves (TIES, DARE, an SVD to a lower rank...): it returns the adapters and weights
+    the Update installs, Σ w_j·(alpha_j/r_j)·B_j A_j."""
+    weights: Callable[[list[float], float], list[float]]
+    factors: Callable[[list[Adapter], list[float]], tuple[list[Adapter], list[float]]] | None = None
+
+
+def _softmax(scores: list[float], temperature: float) -> list[float]:
+    return torch.softmax(torch.tensor(scores, dtype=torch.float64) / max(temperature, 1e-6), dim=0).tolist()
+
+
+def _top1(scores: list[float], temperature: float) -> list[float]:
+    best = max(range(len(scores)), key=lambda i: scores[i])
+    return [1.0 if i == best else 0.0 for i in range(len(scores))]
+
+
+MERGES: Registry[Merge] = Registry("merge")
+MERGES.register("sum", Merge(lambda s, t: [1.0] * len(s)))        # the paper: every adapter at full strength
+MERGES.register("mean", Merge(lambda s, t: [1.0 / len(s)] * len(s)))
+MERGES.register("softmax", Merge(_softmax))                       # softmax(score / temperature): weights sum to 1
+MERGES.register("top1", Merge(_top1))                             # only the best-scored document
+
+
 def merge_weights(scores: list[float], mode: str = "sum", temperature: float = 1.0, scale: float = 1.0) -> list[float]:
-    """Weights w_j for the retrieved documents' adapters from their retrieval scores, each times `scale`.
+    """Weights w_j for the retrieved documents' adapters from their retrieval scores by the merge `mode`, each
+    times `scale` (< 1 weakens the injected update as a whole)."""
+    merge = MERGES.get(mode)
+    return [x * scale for x in merge.weights(scores, temperature)] if scores else []
 
-    sum: 1 each (the paper); mean: 1/k each; softmax: softmax(score/temperature) (weights sum to 1);
-    top1: only the best document. `scale` < 1 weakens the injected update as a whole.
-    """
-    k = len(scores)
-    if k == 0:
-        return []
-    if mode == "sum":
-        w = [1.0] * k
-    elif mode == "mean":
-        w = [1.0 / k] * k
-    elif mode == "softmax":
-        t = torch.tensor(scores, dtype=torch.float64) / max(temperature, 1e-6)
-        w = torch.softmax(t, dim=0).tolist()
-    elif mode == "top1":
-        best = max(range(k), key=lambda i: scores[i])
-        w = [1.0 if i == best else 0.0 for i in range(k)]
-    else:
-        from . import PragError
 
-        raise PragError(f"unknown merge mode {mode!r}: use sum, mean, softmax or top1")
-    return [x * scale for x in w]
+def merge_adapters(adapters: list[Adapter], scores: list[float], mode: str = "sum", temperature: float = 1.0,
+                   scale: float = 1.0) -> tuple[list[Adapter], list[float]]:
+    """The adapters and weights the Update installs: `merge_weights`, then the merge's `factors` step if it has
+    one."""
+    weights = merge_weights(scores, mode, temperature, scale)
+    step = MERGES.get(mode).factors
+    return step(adapters, weights) if step and adapters else (adapters, weights)
 
 
 class Injector:
@@ -88,8 +114,6 @@ class Injector:
             if isinstance(mod, torch.nn.Linear) and name.rsplit(".", 1)[-1] in target_modules
         }
         if not self.modules:
-            from . import PragError
-
             raise PragError(f"no Linear modules named {target_modules} in the model")
         self.dtype = next(iter(self.modules.values())).weight.dtype
         self.device = next(iter(self.modules.values())).weight.device

@@ -1,0 +1,48 @@
+"""Methods as data: what each way of answering puts in the prompt, whether it applies the documents' adapters,
+and whether it retrieves during generation. The pipeline reads these flags; it never tests a method's name.
+
+    closed    the bare question
+    rag       the retrieved documents in context (standard RAG)
+    da-rag    the documents' augmentation (rewrites and QA pairs) in context (the paper's §4.2 baseline)
+    flare     FLARE: retrieval triggered by low-probability look-ahead tokens (dynamic.py)
+    dragin    DRAGIN: retrieval triggered by uncertain, attended tokens (dynamic.py)
+    prag      P-RAG: the documents' adapters merged into the FFN, the bare question
+    combine   P-RAG and the documents in context
+
+A new method is one `METHODS.register(name, Method(...))`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import dynamic
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Method:
+    context: str = "none"   # what goes in the prompt before the question: none | documents | augmented
+    adapters: bool = False  # apply the retrieved documents' adapters (the Update)
+    dynamic: Callable | None = None  # retrieves while generating: (pipe, question, top_k, max_new) -> (raw, hits, rounds)
+    needs_attention: bool = False    # reads attention weights (a backend must expose them)
+
+    @property
+    def retrieves(self) -> bool:
+        """Whether the method retrieves before generating (and so accepts given document ids)."""
+        return self.dynamic is None and (self.context != "none" or self.adapters)
+
+
+METHODS: Registry[Method] = Registry("method")
+METHODS.register("closed", Method())
+METHODS.register("rag", Method(context="documents"))
+METHODS.register("da-rag", Method(context="augmented"))
+METHODS.register("flare", Method(dynamic=dynamic.flare))
+METHODS.register("dragin", Method(dynamic=dynamic.dragin, needs_attention=True))
+METHODS.register("prag", Method(adapters=True))
+METHODS.register("combine", Method(context="documents", adapters=True))
+
+
+def parametric(methods: list[str]) -> list[str]:
+    """The methods among `methods` that apply adapters (their documents must be parameterized)."""
+    return [m for m in methods if METHODS.get(m).adapters]
