@@ -32,7 +32,7 @@ def make_tiny_model_dir(path: Path, seed: int = 0, chat: bool = True) -> Path:
         tok.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
                       bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg)
     path.mkdir(parents=True, exist_ok=True)
@@ -78,3 +78,68 @@ def tiny_kb(tmp_path, tiny_model_dir):
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------- helpers shared by several test files
+def max_diff(a, b) -> float:
+    """The largest difference between two adapters' factors."""
+    return max((a.factors[n][i] - b.factors[n][i]).abs().max().item() for n in a.factors for i in (0, 1))
+
+
+def random_adapter(inj, seed: int, r: int = 2, alpha: float = 32.0):
+    """A random (non-zero) adapter for every projection the injector `inj` hooks."""
+    from prag.update import Adapter
+
+    g = torch.Generator().manual_seed(seed)
+    return Adapter({n: (torch.randn(r, i, generator=g) * 0.1, torch.randn(o, r, generator=g) * 0.1)
+                    for n, (i, o) in inj.shapes().items()}, r, alpha)
+
+
+def save_peft(adapter, folder, base_name="tiny"):
+    """Write `adapter` in PEFT's layout (adapter_model.safetensors + adapter_config.json) into a new `folder`."""
+    from safetensors.torch import save_file
+
+    from prag.config import LoraConfig
+    from prag.encode import adapter_config, adapter_tensors
+
+    folder.mkdir(parents=True)
+    cfg = LoraConfig(r=adapter.r, alpha=adapter.alpha)
+    save_file(adapter_tensors(adapter), str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps(adapter_config(cfg, base_name)))
+
+
+WORDS = "amber basalt cobalt dune ember fjord garnet harbor indigo juniper kestrel lantern marble nectar".split()
+
+
+def synthetic_corpus(path: Path, n: int) -> Path:
+    """A corpus of `n` short made-up documents doc-00, doc-01, ... (seeded, so the same every run)."""
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(n):
+        name = f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()}{i}"
+        rows.append({"id": f"doc-{i:02d}", "title": name,
+                     "text": f"{name} was founded in {1800 + i} by {rng.choice(WORDS).title()} Vell. "
+                             f"Its population is {1000 + 37 * i}. It lies on the {rng.choice(WORDS).title()} River."})
+    return write_jsonl(path, rows)
+
+
+def check_consistent(kb_dir: Path) -> dict[str, int]:
+    """Every 'done' record names an adapter whose bytes match its checksum; returns done records per id."""
+    from prag.store import KnowledgeBase, sha256_file
+    from prag.update import ADAPTER_FILE
+
+    done: dict[str, int] = {}
+    kb = KnowledgeBase.open(kb_dir)
+    for line in (kb_dir / "manifest.jsonl").read_text().splitlines() if (kb_dir / "manifest.jsonl").exists() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec["status"] == "done":
+            done[rec["id"]] = done.get(rec["id"], 0) + 1
+    for i in done:
+        if kb.is_done(i):
+            assert sha256_file(kb.doc_dir(i) / ADAPTER_FILE) == kb._manifest[i]["sha256"], f"corrupt adapter {i}"
+    return done

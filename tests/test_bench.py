@@ -13,9 +13,8 @@ def test_bench_update_reports_ours_and_peft(tiny_model_dir):
 
 def test_bench_parameterize_reports_both_paths(tiny_model_dir, monkeypatch):
     from conftest import FICTIONAL
-    from prag.bench import bench_parameterize
-
     from prag import encode
+    from prag.bench import bench_parameterize
 
     lm = load_model(str(tiny_model_dir))
     calls = {"chunked": 0, "full": 0}

@@ -134,7 +134,7 @@ def test_ask_missing_kb(guard, tmp_path):
 
 def test_ask_unknown_method(guard, unchanged):
     assert_clean_error(prag(guard, "ask", "--kb", unchanged, "--method", "bogus", "Who commands the Halvard Sorrel?"),
-                       "unknown method 'bogus'", "closed, rag, da-rag, prag, combine")
+                       "unknown method 'bogus'", "closed, rag, da-rag, flare, dragin, prag, combine")
 
 
 def test_ask_question_that_retrieves_nothing(guard, unchanged):

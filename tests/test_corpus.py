@@ -4,10 +4,9 @@ import re
 
 import pytest
 
-from prag import PragError
-from prag.corpus import Document, Question, load_corpus, load_questions, read_jsonl, split
-
 from conftest import FICTIONAL, write_jsonl
+from prag import PragError
+from prag.corpus import Document, Question, few_shot_examples, load_corpus, load_questions, read_jsonl, split
 
 DOC = {"id": "a", "title": "T", "text": "Some text."}
 Q = {"id": "q1", "question": "Who?", "golden_answers": ["x"]}
@@ -207,16 +206,6 @@ def test_unescaped_unicode_line_separator_inside_a_string(tmp_path, sep):
     assert load_corpus(p) == [Document("a", "", f"one{sep}two")]
 
 
-def test_kb_with_u2028_in_a_document_can_be_reopened(tmp_path):
-    from prag.config import default_config
-    from prag.store import KnowledgeBase
-
-    corpus = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "title": "T", "text": "one\u2028two"}])
-    assert load_corpus(corpus)[0].text == "one\u2028two"   # the user's file itself is fine (escaped)
-    KnowledgeBase.create(tmp_path / "kb", corpus, default_config(str(tmp_path / "no-model")))
-    assert KnowledgeBase.open(tmp_path / "kb").docs[0].text == "one\u2028two"
-
-
 # ---------------------------------------------------------------- split
 def _qs(n):
     return [Question(str(i), f"Q{i}?", ["a"]) for i in range(n)]
@@ -241,3 +230,22 @@ def test_split_fictional_questions():
 def test_unknown_split(which):
     with pytest.raises(PragError, match=re.escape(f"unknown split {which!r}: use dev, test or all")):
         split(_qs(4), which)
+
+
+# ---------------------------------------------------------------- few-shot examples
+def _questions(n, types=("a", "b")):
+    return [Question(f"q{i}", f"question {i}?", [f"answer {i}"], types[i % len(types)]) for i in range(n)]
+
+
+def test_few_shot_examples_come_from_the_end_of_dev_one_type_after_another():
+    qs = _questions(20, ("a", "a", "b", "a", "c"))
+    dev = {q.id for q in split(qs, "dev")}
+    shots = few_shot_examples(qs, 3)
+    assert {q.id for q in shots} <= dev and sorted(q.type for q in shots) == ["a", "b", "c"]
+    assert [q.id for q in shots] == sorted((q.id for q in shots), key=lambda i: int(i[1:]))  # file order
+    assert "q0" not in {q.id for q in few_shot_examples(qs, 6)}  # the first dev questions stay unseen
+    assert few_shot_examples(qs, 0) == []
+    with pytest.raises(PragError, match="negative"):
+        few_shot_examples(qs, -1)
+    with pytest.raises(PragError, match="dev split has 10"):
+        few_shot_examples(qs, 11)

@@ -4,8 +4,17 @@ import pytest
 import torch
 
 from prag import PragError
-from prag.dynamic import (attention_influence, first_trigger, flare_query, flare_triggers, is_content, qfs_query,
-                          rind, scored_generate, sentence_length)
+from prag.dynamic import (
+    attention_influence,
+    first_trigger,
+    flare_query,
+    flare_triggers,
+    is_content,
+    qfs_query,
+    rind,
+    scored_generate,
+    sentence_length,
+)
 from prag.evaluate import run_eval
 from prag.pipeline import Pipeline
 
@@ -128,8 +137,8 @@ def test_dragin_retrieves_every_round_at_negative_threshold(pipe):
 
 
 def test_eval_reports_retrieval_rounds(pipe, tiny_kb):
-    from prag.corpus import load_questions
     from conftest import FICTIONAL
+    from prag.corpus import load_questions
 
     pipe.config.dynamic.dragin_threshold = -1.0
     pipe.config.dynamic.max_rounds = 1

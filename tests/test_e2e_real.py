@@ -1,6 +1,6 @@
 """End to end on the real bundled SmolLM2-135M-Instruct: fictional documents (not the demo's) are
 parameterized with the default settings, and P-RAG with the document's own adapter (top-1) must answer
-clearly better than closed-book. Thresholds come from measured runs (README, "Measured"), with margin."""
+clearly better than closed-book. Thresholds come from measured runs (docs/results.md), with margin."""
 import json
 import subprocess
 import sys
@@ -32,7 +32,7 @@ def _eval(kb, tmp_path, methods, top_k, merge=None):
 
 
 def test_prag_beats_closed_book_top1_and_top3(real_kb, tmp_path):
-    # Measured (README): closed 0.03, prag top-1 0.51, top-3 softmax 0.51, top-3 plain sum 0.22.
+    # Measured (docs/results.md): closed 0.03, prag top-1 0.51, top-3 softmax 0.51, top-3 plain sum 0.22.
     top1 = _eval(real_kb, tmp_path, "closed,prag", 1)
     top3 = _eval(real_kb, tmp_path, "prag", 3)
     print(json.dumps({"top1": top1, "top3": top3}))

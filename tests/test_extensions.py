@@ -150,7 +150,10 @@ class EchoBackend:
     def device(self):
         return "echo"
 
-    def answer(self, prompt, hits, adapters, weights, max_new_tokens, streamer=None):
+    def context_tokens(self):
+        return 4096
+
+    def answer(self, prompt, hits, adapters, weights, max_new_tokens, streamer=None, cancel=None):
         return f"{len(adapters)} adapters for {len(hits)} documents", 0.0
 
     def scored(self, prompt, max_new_tokens):

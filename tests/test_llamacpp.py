@@ -22,7 +22,8 @@ DIMS = {"llama.block_count": 2, "llama.embedding_length": 64, "llama.feed_forwar
 
 
 def make_tiny_gguf(path, seed: int = 0):
-    from gguf import GGUFReader, GGUFValueType as V, GGUFWriter
+    from gguf import GGUFReader, GGUFWriter
+    from gguf import GGUFValueType as V
 
     from prag.models import resolve_gguf
 

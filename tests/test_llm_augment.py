@@ -6,13 +6,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from conftest import FICTIONAL
 from prag import PragError
 from prag.corpus import load_corpus
 from prag.generate import generate
 from prag.llm_augment import LocalCompleter, ModelAugmenter, OpenAICompleter
 from prag.pipeline import Pipeline
-
-from conftest import FICTIONAL
 
 
 def test_batched_local_completions_equal_single_ones(tiny_lm):

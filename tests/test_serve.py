@@ -13,10 +13,9 @@ from prag.pipeline import Pipeline
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_model_dir, tiny_lm):
+    from conftest import FICTIONAL, small_config
     from prag.serve import create_app
     from prag.store import KnowledgeBase
-
-    from conftest import FICTIONAL, small_config
 
     cfg = small_config(tiny_model_dir, max_seq_len=128, max_new_tokens=6)
     kb = KnowledgeBase.create(tmp_path_factory.mktemp("srv") / "kb", FICTIONAL / "corpus.jsonl", cfg)

@@ -1,32 +1,14 @@
 """The Update step: our stacked low-rank hooks must equal PEFT's cat-merged adapters, and leave the base
-weights bit-for-bit untouched."""
+weights bit-for-bit untouched; the merge weights."""
 import copy
 
 import pytest
 import torch
 
-from prag.config import LoraConfig
-from prag.encode import adapter_config, adapter_tensors, init_adapter, read_adapter
-from prag.update import Adapter, Injector, merge_weights
+from conftest import random_adapter, save_peft
+from prag.update import Injector, merge_weights
 
 TARGETS = ["gate_proj", "up_proj", "down_proj"]
-
-
-def random_adapter(inj: Injector, seed: int, r: int = 2, alpha: float = 32.0) -> Adapter:
-    g = torch.Generator().manual_seed(seed)
-    return Adapter({n: (torch.randn(r, i, generator=g) * 0.1, torch.randn(o, r, generator=g) * 0.1)
-                    for n, (i, o) in inj.shapes().items()}, r, alpha)
-
-
-def save_peft(adapter: Adapter, folder, base_name="tiny"):
-    import json
-
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True)
-    cfg = LoraConfig(r=adapter.r, alpha=adapter.alpha)
-    save_file(adapter_tensors(adapter), str(folder / "adapter_model.safetensors"))
-    (folder / "adapter_config.json").write_text(json.dumps(adapter_config(cfg, base_name)))
 
 
 @pytest.mark.parametrize("weights", [[1.0, 1.0, 1.0], [0.5, 0.3, 0.2]])
@@ -76,28 +58,6 @@ def test_update_removed_after_exception(tiny_lm):
     inj.remove()
 
 
-def test_zero_init_adapter_is_noop(tiny_lm):
-    inj = Injector(tiny_lm.model, TARGETS)
-    ad = init_adapter(inj, LoraConfig(), torch.Generator().manual_seed(0))
-    ids = torch.randint(3, 90, (1, 9))
-    with torch.no_grad():
-        base = tiny_lm.model(input_ids=ids).logits
-        with inj.applied([ad]):
-            assert torch.allclose(tiny_lm.model(input_ids=ids).logits, base)
-    inj.remove()
-
-
-def test_adapter_roundtrip_peft_layout(tiny_lm, tmp_path):
-    inj = Injector(tiny_lm.model, TARGETS)
-    ad = random_adapter(inj, 3)
-    save_peft(ad, tmp_path / "x")
-    back = read_adapter(tmp_path / "x")
-    assert back.r == ad.r and back.alpha == ad.alpha and set(back.factors) == set(ad.factors)
-    for n, (a, b) in ad.factors.items():
-        assert torch.equal(back.factors[n][0], a) and torch.equal(back.factors[n][1], b)
-    inj.remove()
-
-
 def test_merge_weights():
     assert merge_weights([3.0, 2.0, 1.0], "sum") == [1.0, 1.0, 1.0]
     assert merge_weights([3.0, 2.0], "mean") == [0.5, 0.5]
@@ -109,19 +69,6 @@ def test_merge_weights():
 
     with pytest.raises(PragError):
         merge_weights([1.0], "bogus")
-
-
-def test_mmap_safetensors_matches_the_reference_reader(tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    from prag.encode import mmap_safetensors
-
-    ts = {"a": torch.randn(2, 5), "b": torch.randn(3, 2).half(), "c": torch.randn(4).bfloat16()}
-    save_file(ts, str(tmp_path / "x.safetensors"), metadata={"format": "pt"})
-    got, ref = mmap_safetensors(tmp_path / "x.safetensors"), load_file(str(tmp_path / "x.safetensors"))
-    assert set(got) == set(ref)
-    for k in ref:
-        assert got[k].dtype == ref[k].dtype and torch.equal(got[k], ref[k])
 
 
 def test_merge_weights_scale():

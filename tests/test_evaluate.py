@@ -1,0 +1,218 @@
+"""evaluate.py: EM/F1 scoring (max over golden answers, exact yes/no), summaries, retrieval recall, eval runs
+over the tiny kb, and resuming a run from its log."""
+import json
+
+import pytest
+
+from conftest import FICTIONAL
+from prag.config import recipe_key
+from prag.corpus import load_questions
+from prag.evaluate import doc_recall, empty_warnings, pending, run_eval, score, summarize
+from prag.pipeline import Pipeline
+
+
+# ---------------------------------------------------------------- score
+def test_exact_match_after_normalization():
+    s = score("The Sallow River.", ["sallow river"])
+    assert s == {"em": 1.0, "f1": 1.0, "precision": 1.0, "recall": 1.0}
+
+
+def test_no_overlap_is_zero():
+    assert score("Pellinvar", ["Kessary"]) == {"em": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+
+
+def test_partial_overlap_by_hand():
+    # pred -> "tidal chime of kessary" (4 tokens), gold -> "tidal chime" (2): 2 common
+    s = score("the tidal chime of Kessary", ["a tidal chime"])
+    assert s["em"] == 0.0
+    assert s["precision"] == pytest.approx(2 / 4)
+    assert s["recall"] == pytest.approx(2 / 2)
+    assert s["f1"] == pytest.approx(2 * 0.5 * 1.0 / 1.5)  # 2/3
+
+
+def test_partial_overlap_half():
+    s = score("Captain Runa", ["Runa Edevane"])  # 1 common of 2 and 2
+    assert (s["precision"], s["recall"], s["f1"]) == pytest.approx((0.5, 0.5, 0.5))
+
+
+def test_repeated_tokens_count_once_per_gold_occurrence():
+    s = score("cat cat", ["the cat"])  # Counter intersection: min(2, 1) = 1 common
+    assert (s["precision"], s["recall"]) == pytest.approx((0.5, 1.0))
+    assert s["f1"] == pytest.approx(2 / 3)
+
+
+def test_max_over_golden_answers():
+    assert score("Sallow", ["Sallow River", "Sallow"])["em"] == 1.0
+    # "sallow river bank" vs "sallow river": P 2/3, R 1, F1 0.8; vs "river": P 1/3, R 1, F1 0.5
+    s = score("the Sallow River bank", ["Sallow River", "river"])
+    assert s["em"] == 0.0
+    assert s["f1"] == pytest.approx(0.8)
+    assert s["precision"] == pytest.approx(2 / 3)
+    assert s["recall"] == pytest.approx(1.0)
+    # order of golden answers does not matter
+    assert score("the Sallow River bank", ["river", "Sallow River"]) == s
+
+
+@pytest.mark.parametrize("pred, golds, em, f1", [
+    ("no", ["yes"], 0.0, 0.0),
+    ("yes", ["no"], 0.0, 0.0),
+    ("yes it is", ["yes"], 0.0, 0.0),      # special answers must match exactly: no partial credit
+    ("yes", ["yes it is"], 0.0, 0.0),      # ... in either direction
+    ("no answer", ["noanswer"], 0.0, 0.0),
+    ("Yes.", ["yes"], 1.0, 1.0),           # after normalization it is the same answer
+    ("NO!", ["no"], 1.0, 1.0),
+    ("yes", ["no", "yes"], 1.0, 1.0),      # max over golden answers still applies
+])
+def test_yes_no_must_match_exactly(pred, golds, em, f1):
+    s = score(pred, golds)
+    assert (s["em"], s["f1"]) == (em, f1)
+    if f1 == 0.0:
+        assert s["precision"] == s["recall"] == 0.0
+
+
+def test_empty_prediction_scores_zero():
+    assert score("", ["glassblower"]) == {"em": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+
+
+def test_em_is_binary_and_f1_bounded():
+    for pred, golds in [("a b c", ["b c d"]), ("x", ["x y z"]), ("1912", ["in 1912"])]:
+        s = score(pred, golds)
+        assert s["em"] in (0.0, 1.0)
+        for k in ("f1", "precision", "recall"):
+            assert 0.0 <= s[k] <= 1.0
+
+
+# ---------------------------------------------------------------- summarize
+def _row(f1, em, p, r, secs, typ=None, upd=None):
+    row = {"f1": f1, "em": em, "precision": p, "recall": r, "seconds": secs}
+    if typ is not None:
+        row["type"] = typ
+    if upd is not None:
+        row["update_seconds"] = upd
+    return row
+
+
+def test_summarize_empty():
+    assert summarize([]) == {"n": 0}
+
+
+def test_summarize_means_and_by_type():
+    rows = [_row(1.0, 1.0, 1.0, 1.0, 2.0, "bridge", 0.5),
+            _row(0.5, 0.0, 0.25, 1.0, 4.0, "comparison", 1.5),
+            _row(0.0, 0.0, 0.0, 0.0, 3.0, "bridge")]          # no update_seconds: counts as 0
+    s = summarize(rows)
+    assert s["n"] == 3
+    assert s["f1"] == pytest.approx(0.5)
+    assert s["em"] == pytest.approx(1 / 3)
+    assert s["precision"] == pytest.approx(1.25 / 3)
+    assert s["recall"] == pytest.approx(2 / 3)
+    assert s["sec_per_question"] == pytest.approx(3.0)
+    assert s["update_sec_per_question"] == pytest.approx(2 / 3)
+    assert set(s["by_type"]) == {"bridge", "comparison"}
+    assert s["by_type"]["bridge"]["n"] == 2
+    assert s["by_type"]["bridge"]["f1"] == pytest.approx(0.5)
+    assert s["by_type"]["comparison"] == {"f1": pytest.approx(0.5), "em": 0.0, "precision": pytest.approx(0.25),
+                                          "recall": 1.0, "n": 1}
+    assert s["by_type"]["bridge"]["em"] == pytest.approx(0.5) and s["by_type"]["bridge"]["recall"] == pytest.approx(0.5)
+
+
+def test_summarize_without_types_has_no_by_type():
+    s = summarize([_row(1.0, 1.0, 1.0, 1.0, 1.0, ""), _row(0.0, 0.0, 0.0, 0.0, 1.0, "")])
+    assert "by_type" not in s
+    assert s["n"] == 2 and s["f1"] == pytest.approx(0.5)
+
+
+def test_summarize_mixed_rows_with_and_without_type_key():
+    s = summarize([_row(1.0, 1.0, 1.0, 1.0, 1.0, "bridge"), _row(0.0, 0.0, 0.0, 0.0, 1.0)])
+    assert s["by_type"] == {"bridge": {"f1": 1.0, "em": 1.0, "precision": 1.0, "recall": 1.0, "n": 1}}
+
+
+def test_summary_names_every_device_its_rows_ran_on():
+    row = {"f1": 1.0, "em": 1.0, "precision": 1.0, "recall": 1.0, "seconds": 0.5}
+    assert summarize([row])["device"] == "cpu"  # rows logged before devices were recorded ran on the CPU
+    assert summarize([row | {"device": "cuda:0"}, row | {"device": "cuda:0"}])["device"] == "cuda:0"
+    assert summarize([row | {"device": "cuda:0"}, row])["device"] == "cpu,cuda:0"  # a resume on another device
+
+
+def test_eval_warns_when_a_method_answers_nothing():
+    row = {"f1": 0.0, "em": 0.0, "precision": 0.0, "recall": 0.0, "seconds": 0.5}
+    broken = [row | {"prediction": ""}] * 3 + [row | {"prediction": "Paris"}]
+    fine = [row | {"prediction": "Paris"}] * 3 + [row | {"prediction": " "}]
+    assert summarize(broken)["empty_answers"] == 3 and summarize(fine)["empty_answers"] == 1
+    res = {"methods": {"prag": summarize(broken), "rag": summarize(fine)}}
+    assert empty_warnings(res) == ["warning: prag answered nothing for 3 of 4 questions"]
+
+
+# ---------------------------------------------------------------- retrieval recall and eval runs
+def test_doc_recall():
+    assert doc_recall(["a", "b", "c"], ["a", "d"]) == 0.5
+    assert doc_recall(["a"], ["a"]) == 1.0
+    assert doc_recall(["x"], ["a", "b"]) == 0.0
+    assert doc_recall(["a", "a"], ["a"]) == 1.0
+    assert doc_recall(["a"], []) is None
+
+
+def test_eval_reports_retrieval_recall_and_per_type_metrics(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:4]
+    for i, q in enumerate(qs):
+        q.type = "a" if i % 2 else "b"
+    res = run_eval(pipe, qs, ["closed", "rag"], 2, progress=False)["methods"]
+    expect = sum(doc_recall([h.doc.id for h in tiny_kb.retriever.retrieve(q.question, 2)], q.gold_doc_ids)
+                 for q in qs) / len(qs)
+    assert res["rag"]["retrieval_recall"] == pytest.approx(expect)
+    assert "retrieval_recall" not in res["closed"]  # closed-book retrieves nothing
+    assert set(res["rag"]["by_type"]) == {"a", "b"}
+    for t in ("a", "b"):
+        assert set(res["rag"]["by_type"][t]) >= {"f1", "em", "precision", "recall", "n"}
+
+
+# ---------------------------------------------------------------- resume
+def test_eval_resume_does_not_reuse_rows_of_other_settings(tiny_kb, tiny_lm, tmp_path):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:2]
+    log = tmp_path / "run.log.jsonl"
+    run_eval(pipe, qs, ["rag"], 1, log, progress=False)
+    assert len(log.read_text().splitlines()) == 2
+    run_eval(pipe, qs, ["rag"], 1, log, progress=False)  # same settings: nothing redone
+    assert len(log.read_text().splitlines()) == 2
+    res = run_eval(pipe, qs, ["rag"], 2, log, progress=False)  # another top-k: redone, not mixed in
+    assert len(log.read_text().splitlines()) == 4 and res["methods"]["rag"]["n"] == 2
+
+
+def test_eval_resume_redoes_parametric_rows_when_the_adapters_change(tiny_kb, tiny_lm, tmp_path):
+    """prag/combine rows carry a fingerprint of the kb's encoding recipe: rows of other adapters are not reused,
+    closed-book rows are; a row logged before the fingerprint existed still resumes."""
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:2]
+    log = tmp_path / "run.log.jsonl"
+    run_eval(pipe, qs, ["closed", "prag"], 1, log, progress=False)
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert {r["method"]: "adapters" in r["setting"] for r in rows} == {"closed": False, "prag": True}
+    assert pending(pipe, qs, ["closed", "prag"], 1, log) == []
+    key = recipe_key(pipe.config)
+    pipe.config.lora.batch_docs += 1  # the same adapters: still resumes
+    assert recipe_key(pipe.config) == key and pending(pipe, qs, ["prag"], 1, log) == []
+    pipe.config.lora.lr *= 2  # other adapters
+    assert recipe_key(pipe.config) != key
+    assert pending(pipe, qs, ["prag"], 1, log) == qs and pending(pipe, qs, ["closed"], 1, log) == []
+    legacy = tmp_path / "legacy.log.jsonl"  # written before the fingerprint existed
+    legacy.write_text("".join(json.dumps({**r, "setting": {k: v for k, v in r["setting"].items() if k != "adapters"}})
+                              + "\n" for r in rows))
+    assert pending(pipe, qs, ["closed", "prag"], 1, legacy) == []
+
+
+def test_resumed_eval_builds_adapters_only_for_unanswered_questions(tiny_kb, tiny_lm, tmp_path):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:3]
+    log = tmp_path / "run.log.jsonl"
+    assert pending(pipe, qs, ["prag"], 1, log) == qs  # no log yet: everything
+    run_eval(pipe, qs[:2], ["rag"], 1, log, progress=False)
+    assert pending(pipe, qs, ["rag"], 1, log) == qs[2:]
+    assert pending(pipe, qs, ["rag", "closed"], 1, log) == qs  # closed is unanswered for all three
+    assert pending(pipe, qs, ["rag"], 2, log) == qs  # another setting's rows do not count
+    # nothing pending -> nothing to build: an empty id list is no documents, not all of them
+    pipe.parameterize_retrieved([], 1, progress=False)
+    assert not any(tiny_kb.is_done(d.id) for d in tiny_kb.docs)
+    pipe.parameterize([], progress=False)
+    assert not any(tiny_kb.is_done(d.id) for d in tiny_kb.docs)

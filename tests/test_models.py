@@ -1,0 +1,31 @@
+"""models.py's Prompter: the question prompt for chat and base (no chat template) models, with worked examples."""
+from conftest import make_tiny_model_dir
+from prag.generate import generate, question_message
+from prag.models import INSTRUCTION, load_model
+
+
+def test_base_model_prompt_and_single_line_answers(tmp_path):
+    lm = load_model(str(make_tiny_model_dir(tmp_path / "base", chat=False)))
+    assert not lm.prompter.chat
+    prompt = lm.prompter.format(question_message("Where is Zorblax?"))
+    assert prompt.startswith(lm.prompter.FEW_SHOT) and prompt.endswith("Question: Where is Zorblax?\nAnswer:")
+    assert prompt.count(INSTRUCTION) == 0  # the few-shot header carries the instruction once
+    out = generate(lm, prompt, max_new_tokens=12)
+    assert "\n" not in out.rstrip("\n")  # generation stops at the first line break
+
+
+def test_chat_model_prompt_uses_template(tiny_lm):
+    prompt = tiny_lm.prompter.format(question_message("Where is Zorblax?"))
+    assert prompt.startswith("<|user|>" + INSTRUCTION) and prompt.endswith("<|assistant|>")
+
+
+def test_worked_examples_come_first_in_both_layouts(tmp_path, tiny_lm):
+    shots = [(question_message("Which is older, A or B?"), "A"), (question_message("Who founded C?"), "Dana Roe")]
+    chat = tiny_lm.prompter.format(question_message("Where is Zorblax?"), shots=shots)
+    assert chat.index("Which is older") < chat.index("Dana Roe") < chat.index("Where is Zorblax?")
+    assert chat.endswith("<|assistant|>") and chat.count("<|assistant|>") == 3  # two answered turns, then ours
+    base = load_model(str(make_tiny_model_dir(tmp_path / "base", chat=False)))
+    prompt = base.prompter.format(question_message("Where is Zorblax?"), shots=shots)
+    assert base.prompter.FEW_SHOT not in prompt  # the dataset's examples replace the generic ones
+    assert "Question: Which is older, A or B?\nAnswer: A\n\nQuestion: Who founded C?\nAnswer: Dana Roe\n\n" in prompt
+    assert prompt.endswith("Question: Where is Zorblax?\nAnswer:") and prompt.count(INSTRUCTION) == 0

@@ -1,0 +1,185 @@
+"""pipeline.py on the tiny model: what `plan` retrieves, prompts and applies for each method, every method
+answering, DA-RAG's in-context augmentation, worked examples in the prompt, the augment.parts switch, and the
+§5.2 warm-up adapter."""
+import json
+
+import pytest
+import torch
+
+import prag.pipeline as pipeline_mod
+from conftest import FICTIONAL
+from prag import PragError
+from prag.config import PragConfig
+from prag.corpus import load_questions, split
+from prag.encode import read_adapter
+from prag.errors import NotFound
+from prag.evaluate import run_eval
+from prag.methods import METHODS
+from prag.pipeline import Pipeline
+from prag.store import KnowledgeBase
+
+Q = "What was Ostrander Pell's occupation?"
+
+
+# ---------------------------------------------------------------- plan, per method
+@pytest.fixture()
+def pipe(tiny_kb, tiny_lm):
+    return Pipeline(tiny_kb, tiny_lm)
+
+
+# method: (retrieves, documents' text in the prompt, QA-pair lines in the prompt, adapters)
+PLANS = {
+    "closed": (False, False, False, False),
+    "rag": (True, True, False, False),
+    "da-rag": (True, None, True, False),  # None: its rewrites may repeat the text; not asserted
+    "prag": (True, False, False, True),
+    "combine": (True, True, False, True),
+}
+
+
+@pytest.mark.parametrize("method", list(PLANS))
+def test_plan_per_method(pipe, method):
+    retrieves, doc_text, qa_lines, adapts = PLANS[method]
+    prompt, hits, adapters, weights = pipe.plan(Q, method, top_k=2)
+    retrieved = pipe.retrieve(Q, 2)
+    assert Q in prompt
+    assert [h.doc.id for h in hits] == ([h.doc.id for h in retrieved] if retrieves else [])
+    if doc_text is not None:
+        assert all((h.doc.text in prompt) == doc_text for h in retrieved), method
+    assert ("\nQ: " in prompt and " A: " in prompt) == qa_lines, prompt
+    if adapts:
+        assert len(adapters) == len(weights) == len(hits) >= 1 and all(w > 0 for w in weights)
+    else:
+        assert adapters == [] and weights == []
+
+
+@pytest.mark.parametrize("method, doc_ids", [
+    ("rag", ["fic-03", "fic-05"]),
+    ("da-rag", ["fic-05"]),  # one: two augmented documents overflow the tiny model's context
+    ("prag", ["fic-03", "fic-05"]),
+    ("combine", ["fic-05", "fic-03"]),
+])
+def test_plan_takes_the_given_doc_ids(pipe, method, doc_ids):
+    prompt, hits, adapters, _ = pipe.plan(Q, method, doc_ids=doc_ids)
+    assert [h.doc.id for h in hits] == doc_ids  # in the given order, not BM25's (which ranks fic-01 first)
+    assert len(adapters) == (len(doc_ids) if PLANS[method][3] else 0)
+
+
+@pytest.mark.parametrize("method, doc_ids, error, match", [
+    ("flare", ["fic-01"], PragError, "doc_ids"),
+    ("dragin", ["fic-01"], PragError, "doc_ids"),
+    ("rag", ["fic-01", "nope"], NotFound, "nope"),
+    ("da-rag", ["nope"], NotFound, "nope"),
+    ("prag", ["nope"], NotFound, "nope"),
+    ("combine", ["fic-01", "nope"], NotFound, "nope"),
+])
+def test_plan_refuses_bad_doc_ids(pipe, method, doc_ids, error, match):
+    with pytest.raises(error, match=match):
+        pipe.plan(Q, method, doc_ids=doc_ids)
+    assert not any(pipe.kb.is_done(d.id) for d in pipe.kb.docs)  # refused before any encoding
+
+
+# ---------------------------------------------------------------- ask
+def test_every_method_answers_and_eval_resumes(tiny_kb, tiny_lm, tmp_path):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.config.generation.max_new_tokens = 4
+    q = load_questions(FICTIONAL / "questions.jsonl")[:3]
+    for m in METHODS:
+        a = pipe.ask(q[0].question, method=m, top_k=2)
+        if METHODS.get(m).dynamic:  # retrieve only when unsure (test_dynamic.py)
+            assert isinstance(a.answer, str) and bool(a.hits) == (a.retrieval_rounds > 0)
+            continue
+        assert isinstance(a.answer, str) and (m == "closed") == (not a.hits)
+    with pytest.raises(PragError, match="unknown method"):
+        pipe.ask(q[0].question, method="nope")
+    log = tmp_path / "log.jsonl"
+    calls = []
+    real_ask = pipe.ask
+    pipe.ask = lambda *a, **k: calls.append(1) or real_ask(*a, **k)
+    r1 = run_eval(pipe, q[:2], ["closed", "prag"], 2, log, progress=False)
+    assert len(calls) == 4
+    r2 = run_eval(pipe, q, ["closed", "prag"], 2, log, progress=False)
+    assert len(calls) == 6, "the 4 logged answers must be reused"
+    assert r2["methods"]["prag"]["n"] == 3 and set(r1["methods"]) == {"closed", "prag"}
+    for k in ("f1", "em", "sec_per_question", "n"):
+        assert k in r2["methods"]["closed"]
+    pipe.injector.remove()
+
+
+def test_da_rag_puts_the_augmentation_in_context_without_training(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    q = "What was Ostrander Pell's occupation?"
+    prompt, hits, adapters, _ = pipe.plan(q, "da-rag")
+    rag_prompt, rag_hits, _, _ = pipe.plan(q, "rag")
+    assert [h.doc.id for h in hits] == [h.doc.id for h in rag_hits] and not adapters
+    aug = pipe._augment(hits[0].doc)
+    assert f"Q: {aug.qa[0].question} A: {aug.qa[0].answer}" in prompt
+    assert prompt != rag_prompt
+    assert not any(tiny_kb.is_done(h.doc.id) for h in hits)  # nothing was trained for it
+    ans = pipe.ask(q, method="da-rag")
+    assert ans.prompt_tokens > pipe.ask(q, method="closed").prompt_tokens
+
+
+def test_pipeline_prompt_shows_the_examples_for_every_method(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    q = "What was Ostrander Pell's occupation?"
+    bare = {m: pipe.plan(q, m)[0] for m in ("closed", "rag", "prag")}
+    pipe.examples = [("Who wrote Zyx?", "Quentin Marsh")]
+    for m in ("closed", "rag", "prag"):
+        prompt = pipe.plan(q, m)[0]
+        assert "Quentin Marsh" in prompt and prompt.endswith(bare[m][-40:]) and prompt != bare[m]
+
+
+# ---------------------------------------------------------------- ablation switches (§5.2–5.3)
+def test_parts_none_trains_on_the_document_only(tiny_kb, tiny_lm):
+    tiny_kb.config.augment.parts = "none"
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    doc = tiny_kb.docs[0]
+    pipe.parameterize([doc.id], progress=False)
+    aug = tiny_kb.load_augmentation(doc.id)
+    assert aug.rewrites == [doc.as_text()] and aug.qa == []
+
+
+def test_warmup_adapter_is_every_documents_starting_point(tiny_kb, tiny_lm, tmp_path):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    dev = split(load_questions(FICTIONAL / "questions.jsonl"), "dev")
+    res = pipe.warmup(dev, tmp_path / "warm", lr=1e-3, epochs=2)  # its own recipe, not the kb's
+    assert res["questions"] == len(dev) and res["steps"] == len(dev) * 2
+    assert tiny_kb.config.lora.epochs != 2 and (res["lr"], res["epochs"]) == (1e-3, 2)
+    saved = json.loads((tmp_path / "warm" / "warmup.json").read_text())  # the recipe and losses travel with it
+    assert (saved["lr"], saved["epochs"], len(saved["losses"])) == (1e-3, 2, res["steps"])
+    assert saved["diverged"] == (saved["final_loss"] >= saved["first_loss"])  # windows of min(10, steps // 2)
+    warm = read_adapter(tmp_path / "warm")
+    assert any(b.abs().max() > 0 for _, b in warm.factors.values())  # trained: B left zero
+    # lr 0: a document's adapter must be exactly the warm-up LoRA (batched path and one-document loop)
+    cfg = PragConfig.from_dict(tiny_kb.config.to_dict())
+    cfg.lora.init_from, cfg.lora.lr = str(tmp_path / "warm"), 0.0
+    for batch in (1, 4):
+        cfg.lora.batch_docs = batch
+        kb = KnowledgeBase.create(tmp_path / f"kb{batch}", FICTIONAL / "corpus.jsonl", cfg)
+        Pipeline(kb, tiny_lm).parameterize([d.id for d in kb.docs[:2]], progress=False)
+        for d in kb.docs[:2]:
+            ad = kb.load_adapter(d.id)
+            for name, (a, b) in warm.factors.items():
+                assert torch.equal(ad.factors[name][0], a) and torch.equal(ad.factors[name][1], b)
+
+
+def test_warmup_is_kept_only_when_it_is_the_same_warmup(tiny_kb, tiny_lm, tmp_path, monkeypatch):
+    calls = []
+    real = pipeline_mod.train_adapter
+    monkeypatch.setattr(pipeline_mod, "train_adapter", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    dev = split(load_questions(FICTIONAL / "questions.jsonl"), "dev")[:4]
+    out = tmp_path / "warm"
+    assert not pipe.warmup(dev, out, lr=1e-3, epochs=1)["reused"] and len(calls) == 1
+    again = pipe.warmup(dev, out, lr=1e-3, epochs=1)
+    assert again["reused"] and len(calls) == 1 and again["adapter_sha256"]
+    assert not pipe.warmup(dev, out, lr=1e-3, epochs=1, force=True)["reused"] and len(calls) == 2
+    assert not pipe.warmup(dev, out, lr=3e-3, epochs=1)["reused"] and len(calls) == 3  # another recipe
+    assert not pipe.warmup(dev[:3], out, lr=3e-3, epochs=1)["reused"] and len(calls) == 4  # other questions
+    (out / "adapter_model.safetensors").write_bytes(b"damaged")  # a checksum that no longer holds
+    assert not pipe.warmup(dev[:3], out, lr=3e-3, epochs=1)["reused"] and len(calls) == 5
+    saved = json.loads((out / "warmup.json").read_text())
+    saved.pop("key")  # a warm-up written before the key existed (as stop 16's diverged one) is retrained
+    (out / "warmup.json").write_text(json.dumps(saved))
+    assert not pipe.warmup(dev[:3], out, lr=3e-3, epochs=1)["reused"] and len(calls) == 6

@@ -1,0 +1,204 @@
+"""store.py: the knowledge base's manifest surviving a torn write, checksummed adapters, storage dtypes, stale
+temporary folders, failures and encoding cost in the manifest, one encoding recipe per kb, and a real
+`prag parameterize` job killed with SIGKILL again and again."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FICTIONAL, write_jsonl
+from conftest import check_consistent as _check_consistent
+from conftest import synthetic_corpus as _synthetic_corpus
+from prag import PragError
+from prag.config import default_config
+from prag.corpus import load_corpus, load_questions, split
+from prag.pipeline import Pipeline
+from prag.store import KnowledgeBase
+from prag.update import ADAPTER_FILE
+
+
+# ---------------------------------------------------------------- the manifest
+def test_manifest_survives_a_torn_last_line(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.parameterize([tiny_kb.docs[0].id], progress=False)
+    with open(tiny_kb.root / "manifest.jsonl", "a") as f:
+        f.write('{"id": "fic-02", "status": "do')  # a crash in the middle of an append
+    kb2 = KnowledgeBase.open(tiny_kb.root)
+    assert kb2.is_done(tiny_kb.docs[0].id) and not kb2.is_done("fic-02")
+    assert kb2.summary()["pending"] == len(tiny_kb.docs) - 1
+    pipe.injector.remove()
+
+
+def test_manifest_survives_a_torn_last_line_and_resumes(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    a, b = tiny_kb.docs[0].id, tiny_kb.docs[1].id
+    pipe.parameterize([a], progress=False)
+    with open(tiny_kb.root / "manifest.jsonl", "a") as f:
+        f.write('{"id": "' + b + '", "status": "do')  # the process died mid-write
+    kb2 = KnowledgeBase.open(tiny_kb.root)
+    assert kb2.is_done(a) and kb2.status(b) == "pending"
+    Pipeline(kb2, tiny_lm).parameterize([b], progress=False)
+    kb3 = KnowledgeBase.open(tiny_kb.root)
+    assert kb3.is_done(a) and kb3.is_done(b)
+    assert all(json.loads(line) for line in (tiny_kb.root / "manifest.jsonl").read_text().splitlines())
+
+
+def test_status_reports_failures_with_reasons(tiny_kb, tiny_lm, monkeypatch):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    bad = tiny_kb.docs[1].id
+    real = pipe._augment_many
+
+    def augment_many(docs):
+        if any(d.id == bad for d in docs):
+            raise ValueError("no usable sentence")
+        return real(docs)
+
+    monkeypatch.setattr(pipe, "_augment_many", augment_many)
+    s = pipe.parameterize([d.id for d in tiny_kb.docs[:3]], progress=False)
+    assert s["done"] == 2 and list(s["failed"]) == [bad]
+    st = KnowledgeBase.open(tiny_kb.root).summary()
+    assert (st["parameterized"], st["failed"], st["pending"]) == (2, 1, len(tiny_kb.docs) - 3)
+    assert "no usable sentence" in st["failures"][bad]
+
+
+def test_encoding_cost_reads_the_manifest(tiny_kb, tiny_lm):
+    """Median and mean over the finished adapters' recorded seconds; failed, unfinished and untimed documents
+    are counted as used but not as timed."""
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    ids = [d.id for d in tiny_kb.docs[:4]]
+    assert tiny_kb.encoding_cost(ids) == {"adapters": 4, "timed": 0, "seconds": 0.0, "sec_per_doc_mean": None,
+                                          "sec_per_doc_median": None}
+    pipe.parameterize(ids, progress=False)
+    for i, secs in zip(ids, (4.0, 1.0, 2.0, 10.0)):  # known times in place of the measured ones
+        tiny_kb._append_manifest({**tiny_kb._manifest[i], "seconds": secs})
+    kb = KnowledgeBase.open(tiny_kb.root)  # read back from disk
+    assert kb.encoding_cost(ids) == {"adapters": 4, "timed": 4, "seconds": 17.0, "sec_per_doc_mean": 4.25,
+                                     "sec_per_doc_median": 3.0}
+    assert kb.encoding_cost(ids[:3])["sec_per_doc_median"] == 2.0  # odd count: the middle one
+    kb.mark_failed(ids[3], "boom")  # the last manifest line wins
+    rec = {k: v for k, v in kb._manifest[ids[2]].items() if k != "seconds"}
+    kb._append_manifest(rec)  # a finished adapter without a recorded time
+    assert kb.encoding_cost(ids) == {"adapters": 4, "timed": 2, "seconds": 5.0, "sec_per_doc_mean": 2.5,
+                                     "sec_per_doc_median": 2.5}
+
+
+def test_kb_refuses_adapters_of_another_recipe(tiny_kb, tiny_lm, tmp_path):
+    """Adapters record their recipe; a kb never mixes them: a warm-up retrained in place, or kb.toml changed,
+    makes further encoding an error."""
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    warm = tmp_path / "warm"
+    pipe.warmup(split(load_questions(FICTIONAL / "questions.jsonl"), "dev")[:3], warm, lr=1e-3, epochs=1)
+    tiny_kb.config.lora.init_from = str(warm)
+    pipe.parameterize([tiny_kb.docs[0].id], progress=False)
+    assert len(tiny_kb.recipes()) == 1
+    pipe.parameterize([tiny_kb.docs[1].id], progress=False)  # the same recipe: fine
+    pipe.warmup(split(load_questions(FICTIONAL / "questions.jsonl"), "dev")[:3], warm, lr=3e-3, epochs=1)
+    with pytest.raises(PragError, match="other encoding settings"):
+        pipe.parameterize([tiny_kb.docs[2].id], progress=False)
+    assert not tiny_kb.is_done(tiny_kb.docs[2].id)
+
+
+# ---------------------------------------------------------------- adapters and documents on disk
+def test_corrupt_adapter_is_detected_and_redone(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    doc = tiny_kb.docs[1]
+    pipe.parameterize([doc.id], progress=False)
+    path = tiny_kb.doc_dir(doc.id) / ADAPTER_FILE
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    kb2 = KnowledgeBase.open(tiny_kb.root)
+    with pytest.raises(PragError, match="checksum"):
+        kb2.load_adapter(doc.id)
+    assert not kb2.is_done(doc.id)
+    Pipeline(kb2, tiny_lm).parameterize([doc.id], progress=False)
+    kb2.load_adapter(doc.id)  # verified again
+    pipe.injector.remove()
+
+
+@pytest.mark.parametrize("dtype, itemsize", [("float16", 2), ("bfloat16", 2), ("float32", 4)])
+def test_adapter_dtype_on_disk(tiny_kb, tiny_lm, dtype, itemsize):
+    tiny_kb.config.lora.adapter_dtype = dtype
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    doc = tiny_kb.docs[0]
+    pipe.parameterize([doc.id], progress=False)
+    raw = (tiny_kb.doc_dir(doc.id) / ADAPTER_FILE).read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    assert dtypes == {{"float16": "F16", "bfloat16": "BF16", "float32": "F32"}[dtype]}
+    ad = tiny_kb.load_adapter(doc.id)
+    n_params = sum(a.numel() + b.numel() for a, b in ad.factors.values())
+    assert len(raw) < n_params * itemsize + 20_000
+    assert all(a.dtype == torch.float32 for a, _ in ad.factors.values()), "loaded factors are float32"
+
+
+def test_stale_temporary_folders_are_removed(tiny_kb, tiny_lm):
+    dead = tiny_kb.root / "docs" / ".x-123.tmp999999999"
+    live = tiny_kb.root / "docs" / f".y-456.tmp{os.getpid()}"
+    dead.mkdir()
+    live.mkdir()
+    Pipeline(tiny_kb, tiny_lm).parameterize([tiny_kb.docs[0].id], progress=False)
+    assert not dead.exists() and live.exists(), "only a dead process's leftovers may go"
+
+
+def test_kb_with_u2028_in_a_document_can_be_reopened(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "title": "T", "text": "one\u2028two"}])
+    assert load_corpus(corpus)[0].text == "one\u2028two"   # the user's file itself is fine (escaped)
+    KnowledgeBase.create(tmp_path / "kb", corpus, default_config("smollm2"))
+    assert KnowledgeBase.open(tmp_path / "kb").docs[0].text == "one\u2028two"
+
+
+# ---------------------------------------------------------------- a real job, killed with SIGKILL
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "prag.cli", *map(str, args)]
+
+
+def _manifest_lines(kb_dir: Path) -> int:
+    path = kb_dir / "manifest.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def test_sigkill_and_resume_leaves_every_document_done_once(tmp_path, tiny_model_dir):
+    n = 40
+    corpus = _synthetic_corpus(tmp_path / "corpus.jsonl", n)
+    conf = tmp_path / "conf.toml"
+    conf.write_text("[lora]\nepochs = 6\nbatch_docs = 2\nmax_seq_len = 160\n")  # ~0.4 s per document
+    kb = tmp_path / "kb"
+    subprocess.run(_cli("index", "--corpus", corpus, "--kb", kb, "--model", tiny_model_dir, "--config", conf),
+                   check=True, capture_output=True)
+    rng = random.Random(1234)
+    kills, progress = 0, []
+    for _ in range(8):
+        before = _manifest_lines(kb)
+        proc = subprocess.Popen(_cli("parameterize", "--kb", kb), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60  # wait for the job to finish something (start-up speed varies), then kill it
+        while _manifest_lines(kb) == before and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))  # at a random point of the next batch: training, writing or appending
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        done = _check_consistent(kb)
+        assert all(c == 1 for c in done.values()), done
+        progress.append(len(done))
+        if len(done) == n:
+            break
+    assert kills >= 5, f"only {kills} kills happened before the job finished: make the job longer"
+    res = subprocess.run(_cli("parameterize", "--kb", kb), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    done = _check_consistent(kb)
+    assert sorted(done) == [f"doc-{i:02d}" for i in range(n)] and set(done.values()) == {1}, done
+    status = json.loads(subprocess.run(_cli("status", "--kb", kb, "--json"), capture_output=True, text=True,
+                                       check=True).stdout)
+    assert (status["parameterized"], status["pending"], status["failed"]) == (n, 0, 0)
+    assert not [p for p in (kb / "docs").iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    assert progress == sorted(progress) and progress[-1] > 0, f"documents done after each kill: {progress}"
