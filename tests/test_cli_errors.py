@@ -205,3 +205,28 @@ def test_warmup_bad_recipe(guard, unchanged, tmp_path, args, needle):
     assert_clean_error(prag(guard, "warmup", "--kb", unchanged, "--out", tmp_path / "w", "--dataset", FICTIONAL,
                             *args), needle)
     assert not (tmp_path / "w").exists()
+
+
+# ---------------------------------------------------------------- usage errors and odd paths (issue 27)
+@pytest.mark.parametrize("args, needle", [
+    (("index", "--bogus"), "No such option: --bogus"),
+    (("index",), "Missing option '--corpus'"),
+    (("ask", "--kb", "x"), "Missing argument 'question'"),
+    (("bogus",), "No such command 'bogus'"),
+    (("eval", "--top-k", "three"), "Invalid value for '--top-k'"),
+])
+def test_usage_errors_are_one_line(guard, args, needle):
+    assert_clean_error(prag(guard, *args), needle, "--help")
+
+
+def test_kb_paths_that_are_not_kbs(guard, tmp_path):
+    (tmp_path / "plain").write_text("x")
+    assert_clean_error(prag(guard, "ask", "--kb", tmp_path / "plain", "Who?"), "no knowledge base")
+    assert_clean_error(prag(guard, "status", "--kb", tmp_path / "plain"), "no knowledge base")
+    assert_clean_error(prag(guard, "index", "--corpus", FICTIONAL / "corpus.jsonl", "--kb", tmp_path / "plain"),
+                       "not a directory")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert_clean_error(prag(guard, "index", "--corpus", FICTIONAL / "corpus.jsonl", "--kb", tmp_path / "mine"),
+                       "not a knowledge base and not empty")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]

@@ -3,6 +3,8 @@ import json
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import FICTIONAL, write_jsonl
 from prag import PragError
@@ -249,3 +251,31 @@ def test_few_shot_examples_come_from_the_end_of_dev_one_type_after_another():
         few_shot_examples(qs, -1)
     with pytest.raises(PragError, match="dev split has 10"):
         few_shot_examples(qs, 11)
+
+
+# ---------------------------------------------------------------- property-based: any file (issue 27)
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+_FIELDS = st.fixed_dictionaries({}, optional={
+    "id": _JSON | st.text(), "title": _JSON | st.text(), "text": _JSON | st.text(), "question": _JSON | st.text(),
+    "golden_answers": _JSON | st.lists(st.text()), "gold_doc_ids": _JSON | st.lists(st.text()), "type": _JSON})
+_LINES = st.lists(_FIELDS.map(json.dumps) | _JSON.map(json.dumps) | st.text(max_size=30), max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=200) | _LINES.map(lambda ls: "\n".join(ls).encode("utf-8", "surrogatepass")))
+def test_any_bytes_give_records_or_one_clear_error(tmp_path, raw):
+    from prag.corpus import load_corpus, load_questions
+
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(raw)
+    for loader in (load_corpus, load_questions):
+        try:
+            rows = loader(path)
+        except PragError as e:
+            assert str(e).startswith(str(path)) and "\n" not in str(e)
+            continue
+        assert rows and len({r.id for r in rows}) == len(rows)  # a correct result: unique ids
+        assert all(isinstance(getattr(r, "text", getattr(r, "question", "")), str) for r in rows)

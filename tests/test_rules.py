@@ -3,6 +3,8 @@ and the Augmentation/QA types' (de)serialization."""
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import FICTIONAL
 from prag.augment import RuleAugmenter
@@ -167,3 +169,50 @@ def test_augmentation_round_trip_of_rule_output():
 def test_augmentation_from_dict_defaults():
     aug = Augmentation.from_dict({"rewrites": [], "qa": [{"question": "Q?", "answer": "A"}]})
     assert aug.notes == {} and aug.qa == [QA("Q?", "A", "model")]
+
+
+# ---------------------------------------------------------------- linear time on text without sentence breaks (issue 27)
+@settings(max_examples=300, deadline=None)
+@given(spans=st.lists(st.tuples(st.integers(0, 60), st.integers(1, 8)), max_size=40))
+def test_overlap_index_equals_the_plain_scan(spans):
+    """rules._Taken (binary search over disjoint ranges) keeps exactly what the quadratic scan it replaced kept."""
+    from prag.rules import _Taken
+
+    taken, plain, kept, kept_plain = _Taken(), [], [], []
+    for a, n in spans:
+        b = a + n
+        if not taken.overlaps(a, b):
+            taken.add(a, b)
+            kept.append((a, b))
+        if not any(x < b and a < y for x, y in plain):
+            plain.append((a, b))
+            kept_plain.append((a, b))
+    assert kept == kept_plain
+
+
+def test_rules_on_a_long_text_without_sentence_breaks_scale_linearly():
+    """Work counted, not timed: the number of overlap checks grows with the text, not with its square."""
+    import random
+
+    from prag import rules
+
+    calls = {"n": 0}
+    real = rules._Taken.overlaps
+
+    def counted(self, a, b):
+        calls["n"] += 1
+        return real(self, a, b)
+
+    words = ["alpha", "Beta", "gamma", "Delta", "river", "1923", "mountain", "Harlow", "was", "built", "in", "the"]
+    rng = random.Random(0)
+    per_char = []
+    for n in (20_000, 80_000):
+        calls["n"] = 0
+        text = " ".join(rng.choice(words) for _ in range(n // 6))
+        rules._Taken.overlaps = counted
+        try:
+            rules.answer_spans(Document("a", "T", text))
+        finally:
+            rules._Taken.overlaps = real
+        per_char.append(calls["n"] / len(text))
+    assert per_char[1] < 1.5 * per_char[0], per_char

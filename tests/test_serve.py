@@ -7,6 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from prag.pipeline import Pipeline
 
@@ -135,3 +137,175 @@ def test_invalid_json_oversized_body_and_unknown_document(client):
     assert client.delete("/v1/documents/missing").status_code == 404
     assert client.post("/v1/documents", json={"title": "no text"}).status_code == 400
     assert client.get("/health").json()["status"] == "ok"  # still up
+
+
+# ---------------------------------------------------------------- bounded work, ids, a deletion is final (issue 27)
+@pytest.mark.parametrize("body, needle", [
+    ({"messages": [{"role": "user", "content": "Who? " * 20_000}]}, "characters"),
+    ({"messages": [{"role": "user", "content": Q + " x" * 5000}], "method": "closed"}, "tokens"),
+    ({"messages": [{"role": "user", "content": Q}], "doc_ids": ["doc-01"] * 60}, "more than once"),
+    ({"messages": [{"role": "user", "content": Q}], "doc_ids": [f"d{i}" for i in range(21)]}, "at most 20"),
+    ({"messages": [{"role": "user", "content": Q}], "stream": "no"}, "'stream' must be true or false"),
+])
+def test_requests_beyond_the_bounds_are_refused_at_once(client, body, needle):
+    t0 = time.perf_counter()
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 400 and needle in r.json()["error"]["message"], r.text
+    assert time.perf_counter() - t0 < 10  # refused before any generation
+
+
+@pytest.mark.parametrize("doc_id", ["../x", "a/b", ".hidden", "x" * 201, "tab\there", "ünï"])
+def test_document_ids_a_url_cannot_carry_are_refused(client, doc_id):
+    r = client.post("/v1/documents", json={"id": doc_id, "text": "Some text."})
+    assert r.status_code == 400 and "'id' must be" in r.json()["error"]["message"]
+
+
+def test_ids_are_compared_stripped_and_corpus_ids_with_a_slash_are_reachable(client, served):
+    from prag.corpus import Document
+
+    assert client.post("/v1/documents", json={"id": " dup-1 ", "text": "Text one."}).status_code == 201
+    assert client.post("/v1/documents", json={"id": "dup-1", "text": "Text two."}).status_code == 409
+    assert client.post("/v1/documents", json={"id": " dup-1 ", "text": "Text two."}).status_code == 409
+    served[0].kb.add_document(Document("dir/doc", "From a corpus file", "Ids in a corpus may hold a slash."))
+    assert client.get("/v1/documents/dir/doc").json()["id"] == "dir/doc"
+    assert client.delete("/v1/documents/dir/doc").json() == {"id": "dir/doc", "deleted": True}
+    served[1].state.jobs.join()
+    client.delete("/v1/documents/dup-1")
+
+
+def test_delete_during_parameterize_never_brings_the_deleted_text_back(client, served):
+    """Fault injection: post, delete at a random moment (before, during or after the background job), re-post the
+    same id with other text, wait. Whatever the timing, the stored adapter is the new text's or none."""
+    import random
+
+    from prag.store import content_hash
+
+    kb = served[0].kb
+    rng = random.Random(0)
+    for i in range(20):
+        old, new = f"Brannock Hall was built in {1700 + i}.", f"Ossery Mill was built in {1800 + i}."
+        assert client.post("/v1/documents", json={"id": "fi", "title": "T", "text": old}).status_code == 201
+        time.sleep(rng.uniform(0, 0.4))
+        assert client.delete("/v1/documents/fi").status_code == 200
+        assert client.post("/v1/documents", json={"id": "fi", "title": "T", "text": new}).status_code == 201
+        served[1].state.jobs.join()
+        assert client.get("/v1/documents/fi").json()["status"] == "done", i
+        aug = (kb.doc_dir("fi") / "augmentation.json").read_text()
+        assert str(1800 + i) in aug and str(1700 + i) not in aug, (i, aug)
+        assert kb._manifest["fi"]["text_sha256"] == content_hash(kb.by_id["fi"])
+        assert client.delete("/v1/documents/fi").status_code == 200
+        assert not kb.doc_dir("fi").exists()
+
+
+def test_the_server_stops_on_sigterm(tmp_path, tiny_model_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from conftest import FICTIONAL, small_config
+    from prag.store import KnowledgeBase
+
+    KnowledgeBase.create(tmp_path / "kb", FICTIONAL / "corpus.jsonl", small_config(tiny_model_dir))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "prag.cli", "serve", "--kb", str(tmp_path / "kb"), "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the server did not start")
+        t0 = time.perf_counter()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(15) in (0, -signal.SIGTERM)  # uvicorn shuts down, then re-raises the signal it caught
+        assert time.perf_counter() - t0 < 10
+        assert b"Finished server process" in proc.stderr.read()  # a graceful shutdown, not a kill
+    finally:
+        proc.kill()
+
+
+# ---------------------------------------------------------------- property-based: any request body (issue 27)
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+                     max_leaves=8)
+_MESSAGES = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", 3]),
+                                            "content": st.text(max_size=40) | _JSON}), max_size=3)
+_CHAT = st.fixed_dictionaries({}, optional={
+    "model": st.sampled_from(["prag-tiny", "gpt-4"]) | _JSON, "messages": _MESSAGES | _JSON,
+    "method": st.sampled_from(["prag", "rag", "closed", "flare", "nope"]) | _JSON,
+    "top_k": st.integers(-3, 30) | _JSON, "doc_ids": st.lists(st.text(max_size=8), max_size=3) | _JSON,
+    "max_tokens": st.integers(-5, 300) | _JSON, "stream": st.booleans() | _JSON})
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=_CHAT | _JSON)
+def test_parse_chat_gives_a_request_or_a_clear_error(body):
+    from prag.errors import PragError
+    from prag.serve import _parse_chat
+
+    try:
+        req = _parse_chat(body if isinstance(body, dict) else {"messages": body}, "prag-tiny")
+    except PragError as e:
+        assert 400 <= e.status < 500 and str(e)
+        return
+    assert isinstance(req["question"], str) and req["question"].strip()
+    assert req["top_k"] is None or 1 <= req["top_k"] <= 20
+    assert isinstance(req["stream"], bool)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.fixed_dictionaries({}, optional={"id": st.text(max_size=12) | _JSON, "title": st.text(max_size=12) | _JSON,
+                                                "text": st.text(max_size=60) | _JSON}) | _JSON)
+def test_the_documents_api_answers_4xx_never_500_and_writes_only_inside_the_kb(client, served, body):
+    kb_root = served[0].kb.root
+    outside = sorted(p.name for p in kb_root.parent.iterdir())
+    r = client.post("/v1/documents", json=body)
+    assert r.status_code in (201, 400, 409), r.text
+    if r.status_code == 201:
+        doc_id = r.json()["id"]
+        assert client.get(f"/v1/documents/{doc_id}").json()["id"] == doc_id
+        assert client.delete(f"/v1/documents/{doc_id}").status_code == 200
+    else:
+        assert r.json()["error"]["message"]
+    assert sorted(p.name for p in kb_root.parent.iterdir()) == outside
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_generation_is_cancelled_when_the_client_goes_away(served, live_url, stream):
+    import httpx
+
+    pipe = served[0]
+    seen = {}
+    real_ask = pipe.ask
+
+    def slow_ask(*args, cancel=None, **kw):  # a generation that runs until it is cancelled (10 s at most)
+        t0 = time.perf_counter()
+        while not (cancel is not None and cancel.is_set()) and time.perf_counter() - t0 < 10:
+            time.sleep(0.02)
+        seen["cancelled_after"] = time.perf_counter() - t0
+        return real_ask(*args, cancel=cancel, **kw)
+
+    pipe.ask = slow_ask
+    try:
+        body = {"messages": [{"role": "user", "content": Q}], "stream": stream}
+        with pytest.raises(httpx.ReadTimeout):
+            with httpx.Client(timeout=1.0) as c:
+                r = c.post(f"{live_url}/chat/completions", json=body)
+                if stream:
+                    for _ in r.iter_lines():
+                        pass
+        for _ in range(100):
+            if "cancelled_after" in seen:
+                break
+            time.sleep(0.05)
+        assert seen.get("cancelled_after", 99) < 5, seen
+    finally:
+        pipe.ask = real_ask

@@ -202,3 +202,136 @@ def test_sigkill_and_resume_leaves_every_document_done_once(tmp_path, tiny_model
     assert (status["parameterized"], status["pending"], status["failed"]) == (n, 0, 0)
     assert not [p for p in (kb / "docs").iterdir() if p.name.startswith(".")], "temporary folders left behind"
     assert progress == sorted(progress) and progress[-1] > 0, f"documents done after each kill: {progress}"
+
+
+# ---------------------------------------------------------------- nothing stale, nothing resurrected (issue 27)
+def _fake_adapter(kb: KnowledgeBase, seed: int = 0):
+    """A random adapter of the kb's shape, and an augmentation naming `seed`: enough to publish without training."""
+    from prag.rules import QA, Augmentation
+    from prag.update import Adapter
+
+    g = torch.Generator().manual_seed(seed)
+    names = [f"model.layers.{i}.mlp.{p}" for i in range(2) for p in ("gate_proj", "up_proj", "down_proj")]
+    dims = {"gate_proj": (32, 64), "up_proj": (32, 64), "down_proj": (64, 32)}
+    factors = {n: (torch.randn(2, dims[n.rsplit(".", 1)[1]][0], generator=g),
+                   torch.randn(dims[n.rsplit(".", 1)[1]][1], 2, generator=g)) for n in names}
+    return Adapter(factors, 2, 32.0), Augmentation([f"rewrite {seed}"], [QA("Q?", f"A{seed}", "rule")], {})
+
+
+def _records(kb: KnowledgeBase, doc_id: str) -> list[str]:
+    return [json.loads(line)["status"] for line in (kb.root / "manifest.jsonl").read_text().splitlines()
+            if json.loads(line)["id"] == doc_id]
+
+
+def test_a_deleted_document_is_never_resurrected_by_a_job_still_making_it(tiny_kb):
+    from prag.corpus import Document
+
+    old = tiny_kb.docs[0]
+    adapter, aug = _fake_adapter(tiny_kb)
+    tiny_kb.remove_document(old.id)  # deleted while its adapter was being made ...
+    assert tiny_kb.save_document(old, adapter, aug, 1.0) is False  # ... which is then thrown away
+    assert _records(tiny_kb, old.id) == ["deleted"] and not tiny_kb.doc_dir(old.id).exists()
+    new = Document(old.id, old.title, "A different text about something else entirely.")
+    tiny_kb.add_document(new)  # re-posted with new text: pending, and the old job still cannot publish
+    assert tiny_kb.save_document(old, adapter, aug, 1.0) is False
+    assert tiny_kb.status(old.id) == "pending" and not tiny_kb.is_done(old.id)
+    assert tiny_kb.save_document(new, adapter, aug, 1.0) is True and tiny_kb.is_done(new.id)
+
+
+def test_a_changed_text_makes_its_adapter_stale_and_a_removed_document_goes(tiny_kb, tmp_path):
+    a, b = tiny_kb.docs[0], tiny_kb.docs[1]
+    for i, d in enumerate((a, b)):
+        assert tiny_kb.save_document(d, *_fake_adapter(tiny_kb, i), 1.0)
+    rows = [{"id": d.id, "title": d.title, "text": d.text} for d in tiny_kb.docs if d.id != b.id]
+    rows[0]["text"] = "The text of this document was rewritten since it was parameterized."
+    kb = KnowledgeBase.create(tiny_kb.root, write_jsonl(tmp_path / "c.jsonl", rows), tiny_kb.config)  # re-index
+    assert kb.status(a.id) == "stale" and not kb.is_done(a.id) and kb.summary()["stale"] == 1
+    assert not kb.doc_dir(b.id).exists() and _records(kb, b.id)[-1] == "deleted"
+    with pytest.raises(PragError, match="no adapter yet"):
+        kb.load_adapter(a.id)
+
+
+def test_index_refuses_a_directory_that_is_not_a_kb(tmp_path):
+    users = tmp_path / "mine"
+    (users / "index").mkdir(parents=True)
+    (users / "index" / "notes.txt").write_text("my notes")
+    (users / "corpus.jsonl").write_text("not prag's")
+    cfg = default_config("smollm2")
+    with pytest.raises(PragError, match="not a knowledge base and not empty"):
+        KnowledgeBase.create(users, FICTIONAL / "corpus.jsonl", cfg)
+    assert (users / "index" / "notes.txt").read_text() == "my notes"
+    assert (users / "corpus.jsonl").read_text() == "not prag's"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PragError, match="not a directory"):
+        KnowledgeBase.create(tmp_path / "file", FICTIONAL / "corpus.jsonl", cfg)
+
+
+def test_reindex_with_leftovers_of_a_killed_writer(tiny_kb):
+    (tiny_kb.root / "index.old").mkdir()  # left by the old fixed-name writer
+    (tiny_kb.root / "index.old" / "x").write_text("x")
+    (tiny_kb.root / ".index.tmp999999-1").mkdir()  # left by a killed one
+    kb = KnowledgeBase.create(tiny_kb.root, tiny_kb.root / "corpus.jsonl", tiny_kb.config)
+    assert kb.retriever.retrieve("Halvard Sorrel", 1)
+
+
+def test_adapter_config_is_covered_by_the_checksum(tiny_kb, tiny_lm):
+    doc = tiny_kb.docs[0].id
+    Pipeline(tiny_kb, tiny_lm).parameterize([doc], progress=False)
+    conf = tiny_kb.doc_dir(doc) / "adapter_config.json"
+    conf.write_text(conf.read_text().replace('"lora_alpha": 32.0', '"lora_alpha": 320.0'))
+    kb = KnowledgeBase.open(tiny_kb.root)
+    with pytest.raises(PragError, match="adapter_config.json: checksum mismatch"):
+        kb.load_adapter(doc)
+    assert KnowledgeBase.open(tiny_kb.root).summary()["failed"] == 1
+
+
+@pytest.fixture()
+def immutable():
+    """Makes paths immutable (chattr +i: not even root can write them) for one test."""
+    paths = []
+
+    def freeze(*ps):
+        res = subprocess.run(["chattr", "+i", *map(str, ps)], capture_output=True)
+        if res.returncode != 0:
+            pytest.skip(f"chattr +i is not available here: {res.stderr.decode().strip()}")
+        paths.extend(ps)
+
+    yield freeze
+    if paths:
+        subprocess.run(["chattr", "-i", *map(str, paths)])
+
+
+def test_a_read_only_kb_can_be_queried(tiny_kb, tiny_lm, immutable):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.parameterize([tiny_kb.docs[0].id], progress=False)
+    with open(tiny_kb.root / "manifest.jsonl", "a") as f:
+        f.write('{"id": "torn')  # a torn last line, which a writable kb would cut off
+    immutable(*tiny_kb.root.rglob("*"), tiny_kb.root)
+    kb = KnowledgeBase.open(tiny_kb.root)
+    assert kb.is_done(tiny_kb.docs[0].id)
+    ans = Pipeline(kb, tiny_lm).ask("Who commands the Halvard Sorrel?", "prag", doc_ids=[tiny_kb.docs[0].id])
+    assert isinstance(ans.answer, str)
+
+
+def test_concurrent_parameterize_jobs_make_each_adapter_once(tmp_path, tiny_model_dir):
+    corpus = _synthetic_corpus(tmp_path / "corpus.jsonl", 8)
+    cfg = default_config(str(tiny_model_dir))
+    cfg.lora.epochs, cfg.lora.batch_docs, cfg.lora.max_seq_len = 1, 2, 96
+    KnowledgeBase.create(tmp_path / "kb", corpus, cfg)
+    cmd = [sys.executable, "-m", "prag.cli", "parameterize", "--kb", str(tmp_path / "kb")]
+    jobs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for j in jobs:
+        assert j.wait(300) == 0, j.stderr.read()
+    done = _check_consistent(tmp_path / "kb")
+    assert len(done) == 8 and set(done.values()) == {1}, done  # one `done` line per document
+
+
+def test_every_file_of_an_adapter_is_checksummed(tiny_kb):
+    doc = tiny_kb.docs[0]
+    assert tiny_kb.save_document(doc, *_fake_adapter(tiny_kb), 1.0)
+    rec = tiny_kb._manifest[doc.id]
+    assert {"sha256", "config_sha256", "augmentation_sha256", "text_sha256"} <= set(rec), rec
+    aug = tiny_kb.doc_dir(doc.id) / "augmentation.json"
+    aug.write_text(aug.read_text().replace("rewrite 0", "rewrite 9"))
+    with pytest.raises(PragError, match="augmentation.json: checksum mismatch"):
+        KnowledgeBase.open(tiny_kb.root).load_augmentation(doc.id)

@@ -45,7 +45,7 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
             kbd = KnowledgeBase.create(root, ds / "corpus.jsonl", kb.config)
             for i in need:
-                kbd.save_document(i, kb.load_adapter(i), kb.load_augmentation(i), 0.0, dtype)
+                kbd.save_document(kbd.by_id[i], kb.load_adapter(i), kb.load_augmentation(i), 0.0, dtype)
             p = Pipeline(kbd, pipe.lm)
             p._injector = pipe.injector
         sizes = [(kbd.doc_dir(i) / ADAPTER_FILE).stat().st_size for i in need]

@@ -10,6 +10,7 @@ other's documents.
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Protocol
 
@@ -29,9 +30,13 @@ class Backend(Protocol):
     def device(self) -> str:
         """Where answers are computed, for result files: cpu, cuda:0, llamacpp..."""
 
+    def context_tokens(self) -> int:
+        """How many tokens the model reads at most: prompt and generated answer together."""
+
     def answer(self, prompt: str, hits: list, adapters: list, weights: list[float], max_new_tokens: int,
-               streamer=None) -> tuple[str, float]:
-        """Greedy answer to `prompt` with the hits' `adapters` applied at `weights`: (text, Update seconds)."""
+               streamer=None, cancel: threading.Event | None = None) -> tuple[str, float]:
+        """Greedy answer to `prompt` with the hits' `adapters` applied at `weights`: (text, Update seconds). It
+        stops early once `cancel` is set."""
 
     def scored(self, prompt: str, max_new_tokens: int) -> tuple[list[int], list]:
         """Greedy generation on the bare base model: the generated ids and each one's logits row (FLARE, DRAGIN)."""
@@ -57,7 +62,10 @@ class TransformersBackend:
     def device(self) -> str:
         return str(self.pipe.lm.model.device)
 
-    def answer(self, prompt, hits, adapters, weights, max_new_tokens, streamer=None):
+    def context_tokens(self) -> int:
+        return int(getattr(self.pipe.lm.model.config, "max_position_embeddings", None) or 2048)
+
+    def answer(self, prompt, hits, adapters, weights, max_new_tokens, streamer=None, cancel=None):
         injector = self.pipe.injector
         with injector.lock:
             t0 = time.perf_counter()
@@ -65,7 +73,7 @@ class TransformersBackend:
             sync(injector.device)  # the Update's queued GPU work counts as Update, not generation
             update_s = time.perf_counter() - t0
             try:
-                return generate(self.pipe.lm, prompt, max_new_tokens, streamer=streamer), update_s
+                return generate(self.pipe.lm, prompt, max_new_tokens, streamer=streamer, cancel=cancel), update_s
             finally:
                 injector.clear()
 
@@ -112,9 +120,13 @@ class LlamaCppGeneration:
     def device(self) -> str:
         return "llamacpp"
 
-    def answer(self, prompt, hits, adapters, weights, max_new_tokens, streamer=None):
+    def context_tokens(self) -> int:
+        return self.pipe.config.generation.llamacpp_ctx
+
+    def answer(self, prompt, hits, adapters, weights, max_new_tokens, streamer=None, cancel=None):
         ggufs = [(self.pipe.kb.adapter_gguf(h.doc.id), w) for h, w in zip(hits, weights)] if adapters else []
-        raw, _, update_s = generate_text(self.engine, self.pipe.lm, prompt, max_new_tokens, ggufs, streamer=streamer)
+        raw, _, update_s = generate_text(self.engine, self.pipe.lm, prompt, max_new_tokens, ggufs, streamer=streamer,
+                                         cancel=cancel)
         return raw, update_s
 
     def scored(self, prompt, max_new_tokens):

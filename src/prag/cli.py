@@ -261,7 +261,8 @@ def serve(kb: Path = KB,
     pipe = _pipeline(kb, {"generation.backend": backend})
     pipe.lm  # load before accepting requests
     pipe.backend.start()
-    uvicorn.run(create_app(pipe, model_id), host=host, port=port, log_level="info")
+    # On SIGTERM: open requests get a few seconds, then running generations are stopped at their next token.
+    uvicorn.run(create_app(pipe, model_id), host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
 
 
 bench_app = typer.Typer(help="Benchmarks that print one JSON line, baseline measured in the same run.")
@@ -348,9 +349,14 @@ def main() -> None:
     except Exception as e:
         # usage errors (unknown option, missing argument...): click's ClickException, or the same class from the
         # copy of click that newer typer releases vendor, so matched by what it does rather than by its type
-        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
-            e.show()
-            sys.exit(e.exit_code)
+        if callable(getattr(e, "format_message", None)) and isinstance(getattr(e, "exit_code", None), int):
+            if type(e).__name__ == "NoArgsIsHelpError":  # `prag` alone: the help
+                e.show()
+                sys.exit(0)
+            ctx = getattr(e, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"error: {e.format_message()}{where}", err=True)
+            sys.exit(2)
         raise
 
 

@@ -99,8 +99,10 @@ def load_questions(path: Path) -> list[Question]:
                 or not all(isinstance(a, str) and a.strip() for a in answers)):
             raise PragError(f"{path}, line {n}: field 'golden_answers' must be a non-empty list of strings, none of them blank")
         gold = o.get("gold_doc_ids") or []
-        if isinstance(gold, str):
+        if isinstance(gold, (str, int)) and not isinstance(gold, bool):
             gold = [gold]
+        if not isinstance(gold, list) or not all(isinstance(g, (str, int)) and not isinstance(g, bool) for g in gold):
+            raise PragError(f"{path}, line {n}: field 'gold_doc_ids' must be a list of document ids")
         out.append(Question(_str_field(path, n, o, "id"), _str_field(path, n, o, "question"), answers,
                             str(o.get("type") or ""), [str(g) for g in gold]))
     _check_unique(path, [(n, q.id) for (n, _), q in zip(rows, out)])

@@ -21,19 +21,16 @@ from .store import KnowledgeBase
 def _worker_class(ray):
     @ray.remote
     class ParameterizeWorker:
-        def __init__(self, kb_root: str, overrides: dict, threads: int):
+        def __init__(self, kb_root: str, overrides: dict, threads: int, force: bool = False):
             torch.set_num_threads(threads)
             kb = KnowledgeBase.open(Path(kb_root))
             kb.config.apply(overrides)
             self.pipe = Pipeline(kb)
+            self.force = force
 
         def run(self, ids: list[str]) -> dict[str, str]:
             """Parameterize these documents (one batch); returns the failures {id: reason}."""
-            docs = [self.pipe.kb.by_id[i] for i in ids]
-            failed = self.pipe.parameterize_batch(docs)
-            for i, why in failed.items():
-                self.pipe.kb.mark_failed(i, why)
-            return failed
+            return self.pipe.encode([self.pipe.kb.by_id[i] for i in ids], self.force)
 
     return ParameterizeWorker
 
@@ -63,7 +60,7 @@ def parameterize_on_ray(pipe: Pipeline, ids: list[str] | None, address: str, wor
         n = max(1, min(workers or cpus, cpus))
         threads = max(1, cpus // n)
         cls = _worker_class(ray)
-        actors = [cls.options(num_cpus=threads).remote(str(Path(pipe.kb.root).resolve()), overrides, threads)
+        actors = [cls.options(num_cpus=threads).remote(str(Path(pipe.kb.root).resolve()), overrides, threads, force)
                   for _ in range(n)]
         size = max(1, pipe.config.lora.batch_docs)
         batches = [[d.id for d in todo[i:i + size]] for i in range(0, len(todo), size)]

@@ -3,6 +3,7 @@ question prompt shared by every method, and answer extraction."""
 from __future__ import annotations
 
 import re
+import threading
 
 import torch
 
@@ -31,14 +32,28 @@ def greedy_kwargs(lm: LoadedModel, stop_at_newline: bool = True) -> dict:
     return kw
 
 
+class Cancelled:
+    """A stopping criterion for `model.generate`: stop every row once `event` is set (the client went away, the
+    server is shutting down)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 @torch.inference_mode()
 def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_newline: bool = True,
-             streamer=None) -> str:
-    """Greedy continuation of `prompt` (already formatted), special tokens removed."""
+             streamer=None, cancel: threading.Event | None = None) -> str:
+    """Greedy continuation of `prompt` (already formatted), special tokens removed; it stops early once `cancel`
+    is set."""
     tok = lm.tokenizer
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(lm.model.device)
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, streamer=streamer,
-                            **greedy_kwargs(lm, stop_at_newline))
+    kw = greedy_kwargs(lm, stop_at_newline)
+    if cancel is not None:
+        kw["stopping_criteria"] = [Cancelled(cancel)]
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, streamer=streamer, **kw)
     return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 

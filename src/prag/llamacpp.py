@@ -233,13 +233,17 @@ class LlamaCppBackend:
 
 def generate_text(backend: LlamaCppBackend, lm, prompt: str, max_new_tokens: int,
                   adapters: list[tuple[Path, float]] = (), scores: list | None = None,
-                  streamer=None) -> tuple[str, list[int], float]:
+                  streamer=None, cancel: threading.Event | None = None) -> tuple[str, list[int], float]:
     """The llama.cpp counterpart of `generate.generate`: same tokenizer, same stop rules (the end token; for base
-    models the first line break). Returns (text, generated ids, Update seconds)."""
+    models the first line break; `cancel` set). Returns (text, generated ids, Update seconds)."""
     tok = lm.tokenizer
     ids = tok(prompt, add_special_tokens=False)["input_ids"]
     stop_ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
-    stop = None if lm.prompter.chat else (lambda out: "\n" in tok.decode(out, skip_special_tokens=True))
+    newline = not lm.prompter.chat
+
+    def stop(out: list[int]) -> bool:
+        return (cancel is not None and cancel.is_set()) or (newline and "\n" in tok.decode(out, skip_special_tokens=True))
+
     on_token = None
     if streamer is not None:
         streamer.put(torch.tensor([ids]))  # the prompt, which a skip_prompt streamer drops

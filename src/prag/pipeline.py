@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ from .retrieval import Hit
 from .rules import QA, Augmentation
 from .store import KnowledgeBase, sha256_file
 from .update import ADAPTER_FILE, Adapter, Injector, merge_adapters
+
+MAX_DOCS = 20  # documents per question at most (top-k or given ids)
 
 
 @dataclass
@@ -175,7 +178,7 @@ class Pipeline:
         adapter, losses = train_adapter(*self.trainer, seqs, lcfg, init=self.init_adapter,
                                         loss_from=loss_starts(self.lm, aug, lcfg.layout, lcfg.loss))
         secs = time.perf_counter() - t0
-        self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype, recipe_key(self.config))
+        self.kb.save_document(doc, adapter, aug, secs, self.adapter_dtype, recipe_key(self.config))
         return {"id": doc.id, "seconds": secs, "final_loss": losses[-1] if losses else None}
 
     def parameterize_batch(self, docs: list[Document]) -> dict[str, str]:
@@ -206,7 +209,40 @@ class Pipeline:
         secs = (time.perf_counter() - t0) / max(1, len(ready))  # the batch's cost, per adapter it made
         recipe = recipe_key(self.config)  # hashes the warm-up file: once per batch
         for (doc, aug, _), (adapter, _) in zip(ready, trained):
-            self.kb.save_document(doc.id, adapter, aug, secs, self.adapter_dtype, recipe)
+            self.kb.save_document(doc, adapter, aug, secs, self.adapter_dtype, recipe)
+        return failed
+
+    def encode(self, docs: list[Document], force: bool = False) -> dict[str, str]:
+        """Augment, encode and store these documents (one batch: `parameterize_batch`, or the one-document loop
+        when lora.batch_docs is 1); returns the failures {id: reason}, also recorded in the manifest.
+
+        Each document is claimed first (a lock file per document, kb.claim), so concurrent jobs on one kb never
+        make the same adapter twice: what another job holds is waited for, then taken as done. A document deleted
+        or changed while it was trained is not published (KnowledgeBase.save_document) and is not a failure."""
+        failed: dict[str, str] = {}
+        remaining = list(docs)
+        while remaining:
+            with self.kb.claim([d.id for d in remaining]) as mine:
+                self.kb.refresh()  # another job may have finished some
+                todo = [d for d in remaining if d.id in mine and (force or not self.kb.is_done(d.id))]
+                if len(todo) == 1 and self.config.lora.batch_docs == 1:
+                    try:
+                        self.parameterize_one(todo[0])
+                        result = {}
+                    except (RuntimeError, ValueError) as e:  # one bad document must not stop the job
+                        result = {todo[0].id: f"{type(e).__name__}: {e}"}
+                else:
+                    result = self.parameterize_batch(todo) if todo else {}
+                for doc in todo:
+                    if doc.id in result and self.kb.by_id.get(doc.id) == doc:
+                        self.kb.mark_failed(doc.id, result[doc.id])
+                        failed[doc.id] = result[doc.id]
+            remaining = [d for d in remaining if d.id not in mine]
+            if remaining:  # held by another job: wait for it (holding nothing, so two jobs never deadlock)
+                with self.kb.claim([remaining[0].id], wait=True):
+                    pass
+                self.kb.refresh()
+                remaining = [d for d in remaining if not self.kb.is_done(d.id)]
         return failed
 
     def parameterize(self, ids: list[str] | None = None, progress: bool = True, force: bool = False) -> dict:
@@ -221,18 +257,8 @@ class Pipeline:
                   smoothing=0.1) as bar:
             for start in range(0, len(todo), size):
                 chunk = todo[start:start + size]
-                failed = {}
-                if size == 1:
-                    try:
-                        self.parameterize_one(chunk[0])
-                    except (RuntimeError, ValueError) as e:  # one bad document must not stop the job
-                        failed[chunk[0].id] = f"{type(e).__name__}: {e}"
-                else:
-                    failed = self.parameterize_batch(chunk)
-                for i, why in failed.items():
-                    self.kb.mark_failed(i, why)
-                summary["failed"].update(failed)
-                summary["done"] += len(chunk) - len(failed)
+                summary["failed"].update(self.encode(chunk, force))
+                summary["done"] += sum(self.kb.is_done(d.id) for d in chunk)
                 bar.update(len(chunk))
         summary["seconds"] = time.perf_counter() - t0
         return summary
@@ -340,21 +366,35 @@ class Pipeline:
         return self.lm.prompter.format(question_message(question, docs), shots=shots)
 
     def plan(self, question: str, method: str = "prag", top_k: int | None = None,
-             doc_ids: list[str] | None = None) -> tuple[str, list[Hit], list[Adapter], list[float]]:
+             doc_ids: list[str] | None = None, max_new_tokens: int | None = None
+             ) -> tuple[str, list[Hit], list[Adapter], list[float]]:
         """Retrieve (or take `doc_ids`) and build the prompt and the adapters to apply: (prompt, hits, adapters,
-        weights). Validation happens here, before any model work."""
+        weights). Validation happens here, before any model work: a prompt that does not fit the model's context
+        with `max_new_tokens` to generate is refused."""
         m = METHODS.get(method)
         self.check_generation_config(method)
         if not question or not question.strip():
             raise PragError("empty question")
         if m.dynamic and doc_ids:
             raise PragError(f"{method} retrieves during generation: doc_ids cannot be given")
+        if doc_ids and len(set(doc_ids)) != len(doc_ids):
+            raise PragError("doc_ids names a document more than once")
+        if doc_ids and len(doc_ids) > MAX_DOCS:
+            raise PragError(f"doc_ids names {len(doc_ids)} documents; at most {MAX_DOCS}")
         hits: list[Hit] = []
         if m.retrieves:
             hits = ([Hit(d, 1.0) for d in self.documents(doc_ids)] if doc_ids
                     else self.retrieve(question, top_k or self.config.retrieval.top_k))
+        room = self.backend.context_tokens() - (max_new_tokens or self.config.generation.max_new_tokens)
+        if len(question) > 8 * room:  # more characters than any tokenization of them could fit: no need to count
+            raise PragError(f"the question has {len(question)} characters; the model reads {room} tokens at most")
         in_context = {"none": lambda: None, "documents": lambda: [h.doc for h in hits],
                       "augmented": lambda: [self.augmented_document(h.doc) for h in hits]}[m.context]()
+        prompt = self.prompt(question, in_context)
+        if not m.dynamic and (n := self.count_tokens(prompt)) > room:
+            raise PragError(f"the prompt has {n} tokens with {len(hits)} documents; the model reads {room} "
+                            "at most (its context, less the tokens to generate): ask a shorter question or use "
+                            "fewer documents")
         adapters: list[Adapter] = []
         weights: list[float] = []
         if m.adapters:
@@ -364,16 +404,17 @@ class Pipeline:
             gcfg = self.config.generation
             adapters, weights = merge_adapters([self.kb.load_adapter(h.doc.id) for h in hits], [h.score for h in hits],
                                                gcfg.merge, gcfg.temperature, gcfg.scale)
-        return self.prompt(question, in_context), hits, adapters, weights
+        return prompt, hits, adapters, weights
 
     def ask(self, question: str, method: str = "prag", top_k: int | None = None,
             doc_ids: list[str] | None = None, max_new_tokens: int | None = None, streamer=None,
-            planned: tuple | None = None) -> Answer:
+            planned: tuple | None = None, cancel: threading.Event | None = None) -> Answer:
         """Retrieve, Update, Generate. The backend holds its lock over Update+Generate, so concurrent callers never
         see each other's adapters; the base weights are untouched before and after. `planned` is the result of
-        `plan(...)` for the same arguments, when the caller already made it."""
+        `plan(...)` for the same arguments, when the caller already made it. Generation stops early once `cancel`
+        is set (the caller's client went away)."""
         t0 = time.perf_counter()
-        prompt, hits, adapters, weights = planned or self.plan(question, method, top_k, doc_ids)
+        prompt, hits, adapters, weights = planned or self.plan(question, method, top_k, doc_ids, max_new_tokens)
         max_new = max_new_tokens or self.config.generation.max_new_tokens
         dynamic = METHODS.get(method).dynamic
         if dynamic is not None:
@@ -382,7 +423,7 @@ class Pipeline:
             final = self.prompt(question, [h.doc for h in hits] or None)
             return Answer(question, method, extract_answer(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
                           self.count_tokens(final), rounds)
-        raw, update_s = self.backend.answer(prompt, hits, adapters, weights, max_new, streamer)
+        raw, update_s = self.backend.answer(prompt, hits, adapters, weights, max_new, streamer, cancel)
         return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0,
                       self.count_tokens(prompt))
 

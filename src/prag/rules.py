@@ -6,6 +6,8 @@ gets exactly that many, whichever augmenter (augment.py) wrote them.
 """
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -40,10 +42,15 @@ class Augmentation:
         return cls(list(d["rewrites"]), [QA(**q) for q in d["qa"]], d.get("notes", {}))
 
 
+@functools.lru_cache(maxsize=64)
+def _doc_words(text: str) -> frozenset[str]:
+    return frozenset(_words(text))
+
+
 def is_grounded(qa: QA, doc: Document) -> bool:
     """A pair is kept only if its answer comes from the document and the question is about it."""
     ans, q = _words(qa.answer), _words(qa.question)
-    doc_words = set(_words(doc.as_text()))
+    doc_words = _doc_words(doc.as_text())
     if not ans or len(ans) > 8 or not qa.question.strip().endswith("?"):
         return False
     if not all(w in doc_words for w in ans):
@@ -153,13 +160,31 @@ def _is_content(words: str) -> bool:
         and not any(w.endswith(("ly", "ing")) for w in ws)
 
 
+class _Taken:
+    """Disjoint character ranges [a, b) of a sentence, sorted: whether a new range overlaps one is a binary search
+    (a plain scan made a document without sentence breaks quadratic)."""
+
+    def __init__(self):
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def overlaps(self, a: int, b: int) -> bool:
+        i = bisect.bisect_left(self.starts, b) - 1  # the last range starting before b: disjoint, so its end is the max
+        return i >= 0 and self.ends[i] > a
+
+    def add(self, a: int, b: int) -> None:
+        i = bisect.bisect_left(self.starts, a)
+        self.starts.insert(i, a)
+        self.ends.insert(i, b)
+
+
 def _without_overlaps(spans: list[tuple[re.Match, str]]) -> list[tuple[re.Match, str]]:
     """The spans that overlap no earlier span in the list."""
-    kept, taken = [], []
+    kept, taken = [], _Taken()
     for m, wh in spans:
-        if not any(x < m.end() and m.start() < y for x, y in taken):
+        if not taken.overlaps(m.start(), m.end()):
             kept.append((m, wh))
-            taken.append((m.start(), m.end()))
+            taken.add(m.start(), m.end())
     return kept
 
 
@@ -187,14 +212,16 @@ def answer_spans(doc: Document) -> list[tuple[str, re.Match, str, str]]:
         spans = _without_overlaps(statements + facts)
         spans[len(statements):] = sorted(spans[len(statements):], key=lambda x: x[0].start())
         for pattern in (_VOBJ, _OBJ, _TAIL, _WORD):
-            taken = [_bounds(m)[:2] for m, _ in spans]
+            taken = _Taken()
+            for m, _ in spans:  # disjoint: each is a part of a match that overlaps no other
+                taken.add(*_bounds(m)[:2])
             for m in pattern.finditer(s.rstrip(" .!?") if pattern is _TAIL else s):
                 a, b, text = _trim(m) if pattern in (_VOBJ, _OBJ) else _bounds(m)
                 if pattern is _WORD and _verbish(text):
                     continue  # 'painted', 'invented': verbs, not facts
-                if _is_content(text) and text.lower() not in title and not any(x < b and a < y for x, y in taken):
+                if _is_content(text) and text.lower() not in title and not taken.overlaps(a, b):
                     spans.append((_span(s, a, b), "what"))
-                    taken.append((a, b))
+                    taken.add(a, b)
         per_sentence.append([(s, m, wh, _bounds(m)[2]) for m, wh in spans])
     out, seen = [], set()
     for rank in range(max((len(p) for p in per_sentence), default=0)):

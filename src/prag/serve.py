@@ -13,8 +13,11 @@ touch another's answer. Errors are 4xx with an OpenAI-style {"error": {"message"
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import queue
+import re
 import threading
 import time
 import uuid
@@ -30,6 +33,7 @@ from .methods import METHODS
 from .pipeline import Answer, Pipeline
 
 MAX_BODY_BYTES = 1 << 20
+ID_PATTERN = re.compile(r"[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{0,199}")  # ids a URL path carries as they are
 MAX_TOKENS_LIMIT = 256
 
 
@@ -62,10 +66,13 @@ def _parse_chat(body: dict, model_id: str) -> dict:
     doc_ids = body.get("doc_ids")
     if doc_ids is not None and (not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids)):
         raise HTTPError(400, "'doc_ids' must be a list of document id strings")
-    if body.get("stream") and METHODS.get(method).dynamic:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise HTTPError(400, "'stream' must be true or false")
+    if stream and METHODS.get(method).dynamic:
         raise HTTPError(400, f"method {method!r} retrieves while generating and cannot stream; send stream: false")
     return {"question": last["content"], "method": method, "top_k": top_k, "doc_ids": doc_ids or None,
-            "max_new_tokens": max_tokens, "stream": bool(body.get("stream", False))}
+            "max_new_tokens": max_tokens, "stream": stream}
 
 
 class Service:
@@ -75,6 +82,7 @@ class Service:
         self.pipe = pipe
         self.model_id = model_id or f"prag-{pipe.config.model}"
         self.jobs: queue.Queue[str] = queue.Queue()
+        self.stopping = threading.Event()  # set at shutdown: running generations stop at their next token
         threading.Thread(target=self._parameterize_added, daemon=True, name="prag-parameterize").start()
 
     def _parameterize_added(self) -> None:
@@ -83,10 +91,12 @@ class Service:
         while True:
             doc_id = self.jobs.get()
             try:
-                if doc_id in kb.by_id and not kb.is_done(doc_id):
-                    self.pipe.parameterize([doc_id], progress=False)
+                doc = kb.by_id.get(doc_id)
+                if doc is not None and not kb.is_done(doc_id):
+                    self.pipe.encode([doc])  # a document deleted or changed meanwhile is not published
             except PragError as e:
-                kb.mark_failed(doc_id, str(e))
+                if kb.by_id.get(doc_id) is not None:
+                    kb.mark_failed(doc_id, str(e))
             finally:
                 self.jobs.task_done()
 
@@ -97,35 +107,53 @@ class Service:
     def models(self) -> dict:
         return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0, "owned_by": "prag"}]}
 
-    async def chat(self, body: dict):
+    async def chat(self, body: dict, request: Request | None = None):
         req = _parse_chat(body, self.model_id)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         args = (req["question"], req["method"], req["top_k"], req["doc_ids"], req["max_new_tokens"])
         if not req["stream"]:
-            ans = await run_in_threadpool(self.pipe.ask, *args)
+            ans = await self._answer(args, request)
             n_out = self.pipe.count_tokens(ans.raw)
             return {"id": cid, "object": "chat.completion", "created": created, "model": self.model_id,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": ans.raw.strip()},
                                  "finish_reason": "stop"}],
                     "usage": _usage(ans.prompt_tokens, n_out), "prag": _extension(ans)}
         # Validate and retrieve before the stream starts, so errors are still proper 4xx responses.
-        planned = await run_in_threadpool(self.pipe.plan, *args[:4])
-        return StreamingResponse(self._stream(cid, created, args, planned), media_type="text/event-stream")
+        planned = await run_in_threadpool(self.pipe.plan, *args)
+        return StreamingResponse(self._stream(cid, created, args, planned, request), media_type="text/event-stream")
 
-    def _stream(self, cid: str, created: int, args: tuple, planned: tuple):
-        """Server-sent chat.completion.chunk events as the answer is generated (in a thread of its own)."""
+    async def _answer(self, args: tuple, request: Request | None):
+        """`pipe.ask(*args)` in a worker thread, cancelled (it stops at its next token) when the client disconnects
+        or the server shuts down."""
+        cancel = threading.Event()
+        job = asyncio.ensure_future(run_in_threadpool(self.pipe.ask, *args, cancel=cancel))
+        try:
+            while not job.done():
+                await asyncio.wait({job}, timeout=0.25)
+                if not job.done() and (self.stopping.is_set()
+                                       or (request is not None and await request.is_disconnected())):
+                    cancel.set()
+            return job.result()
+        finally:
+            cancel.set()  # also when this handler itself is cancelled
+
+    async def _stream(self, cid: str, created: int, args: tuple, planned: tuple, request: Request | None = None):
+        """Server-sent chat.completion.chunk events as the answer is generated (in a thread of its own). When the
+        client goes away or the server shuts down, the generation is cancelled."""
         streamer = TextIteratorStreamer(self.pipe.lm.tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                        timeout=300)
+                                        timeout=0.25)  # between pieces: a look at the client
         result: dict = {}
+        cancel = threading.Event()
 
         def run():
             try:
-                result["answer"] = self.pipe.ask(*args, streamer=streamer, planned=planned)
+                result["answer"] = self.pipe.ask(*args, streamer=streamer, planned=planned, cancel=cancel)
             except Exception as e:  # reported in the stream; the server stays up
                 result["error"] = str(e)
                 streamer.end()
 
         threading.Thread(target=run, daemon=True).start()
+        pieces = iter(streamer)
 
         def chunk(delta: dict, finish=None, extra=None) -> str:
             obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_id,
@@ -134,29 +162,43 @@ class Service:
                 obj["prag"] = extra
             return f"data: {json.dumps(obj)}\n\n"
 
-        yield chunk({"role": "assistant", "content": ""})
-        first = True
-        for piece in streamer:
-            if first:
-                piece, first = piece.lstrip(), not piece.strip()
-            if piece:
-                yield chunk({"content": piece})
-        if "error" in result:
-            yield f"data: {json.dumps({'error': {'message': result['error'], 'type': 'server_error'}})}\n\n"
-        else:
-            yield chunk({}, "stop", _extension(result["answer"]) if "answer" in result else None)
-        yield "data: [DONE]\n\n"
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            first = True
+            while True:
+                try:
+                    piece = await run_in_threadpool(next, pieces, None)
+                except queue.Empty:  # no new piece yet
+                    if self.stopping.is_set() or (request is not None and await request.is_disconnected()):
+                        cancel.set()
+                    continue
+                if piece is None:
+                    break
+                if first:
+                    piece, first = piece.lstrip(), not piece.strip()
+                if piece:
+                    yield chunk({"content": piece})
+            if "error" in result:
+                yield f"data: {json.dumps({'error': {'message': result['error'], 'type': 'server_error'}})}\n\n"
+            else:
+                yield chunk({}, "stop", _extension(result["answer"]) if "answer" in result else None)
+            yield "data: [DONE]\n\n"
+        finally:
+            cancel.set()  # the client disconnected, or the stream ended: nothing more to generate
 
     def add_document(self, body: dict) -> dict:
         text, title = body.get("text"), body.get("title", "")
         doc_id = body.get("id") or f"doc-{uuid.uuid4().hex[:12]}"
         if not isinstance(text, str) or not text.strip():
             raise HTTPError(400, "'text' must be a non-empty string")
-        if not isinstance(title, str) or not isinstance(doc_id, str) or not doc_id.strip():
+        if not isinstance(title, str) or not isinstance(doc_id, str):
             raise HTTPError(400, "'title' and 'id' must be strings")
-        self.pipe.kb.add_document(Document(doc_id.strip(), title.strip(), text.strip()))  # Conflict if taken
-        self.jobs.put(doc_id.strip())
-        return {"id": doc_id.strip(), "status": "pending"}
+        doc_id = doc_id.strip()
+        if not ID_PATTERN.fullmatch(doc_id):
+            raise HTTPError(400, "'id' must be 1-200 characters: letters, digits and . _ : - (not starting with a dot)")
+        self.pipe.kb.add_document(Document(doc_id, title.strip(), text.strip()))  # Conflict if taken
+        self.jobs.put(doc_id)
+        return {"id": doc_id, "status": "pending"}
 
     def _document(self, doc_id: str) -> Document:
         doc = self.pipe.kb.by_id.get(doc_id)
@@ -204,7 +246,13 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
 def create_app(pipe: Pipeline, model_id: str | None = None) -> FastAPI:
     """The FastAPI app: the routes, each a line calling `Service`; errors mapped by type (a `PragError`'s status)."""
     svc = Service(pipe, model_id)
-    app = FastAPI(title="prag", description="Parametric RAG, OpenAI-compatible")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        svc.stopping.set()  # shutdown (SIGTERM): running generations stop at their next token
+
+    app = FastAPI(title="prag", description="Parametric RAG, OpenAI-compatible", lifespan=lifespan)
     app.state.jobs = svc.jobs
     app.state.service = svc
     app.add_exception_handler(PragError, lambda request, e: _error(e.status, str(e), e.code))
@@ -219,17 +267,17 @@ def create_app(pipe: Pipeline, model_id: str | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        return await svc.chat(await _read_json(request))
+        return await svc.chat(await _read_json(request), request)
 
     @app.post("/v1/documents", status_code=201)
     async def add_document(request: Request):
         return svc.add_document(await _read_json(request))
 
-    @app.get("/v1/documents/{doc_id}")
+    @app.get("/v1/documents/{doc_id:path}")  # ids from a corpus file may hold a '/'
     def get_document(doc_id: str):
         return svc.get_document(doc_id)
 
-    @app.delete("/v1/documents/{doc_id}")
+    @app.delete("/v1/documents/{doc_id:path}")
     def delete_document(doc_id: str):
         return svc.delete_document(doc_id)
 

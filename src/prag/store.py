@@ -20,6 +20,7 @@ import re
 import shutil
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -37,6 +38,7 @@ from .rules import Augmentation
 from .update import ADAPTER_CONFIG_FILE, ADAPTER_FILE, Adapter
 
 GGUF_FILE = "adapter_model.gguf"
+AUGMENTATION_FILE = "augmentation.json"
 
 
 def doc_key(doc_id: str) -> str:
@@ -47,6 +49,16 @@ def doc_key(doc_id: str) -> str:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def content_hash(doc: Document) -> str:
+    """A document's identity for its adapter: the hash of its title and text. An adapter recorded for other
+    content is stale (the text changed under the same id), never served."""
+    return hashlib.sha256(json.dumps([doc.title, doc.text]).encode("utf-8")).hexdigest()[:16]
+
+
+class _Superseded(Exception):
+    """The document changed or was deleted while its adapter was being made: the adapter is thrown away."""
 
 
 def _rounded(adapter: Adapter, dtype: torch.dtype) -> Adapter:
@@ -79,14 +91,24 @@ class KnowledgeBase:
         """Validate the corpus and build a new kb (or replace the corpus and index of an existing one)."""
         docs = load_corpus(corpus)  # validates before anything is written
         root = Path(root)
-        if (root / "kb.toml").exists() and not overwrite:
+        if root.exists() and not root.is_dir():
+            raise Conflict(f"{root}: not a directory")
+        is_kb = (root / "kb.toml").is_file()
+        if root.is_dir() and not is_kb and any(root.iterdir()):
+            raise Conflict(f"{root}: a directory that is not a knowledge base and not empty; prag writes only "
+                           "into a new or empty directory (or an existing kb)")
+        if is_kb and not overwrite:
             old = PragConfig.load_toml(root / "kb.toml")
             if old.to_dict() != config.to_dict():
                 raise Conflict(f"{root}: kb was built with other settings (model {old.model}); use a new --kb")
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "docs").mkdir(exist_ok=True)
+        try:
+            (root / "docs").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PragError(f"{root}: cannot create the knowledge base there ({e.strerror})") from None
         kb = cls(root, config, [])
-        kb._set_docs(docs)
+        with kb.lock:
+            kb._set_docs(docs)
+            kb._forget_removed()
         kb.save_config()
         return kb
 
@@ -114,6 +136,17 @@ class KnowledgeBase:
         self.docs = docs
         self.by_id = {d.id: d for d in docs}
 
+    def _forget_removed(self) -> None:
+        """Delete the adapters of documents the corpus no longer has (a re-index dropped them)."""
+        for doc_id, rec in list(self._manifest.items()):
+            if doc_id not in self.by_id and rec.get("status") != "deleted":
+                self._drop(doc_id)
+
+    def _drop(self, doc_id: str) -> None:
+        shutil.rmtree(self.doc_dir(doc_id), ignore_errors=True)
+        self._uncache(doc_id)
+        self._append_manifest({"id": doc_id, "status": "deleted"})
+
     def add_document(self, doc: Document) -> None:
         """Add one document: corpus and index are rewritten at once; parameterize it later."""
         with self.lock:
@@ -129,9 +162,7 @@ class KnowledgeBase:
             if doc_id not in self.by_id:
                 raise NotFound(f"unknown document id {doc_id!r}")
             self._set_docs([d for d in self.docs if d.id != doc_id])
-            shutil.rmtree(self.doc_dir(doc_id), ignore_errors=True)
-            self._uncache(doc_id)
-            self._append_manifest({"id": doc_id, "status": "deleted"})
+            self._drop(doc_id)  # final: a job still making its adapter will not publish it (save_document)
 
     # ------------------------------------------------------------------ manifest
     def _read_manifest(self) -> dict[str, dict]:
@@ -150,14 +181,24 @@ class KnowledgeBase:
     @staticmethod
     def _repair_manifest(path: Path) -> None:
         """Cut a last line left unfinished by a crash, so the next append starts on a line of its own (else it
-        would be glued to the fragment and lost)."""
-        with open(path, "rb+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
-                f.flush()
-                os.fsync(f.fileno())
+        would be glued to the fragment and lost). A read-only kb is left as it is: reading skips the fragment."""
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
+        try:
+            with open(path, "rb+") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                data = f.read()
+                if data and not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
+                    f.flush()
+                    os.fsync(f.fileno())
+        except OSError:
+            pass
 
     def _append_manifest(self, rec: dict) -> None:
         """One whole line per event, written under an exclusive lock (several worker processes may share a kb)."""
@@ -184,18 +225,29 @@ class KnowledgeBase:
             remove_stale(folder)
 
     def status(self, doc_id: str) -> str:
+        """pending | done | stale (an adapter made for another text under this id) | failed | corrupt | deleted."""
         rec = self._manifest.get(doc_id)
-        return rec["status"] if rec else "pending"
+        if not rec or rec.get("status") == "deleted":
+            return "pending"
+        if rec.get("status") == "done" and not self._same_content(doc_id, rec):
+            return "stale"
+        return rec["status"]
+
+    def _same_content(self, doc_id: str, rec: dict) -> bool:
+        """Whether the adapter recorded in `rec` was made from the document's current content (records written
+        before content hashes were recorded are trusted)."""
+        doc = self.by_id.get(doc_id)
+        return doc is not None and rec.get("text_sha256", content_hash(doc)) == content_hash(doc)
 
     def is_done(self, doc_id: str) -> bool:
         rec = self._manifest.get(doc_id)
-        if not rec or rec.get("status") != "done":
+        if not rec or rec.get("status") != "done" or not self._same_content(doc_id, rec):
             return False
         path = self.doc_dir(doc_id) / ADAPTER_FILE
         return path.exists() and path.stat().st_size == rec.get("bytes", -1)
 
     def summary(self) -> dict:
-        counts = {"documents": len(self.docs), "parameterized": 0, "pending": 0, "failed": 0}
+        counts = {"documents": len(self.docs), "parameterized": 0, "pending": 0, "failed": 0, "stale": 0}
         failed = {}
         for d in self.docs:
             s = "parameterized" if self.is_done(d.id) else self.status(d.id)
@@ -212,25 +264,36 @@ class KnowledgeBase:
     def doc_dir(self, doc_id: str) -> Path:
         return self.root / "docs" / doc_key(doc_id)
 
-    def save_document(self, doc_id: str, adapter: Adapter, aug: Augmentation, seconds: float,
-                      dtype: torch.dtype = torch.float32, recipe: str | None = None) -> None:
+    def save_document(self, doc: Document, adapter: Adapter, aug: Augmentation, seconds: float,
+                      dtype: torch.dtype = torch.float32, recipe: str | None = None) -> bool:
         """Write adapter + augmentation into the document's folder (built aside, swapped in whole), then record
-        the checksum (and `recipe`, the `recipe_key` of the settings that made the adapter)."""
-        blob = st_save(adapter_tensors(adapter, dtype), metadata={"format": "pt", "doc_id": doc_id})
-        extra = {}
-        with atomic_dir(self.doc_dir(doc_id)) as tmp:
-            (tmp / ADAPTER_FILE).write_bytes(blob)
-            if self.gguf_arch and exportable(adapter):  # the same (dtype-rounded) factors for llama.cpp
-                write_adapter_gguf(_rounded(adapter, dtype), self.gguf_arch, tmp / GGUF_FILE)
-                extra["gguf_sha256"] = sha256_file(tmp / GGUF_FILE)
-            (tmp / ADAPTER_CONFIG_FILE).write_text(json.dumps(adapter_config(self.config.lora, self.config.model),
-                                                              indent=2))
-            payload = {"doc_id": doc_id, **aug.to_dict()}
-            (tmp / "augmentation.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
-        self._append_manifest({"id": doc_id, "status": "done", "sha256": hashlib.sha256(blob).hexdigest(),
-                               "bytes": len(blob), "seconds": round(seconds, 3), **extra,
-                               **({"recipe": recipe} if recipe else {})})
-        self._uncache(doc_id)
+        the checksums of every file, the hash of the content it was made from and `recipe` (the `recipe_key` of the
+        settings that made it). Returns False, publishing nothing, when `doc` is no longer the kb's document of that
+        id (deleted, or its text changed, while the adapter was made)."""
+        blob = st_save(adapter_tensors(adapter, dtype), metadata={"format": "pt", "doc_id": doc.id})
+        conf = json.dumps(adapter_config(self.config.lora, self.config.model), indent=2).encode()
+        extra = {"config_sha256": hashlib.sha256(conf).hexdigest(), "text_sha256": content_hash(doc)}
+        try:
+            with self.lock:  # a deletion waits for the swap below, or happens before it and is seen by it
+                with atomic_dir(self.doc_dir(doc.id)) as tmp:
+                    if self.by_id.get(doc.id) != doc:
+                        raise _Superseded
+                    (tmp / ADAPTER_FILE).write_bytes(blob)
+                    (tmp / ADAPTER_CONFIG_FILE).write_bytes(conf)
+                    if self.gguf_arch and exportable(adapter):  # the same (dtype-rounded) factors for llama.cpp
+                        write_adapter_gguf(_rounded(adapter, dtype), self.gguf_arch, tmp / GGUF_FILE)
+                        extra["gguf_sha256"] = sha256_file(tmp / GGUF_FILE)
+                    payload = json.dumps({"doc_id": doc.id, **aug.to_dict()}, indent=2, ensure_ascii=False)
+                    (tmp / AUGMENTATION_FILE).write_bytes(payload.encode("utf-8"))
+                    extra["augmentation_sha256"] = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+                self._append_manifest({"id": doc.id, "status": "done", "sha256": hashlib.sha256(blob).hexdigest(),
+                                       "bytes": len(blob), "seconds": round(seconds, 3), **extra,
+                                       **({"recipe": recipe} if recipe else {})})
+        except _Superseded:
+            return False
+        finally:
+            self._uncache(doc.id)
+        return True
 
     def recipes(self) -> set[str]:
         """The recipe keys recorded for the kb's finished adapters (adapters saved before keys were recorded
@@ -274,6 +337,29 @@ class KnowledgeBase:
             raise Conflict(f"{self.root}: its adapters were made with other encoding settings than these "
                            "(kb.toml, this command's options, or a warm-up file changed since): use a new --kb")
 
+    @contextmanager
+    def claim(self, ids: list[str], wait: bool = False):
+        """Exclusive locks on these documents across processes and threads (an flock on locks/<key> each): yields
+        the set of ids this caller holds until the block ends. Without `wait`, ids another job holds are left out
+        at once; with it, the caller waits for them (call it holding no other claim)."""
+        folder = self.root / "locks"
+        folder.mkdir(exist_ok=True)
+        held, files = set(), []
+        try:
+            for doc_id in ids:
+                f = open(folder / doc_key(doc_id), "a")
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    f.close()
+                    continue
+                files.append(f)
+                held.add(doc_id)
+            yield held
+        finally:
+            for f in files:
+                f.close()
+
     def mark_failed(self, doc_id: str, error: str) -> None:
         self._append_manifest({"id": doc_id, "status": "failed", "error": error})
 
@@ -290,9 +376,15 @@ class KnowledgeBase:
         if not self.is_done(doc_id):
             raise NotFound(f"document {doc_id!r} has no adapter yet (run `prag parameterize`)")
         folder = self.doc_dir(doc_id)
-        if sha256_file(folder / ADAPTER_FILE) != self._manifest[doc_id]["sha256"]:
-            self._append_manifest({"id": doc_id, "status": "corrupt", "error": "adapter checksum mismatch"})
-            raise PragError(f"{folder / ADAPTER_FILE}: checksum mismatch (corrupt adapter); run `prag parameterize` to redo it")
+        rec = self._manifest[doc_id]
+        for name, key in ((ADAPTER_FILE, "sha256"), (ADAPTER_CONFIG_FILE, "config_sha256")):
+            if key in rec and sha256_file(folder / name) != rec[key]:
+                try:
+                    self._append_manifest({"id": doc_id, "status": "corrupt", "error": f"{name} checksum mismatch"})
+                except OSError:  # a read-only kb: reported, not recorded
+                    pass
+                raise PragError(f"{folder / name}: checksum mismatch (corrupt adapter); run `prag parameterize` "
+                                "to redo it")
         ad = read_adapter(folder)
         self._cache[doc_id] = ad
         self._sizes[doc_id] = 2 * ad.nbytes()  # factors, plus the packed copy the Update makes
@@ -333,5 +425,10 @@ class KnowledgeBase:
         return path
 
     def load_augmentation(self, doc_id: str) -> Augmentation:
-        d = json.loads((self.doc_dir(doc_id) / "augmentation.json").read_text(encoding="utf-8"))
-        return Augmentation.from_dict(d)
+        """The stored augmentation of a document, checksum-verified (kbs from before checksums: as found)."""
+        path = self.doc_dir(doc_id) / AUGMENTATION_FILE
+        raw = path.read_bytes()
+        expected = self._manifest.get(doc_id, {}).get("augmentation_sha256")
+        if expected and hashlib.sha256(raw).hexdigest() != expected:
+            raise PragError(f"{path}: checksum mismatch (corrupt augmentation); run `prag parameterize` to redo it")
+        return Augmentation.from_dict(json.loads(raw.decode("utf-8")))

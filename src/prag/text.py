@@ -5,13 +5,12 @@ import re
 import string
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation)
+_NO_PUNCT = str.maketrans("", "", string.punctuation)
 
 
 def normalize_answer(s: str) -> str:
     """SQuAD normalization: lower case, no punctuation, no articles, single spaces."""
-    s = "".join(ch for ch in s.lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", s).split())
+    return " ".join(_ARTICLES.sub(" ", s.lower().translate(_NO_PUNCT)).split())
 
 
 def words(text: str) -> list[str]:
