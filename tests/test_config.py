@@ -65,7 +65,7 @@ def test_unknown_model_or_preset_is_an_error(model, preset, needle):
 ])
 def test_every_bad_setting_is_one_clear_error(flags, needle):
     with pytest.raises(PragError, match=needle):
-        default_config("smollm2").override(flags)
+        default_config("smollm2").override(flags).validate_encoding()  # files: checked for encoding only
 
 
 def test_override_returns_a_validated_copy():

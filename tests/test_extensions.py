@@ -184,3 +184,12 @@ def test_the_cli_loads_plugins_from_prag_plugins(tmp_path, tiny_model_dir):
     res = subprocess.run(cmd[:-2], env=dict(env, PRAG_PLUGINS="no_such_plugin"), capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 2 and res.stderr.startswith("error: $PRAG_PLUGINS: cannot import 'no_such_plugin'")
+
+
+def test_the_llamacpp_backend_refuses_a_factor_changing_merge(registered, tiny_kb):
+    from prag.backends import LlamaCppGeneration
+    from prag.errors import PragError
+
+    registered(MERGES, "folded-sum", Merge(lambda scores, t: [1.0] * len(scores), factors=_fold))
+    with pytest.raises(PragError, match="rewrites the adapters' factors"):
+        LlamaCppGeneration.check(tiny_kb.config.override({"generation.merge": "folded-sum"}))

@@ -183,3 +183,35 @@ def test_warmup_is_kept_only_when_it_is_the_same_warmup(tiny_kb, tiny_lm, tmp_pa
     saved.pop("key")  # a warm-up written before the key existed (as stop 16's diverged one) is retrained
     (out / "warmup.json").write_text(json.dumps(saved))
     assert not pipe.warmup(dev[:3], out, lr=3e-3, epochs=1)["reused"] and len(calls) == 6
+
+
+def test_a_document_deleted_between_plan_and_answer_is_not_used(tiny_kb, tiny_lm):
+    from prag.errors import NotFound
+
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    q = "Who commands the Halvard Sorrel?"
+    planned = pipe.plan(q, "prag", top_k=1)
+    tiny_kb.remove_document(planned[1][0].doc.id)
+    with pytest.raises(NotFound, match="deleted or changed while this question was planned"):
+        pipe.ask(q, "prag", top_k=1, planned=planned)
+
+
+def test_a_kb_whose_warmup_folder_moved_still_answers(tiny_kb, tiny_lm, tmp_path):
+    from prag.errors import PragError
+
+    cfg = tiny_kb.config.override({"lora.init_from": str(tmp_path / "moved-away")})  # reading needs no warm-up
+    pipe = Pipeline(tiny_kb, tiny_lm, cfg)
+    assert isinstance(pipe.ask("Who commands the Halvard Sorrel?", "rag", top_k=1).answer, str)
+    with pytest.raises(PragError, match="no adapter_model.safetensors"):
+        pipe.parameterize([tiny_kb.docs[0].id], progress=False)  # encoding does
+
+
+def test_warmup_never_replaces_a_folder_that_is_not_a_warmup(tiny_kb, tiny_lm, tmp_path):
+    from prag.errors import PragError
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:2]
+    with pytest.raises(PragError, match="not a warm-up folder"):
+        Pipeline(tiny_kb, tiny_lm).warmup(qs, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

@@ -141,7 +141,7 @@ def test_invalid_json_oversized_body_and_unknown_document(client):
 
 # ---------------------------------------------------------------- bounded work, ids, a deletion is final (issue 27)
 @pytest.mark.parametrize("body, needle", [
-    ({"messages": [{"role": "user", "content": "Who? " * 20_000}]}, "characters"),
+    ({"messages": [{"role": "user", "content": "Who? " * 60_000}]}, "characters"),
     ({"messages": [{"role": "user", "content": Q + " x" * 5000}], "method": "closed"}, "tokens"),
     ({"messages": [{"role": "user", "content": Q}], "doc_ids": ["doc-01"] * 60}, "more than once"),
     ({"messages": [{"role": "user", "content": Q}], "doc_ids": [f"d{i}" for i in range(21)]}, "at most 20"),

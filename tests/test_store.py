@@ -335,3 +335,23 @@ def test_every_file_of_an_adapter_is_checksummed(tiny_kb):
     aug.write_text(aug.read_text().replace("rewrite 0", "rewrite 9"))
     with pytest.raises(PragError, match="augmentation.json: checksum mismatch"):
         KnowledgeBase.open(tiny_kb.root).load_augmentation(doc.id)
+
+
+def test_a_kb_from_before_content_hashes_marks_changed_texts_stale(tiny_kb, tmp_path):
+    a = tiny_kb.docs[0]
+    assert tiny_kb.save_document(a, *_fake_adapter(tiny_kb), 1.0)
+    lines = (tiny_kb.root / "manifest.jsonl").read_text().splitlines()
+    old = [json.dumps({k: v for k, v in json.loads(line).items() if k != "text_sha256"}) for line in lines]
+    (tiny_kb.root / "manifest.jsonl").write_text("\n".join(old) + "\n")  # as an older prag wrote it
+    assert KnowledgeBase.open(tiny_kb.root).is_done(a.id)  # trusted while the text is the same
+    rows = [{"id": d.id, "title": d.title, "text": d.text} for d in tiny_kb.docs]
+    rows[0]["text"] = "Rewritten since."
+    kb = KnowledgeBase.create(tiny_kb.root, write_jsonl(tmp_path / "c.jsonl", rows), tiny_kb.config)
+    assert kb.status(a.id) == "stale" and not kb.is_done(a.id)
+
+
+def test_a_read_only_kb_says_it_cannot_make_an_adapter(tiny_kb, tiny_lm, immutable):
+    immutable(*tiny_kb.root.rglob("*"), tiny_kb.root)
+    pipe = Pipeline(KnowledgeBase.open(tiny_kb.root), tiny_lm)
+    with pytest.raises(PragError, match="cannot write to this kb"):
+        pipe.ask("Who commands the Halvard Sorrel?", "prag", top_k=1)  # its adapter would have to be made

@@ -19,6 +19,7 @@ from .generate import generate, generate_scored
 from .llamacpp import LlamaCppBackend, dequantized_gguf, generate_text, require_llama_cpp
 from .models import cache_dir, is_gguf, resolve_gguf, sync
 from .registry import Registry
+from .update import MERGES
 
 
 class Backend(Protocol):
@@ -101,6 +102,9 @@ class LlamaCppGeneration:
         gcfg = config.generation
         if gcfg.llamacpp_weights not in LLAMACPP_WEIGHTS:
             raise PragError(f"unknown llamacpp_weights {gcfg.llamacpp_weights!r}: use {' or '.join(LLAMACPP_WEIGHTS)}")
+        if MERGES.get(gcfg.merge).factors is not None:
+            raise PragError(f"merge {gcfg.merge!r} rewrites the adapters' factors; the llamacpp backend applies each "
+                            "document's own adapter file: use --backend transformers")
         require_llama_cpp()
         if not is_gguf(config.model):
             raise PragError(f"model {config.model!r} is not a GGUF model: the llamacpp backend needs one")

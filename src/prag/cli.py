@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 
+from .atomic import atomic_write
 from .bench import bench_generate as run_bench_generate
 from .bench import bench_parameterize as run_bench_parameterize
 from .bench import bench_question as run_bench_question
@@ -70,7 +71,7 @@ def index(corpus: Path = typer.Option(..., help="JSONL corpus: one {id, title, t
           reference: Optional[Path] = typer.Option(None, help="For --augmenter reference: JSONL of {doc_id, qa} (e.g. a dataset's augment-reference.jsonl)."),
           parts: Optional[str] = typer.Option(None, help="What encoding trains on: both | rewrite | qa | none (the paper's §5.3 ablation; without rewrites, the document itself)."),
           init_from: Optional[Path] = typer.Option(None, help="Start every document's LoRA from this adapter folder (made by `prag warmup`; §5.2) instead of random init."),
-          overwrite: bool = typer.Option(False, help="Replace the settings of an existing kb (its adapters are then stale).")):
+          overwrite: bool = typer.Option(False, help="Replace the settings of an existing kb (encoding then refuses to add adapters unlike the ones it holds: use a new --kb for other encoding settings).")):
     """Validate a corpus and build (or refresh) a knowledge base: corpus copy, BM25 index, config. The encoding
     settings (model, preset, augmentation, warm-up) are stored in kb.toml, so every adapter of a kb is made alike."""
     cfg = build_config(model, preset, config, {
@@ -232,8 +233,8 @@ def eval_(ctx: typer.Context,
         res["encoding"] = pipe.kb.encoding_cost(pipe.retrieved_ids(qs, top_k))
     text = json.dumps(res, indent=2)
     if json_out:
-        json_out.write_text(text)
-        json_out.with_suffix(".md").write_text(markdown_table([res]) + "\n" + runtime_table([res]))
+        atomic_write(json_out, text)
+        atomic_write(json_out.with_suffix(".md"), markdown_table([res]) + "\n" + runtime_table([res]))
     typer.echo(text)
     for line in empty_warnings(res):
         typer.echo(line, err=True)
@@ -341,6 +342,10 @@ def main() -> None:
     except PragError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except OSError as e:  # the file system refused (read-only kb, disk full, permissions): one line, not a traceback
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        typer.echo(f"error: {e.strerror or e}{where}", err=True)
+        sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):

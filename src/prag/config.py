@@ -19,6 +19,7 @@ from typing import Any
 import tomli_w
 import tomllib
 
+from .atomic import atomic_write
 from .augment import AUGMENTERS, PARTS
 from .backends import BACKENDS
 from .errors import PragError
@@ -93,6 +94,9 @@ class LoraConfig:
         _need(self.batch_docs >= 1 and self.batch_tokens >= 1, "lora.batch_docs and lora.batch_tokens must be at least 1")
         _choice(self.adapter_dtype, DTYPES, "adapter dtype")
         _choice(self.train_dtype, TRAIN_DTYPES, "train dtype")
+
+    def validate_files(self) -> None:
+        """What encoding reads besides the settings: the warm-up adapter."""
         _need(not self.init_from or (Path(self.init_from) / ADAPTER_FILE).is_file(),
               f"lora.init_from {self.init_from}: no {ADAPTER_FILE} there (make one with `prag warmup`)")
 
@@ -120,11 +124,14 @@ class AugmentConfig:
         _at_least(self.n_qa, 0, "augment.n_qa")
         AUGMENTERS.check(self.augmenter)
         _need(self.parts in PARTS, f"unknown augment.parts {self.parts!r}: use {', '.join(PARTS)}")
-        _need(self.augmenter != "reference" or bool(self.reference and Path(self.reference).is_file()),
-              f"augmenter 'reference' needs augment.reference, a JSONL file (got {self.reference!r})")
         _at_least(self.max_new_tokens, 1, "augment.max_new_tokens")
         _at_least(self.concurrency, 1, "--concurrency")
         _at_least(self.batch_size, 1, "augment.batch_size")
+
+    def validate_files(self) -> None:
+        """What augmentation reads besides the settings: the reference file."""
+        _need(self.augmenter != "reference" or bool(self.reference and Path(self.reference).is_file()),
+              f"augmenter 'reference' needs augment.reference, a JSONL file (got {self.reference!r})")
 
 
 @dataclass
@@ -190,11 +197,20 @@ class PragConfig:
 
     def validate(self) -> "PragConfig":
         """Check every field (names against their registries); returns self. Backend-specific needs (llama.cpp
-        installed, a GGUF model) are checked too, so a bad setting fails before any model is loaded."""
+        installed, a GGUF model) are checked too, so a bad setting fails before any model is loaded. The files
+        that only encoding reads are checked by `validate_encoding` (a kb whose warm-up folder moved still
+        answers with the adapters it has)."""
         check_model(self.model)
         for name in SECTIONS:
             getattr(self, name).validate()
         BACKENDS.get(self.generation.backend).check(self)
+        return self
+
+    def validate_encoding(self) -> "PragConfig":
+        """`validate`, and the files encoding reads (warm-up adapter, reference QA pairs) exist."""
+        self.validate()
+        self.lora.validate_files()
+        self.augment.validate_files()
         return self
 
     def apply(self, data: dict[str, Any]) -> "PragConfig":
@@ -232,7 +248,7 @@ class PragConfig:
         return cls().apply(data)
 
     def save_toml(self, path: Path) -> None:
-        Path(path).write_text(self.to_toml(), encoding="utf-8")
+        atomic_write(Path(path), self.to_toml())
 
     def to_toml(self) -> str:
         data = {k: v for k, v in self.to_dict().items() if not isinstance(v, dict)}
@@ -294,7 +310,7 @@ def build_config(model: str = "smollm2", preset: str = "default", toml: Path | N
     cfg = default_config(model, preset)
     if toml:
         cfg.apply(read_toml(toml))
-    return cfg.override(flags or {})
+    return cfg.override(flags or {}).validate_encoding()
 
 
 _NOT_IN_RECIPE = {"lora": ("batch_docs", "batch_tokens"), "augment": ("concurrency", "batch_size", "api_key_env")}

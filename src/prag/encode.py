@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 
 from .atomic import atomic_dir
-from .config import LoraConfig
+from .config import LOSSES, LoraConfig
 from .errors import PragError
 from .generate import question_message
 from .models import LoadedModel
@@ -63,8 +63,8 @@ def training_sequences(lm: LoadedModel, aug: Augmentation, layout: str = "separa
 
 def check_loss(loss: str) -> str:
     """`loss` if it is a known lora.loss setting, else a clear error."""
-    if loss not in ("all", "answer"):
-        raise PragError(f"unknown lora.loss {loss!r}: use all or answer")
+    if loss not in LOSSES:
+        raise PragError(f"unknown lora.loss {loss!r}: use {' or '.join(LOSSES)}")
     return loss
 
 

@@ -61,7 +61,8 @@ class Answer:
     def to_dict(self) -> dict:
         return {"question": self.question, "method": self.method, "answer": self.answer, "raw": self.raw,
                 "documents": [{"id": h.doc.id, "title": h.doc.title, "score": round(h.score, 4), "weight": w}
-                              for h, w in zip(self.hits, self.weights or [None] * len(self.hits))],
+                              for h, w in zip(self.hits, self.weights if len(self.weights) == len(self.hits)
+                                              else [None] * len(self.hits))],  # a merge may rewrite the set
                 "update_seconds": self.update_seconds, "seconds": self.seconds, "prompt_tokens": self.prompt_tokens,
                 "retrieval_rounds": self.retrieval_rounds}
 
@@ -113,7 +114,9 @@ class Pipeline:
     def check_encoding_config(self) -> None:
         """Reject bad encoding settings before any model is loaded."""
         self.config.lora.validate()
+        self.config.lora.validate_files()
         self.config.augment.validate()
+        self.config.augment.validate_files()
         self.init_adapter  # a warm-up adapter of the wrong rank is reported before any work
 
     @property
@@ -316,6 +319,10 @@ class Pipeline:
             raise PragError(f"--lr must be a finite number > 0, not {lr}")
         if epochs < 1:
             raise PragError(f"--epochs must be at least 1, not {epochs}")
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / ADAPTER_FILE).is_file())):
+            raise PragError(f"--out {out}: exists and is not a warm-up folder; it would be replaced whole: "
+                            "give a new folder")
         pairs = [(q.question, q.golden_answers[0]) for q in questions]
         lcfg = self.config.lora
         key = {"model": self.config.model, "lr": lr, "epochs": epochs, "r": lcfg.r, "alpha": lcfg.alpha,
@@ -386,7 +393,7 @@ class Pipeline:
             hits = ([Hit(d, 1.0) for d in self.documents(doc_ids)] if doc_ids
                     else self.retrieve(question, top_k or self.config.retrieval.top_k))
         room = self.backend.context_tokens() - (max_new_tokens or self.config.generation.max_new_tokens)
-        if len(question) > 8 * room:  # more characters than any tokenization of them could fit: no need to count
+        if len(question) > 32 * room:  # far more characters than fit at any plausible length of token: no count needed
             raise PragError(f"the question has {len(question)} characters; the model reads {room} tokens at most")
         in_context = {"none": lambda: None, "documents": lambda: [h.doc for h in hits],
                       "augmented": lambda: [self.augmented_document(h.doc) for h in hits]}[m.context]()
@@ -423,7 +430,11 @@ class Pipeline:
             final = self.prompt(question, [h.doc for h in hits] or None)
             return Answer(question, method, extract_answer(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
                           self.count_tokens(final), rounds)
-        raw, update_s = self.backend.answer(prompt, hits, adapters, weights, max_new, streamer, cancel)
+        with self.injector.lock:  # a deletion (which takes this lock) comes before this check or after the answer
+            gone = [h.doc.id for h in hits if self.kb.by_id.get(h.doc.id) != h.doc]
+            if gone:
+                raise NotFound(f"document(s) {', '.join(gone)} deleted or changed while this question was planned")
+            raw, update_s = self.backend.answer(prompt, hits, adapters, weights, max_new, streamer, cancel)
         return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0,
                       self.count_tokens(prompt))
 

@@ -5,11 +5,13 @@ management. `prag serve --kb DIR` runs it with uvicorn.
     GET  /v1/models             the one served model
     GET  /health
     POST /v1/documents          {id?, title?, text}: indexed at once, parameterized in the background
-    GET  /v1/documents/{id}     its status: pending | done | failed | corrupt
+    GET  /v1/documents/{id}     its status: pending | done | stale | failed | corrupt
     DELETE /v1/documents/{id}   removes it and its adapter
 
 Requests are isolated: the Update+Generate section holds the injector's lock, so one request's adapters never
-touch another's answer. Errors are 4xx with an OpenAI-style {"error": {"message", "type", "code"}} body.
+touch another's answer, and a deletion (under the same lock) never lands mid-answer. Errors map by type (a
+`PragError`'s status: NotFound 404, Conflict 409, others 400) to an OpenAI-style {"error": {"message", "type",
+"code"}} body. Generation stops when its client disconnects or the server shuts down.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from transformers import TextIteratorStreamer
 from .corpus import Document
 from .errors import NotFound, PragError
 from .methods import METHODS
-from .pipeline import Answer, Pipeline
+from .pipeline import MAX_DOCS, Answer, Pipeline
 
 MAX_BODY_BYTES = 1 << 20
 ID_PATTERN = re.compile(r"[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{0,199}")  # ids a URL path carries as they are
@@ -61,8 +63,8 @@ def _parse_chat(body: dict, model_id: str) -> dict:
     method = body.get("method", "prag")
     METHODS.check(method)
     top_k = body.get("top_k")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 20):
-        raise HTTPError(400, "'top_k' must be an integer between 1 and 20")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_DOCS):
+        raise HTTPError(400, f"'top_k' must be an integer between 1 and {MAX_DOCS}")
     doc_ids = body.get("doc_ids")
     if doc_ids is not None and (not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids)):
         raise HTTPError(400, "'doc_ids' must be a list of document id strings")
@@ -94,9 +96,12 @@ class Service:
                 doc = kb.by_id.get(doc_id)
                 if doc is not None and not kb.is_done(doc_id):
                     self.pipe.encode([doc])  # a document deleted or changed meanwhile is not published
-            except PragError as e:
+            except Exception as e:  # noqa: BLE001 - recorded for the document; the worker goes on with the next
                 if kb.by_id.get(doc_id) is not None:
-                    kb.mark_failed(doc_id, str(e))
+                    try:
+                        kb.mark_failed(doc_id, f"{type(e).__name__}: {e}")
+                    except OSError:
+                        pass
             finally:
                 self.jobs.task_done()
 
@@ -254,7 +259,6 @@ def create_app(pipe: Pipeline, model_id: str | None = None) -> FastAPI:
 
     app = FastAPI(title="prag", description="Parametric RAG, OpenAI-compatible", lifespan=lifespan)
     app.state.jobs = svc.jobs
-    app.state.service = svc
     app.add_exception_handler(PragError, lambda request, e: _error(e.status, str(e), e.code))
 
     @app.get("/health")
@@ -271,7 +275,8 @@ def create_app(pipe: Pipeline, model_id: str | None = None) -> FastAPI:
 
     @app.post("/v1/documents", status_code=201)
     async def add_document(request: Request):
-        return svc.add_document(await _read_json(request))
+        body = await _read_json(request)
+        return await run_in_threadpool(svc.add_document, body)  # it may wait for the kb's lock: not on the loop
 
     @app.get("/v1/documents/{doc_id:path}")  # ids from a corpus file may hold a '/'
     def get_document(doc_id: str):

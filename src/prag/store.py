@@ -105,10 +105,12 @@ class KnowledgeBase:
             (root / "docs").mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PragError(f"{root}: cannot create the knowledge base there ({e.strerror})") from None
+        old = load_corpus(root / "corpus.jsonl") if is_kb and (root / "corpus.jsonl").is_file() else []
         kb = cls(root, config, [])
         with kb.lock:
             kb._set_docs(docs)
             kb._forget_removed()
+            kb._mark_changed(old)
         kb.save_config()
         return kb
 
@@ -141,6 +143,15 @@ class KnowledgeBase:
         for doc_id, rec in list(self._manifest.items()):
             if doc_id not in self.by_id and rec.get("status") != "deleted":
                 self._drop(doc_id)
+
+    def _mark_changed(self, old: list[Document]) -> None:
+        """Adapters recorded before content hashes were (no text_sha256) whose document's text changed in this
+        re-index: marked stale, so they are made again rather than served."""
+        for d in old:
+            rec = self._manifest.get(d.id)
+            new = self.by_id.get(d.id)
+            if rec and rec.get("status") == "done" and "text_sha256" not in rec and new is not None and new != d:
+                self._append_manifest({"id": d.id, "status": "stale", "error": "text changed since its adapter"})
 
     def _drop(self, doc_id: str) -> None:
         shutil.rmtree(self.doc_dir(doc_id), ignore_errors=True)
@@ -225,12 +236,14 @@ class KnowledgeBase:
             remove_stale(folder)
 
     def status(self, doc_id: str) -> str:
-        """pending | done | stale (an adapter made for another text under this id) | failed | corrupt | deleted."""
+        """pending | done | stale (an adapter made for another text under this id) | failed | corrupt."""
         rec = self._manifest.get(doc_id)
         if not rec or rec.get("status") == "deleted":
             return "pending"
-        if rec.get("status") == "done" and not self._same_content(doc_id, rec):
-            return "stale"
+        if rec.get("status") == "done":
+            if not self._same_content(doc_id, rec):
+                return "stale"
+            return "done" if self.is_done(doc_id) else "pending"  # its file is gone: to be made again
         return rec["status"]
 
     def _same_content(self, doc_id: str, rec: dict) -> bool:
@@ -343,9 +356,13 @@ class KnowledgeBase:
         the set of ids this caller holds until the block ends. Without `wait`, ids another job holds are left out
         at once; with it, the caller waits for them (call it holding no other claim)."""
         folder = self.root / "locks"
-        folder.mkdir(exist_ok=True)
         held, files = set(), []
         try:
+            try:
+                folder.mkdir(exist_ok=True)
+            except OSError as e:
+                raise PragError(f"{self.root}: cannot write to this kb ({e.strerror}), so it cannot make adapters; "
+                                "parameterize it where it is writable") from None
             for doc_id in ids:
                 f = open(folder / doc_key(doc_id), "a")
                 try:
