@@ -26,13 +26,15 @@ from .corpus import dataset_dir, few_shot_examples, load_questions
 from .corpus import split as split_qs
 from .distributed import parameterize_on_ray
 from .errors import PragError
-from .evaluate import empty_warnings, pending, run_eval
+from .evaluate import empty_warnings, pending, run_eval, weak_warnings
 from .llamacpp import require_llama_cpp
 from .methods import METHODS, parametric
 from .models import load_model
 from .pipeline import Pipeline
 from .report import markdown_table, runtime_table, write_report
 from .store import KnowledgeBase
+from .tune import SCALES, SHOTS, table
+from .tune import tune as run_tune
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Parametric RAG: inject retrieved documents into an LLM's FFN weights as per-document LoRAs.")
@@ -146,16 +148,44 @@ def warmup(kb: Path = KB,
                    "try a lower --lr", err=True)
 
 
+@app.command("tune")
+def tune_(kb: Path = KB,
+          questions: Optional[Path] = typer.Option(None, help="JSONL questions; the first half (dev) is used."),
+          dataset: Optional[str] = typer.Option(None, help="A dataset folder by name or path; its dev half is used."),
+          budget: int = typer.Option(30, help="Dev questions scored per setting."),
+          scales: str = typer.Option(",".join(map(str, SCALES)), help="Adapter strengths to try."),
+          shots: str = typer.Option(",".join(map(str, SHOTS)), help="Numbers of worked examples to try (from the end of dev)."),
+          top_k: int = typer.Option(3, help="Documents retrieved per question.")):
+    """Pick the adapter strength and the number of worked examples on YOUR development questions (P-RAG F1 on the
+    first half of the file), and keep them with the kb: ask, serve and eval use them (flags still override).
+    Adapters are shared by every setting; answers are logged in the kb, so a killed tuning resumes."""
+    if (questions is None) == (dataset is None):
+        raise PragError("give exactly one of --questions FILE or --dataset NAME")
+    path = questions or dataset_dir(dataset) / "questions.jsonl"
+    try:
+        sc = tuple(float(x) for x in scales.split(",") if x.strip())
+        sh = tuple(int(x) for x in shots.split(",") if x.strip())
+    except ValueError:
+        raise PragError("--scales takes numbers and --shots whole numbers, comma-separated") from None
+    res = run_tune(_pipeline(kb), load_questions(path), f"{path} dev", budget=budget, top_k=top_k, scales=sc, shots=sh)
+    typer.echo(table(res))
+
+
 @app.command()
 def status(kb: Path = KB, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Documents, parameterized, pending and failed (with reasons) in a knowledge base."""
-    s = KnowledgeBase.open(kb).summary()
+    kbo = KnowledgeBase.open(kb)
+    s = kbo.summary()
+    tuned = kbo.tuning()
     if as_json:
-        typer.echo(json.dumps(s))
-    else:
-        typer.echo(" ".join(f"{k}={v}" for k, v in s.items() if k != "failures"))
-        for i, why in s["failures"].items():
-            typer.echo(f"  failed {i}: {why}")
+        typer.echo(json.dumps(s | {"tuning": tuned}))
+        return
+    typer.echo(" ".join(f"{k}={v}" for k, v in s.items() if k != "failures"))
+    for i, why in s["failures"].items():
+        typer.echo(f"  failed {i}: {why}")
+    g = kbo.config.generation
+    typer.echo(f"generation: scale {g.scale}, {g.few_shot} worked examples, merge {g.merge}")
+    typer.echo(table(tuned) if tuned else "not tuned: `prag tune --kb KB --questions DEV.jsonl` picks them on your dev questions")
 
 
 @app.command()
@@ -190,7 +220,8 @@ def eval_(ctx: typer.Context,
           top_k: int = typer.Option(3, help="Documents retrieved per question."),
           merge: Optional[str] = typer.Option(None, help="Adapter weights: sum | mean | softmax | top1."),
           scale: Optional[float] = typer.Option(None, help="Multiply every adapter weight (strength of the injected update; default the kb's, 1)."),
-          few_shot: int = typer.Option(0, help="Worked examples in every method's prompt, from the end of the question file's dev split (one question type after another); they are left out of the scored questions."),
+          few_shot: Optional[int] = typer.Option(None, help="Worked examples in every method's prompt, from the end of the question file's dev split (one question type after another); they are left out of the scored questions. Default: the kb's tuned ones (prag tune), else none."),
+          tune_budget: int = typer.Option(30, help="With --dataset on a kb never tuned (and no --scale/--few-shot): dev questions `prag tune` uses first."),
           backend: Optional[str] = BACKEND,
           json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here, and a Markdown table beside it (.md); a .log.jsonl beside it lets an interrupted run resume.")):
     """Score methods on a question set: EM, F1, precision, recall (SQuAD normalization, max over golden answers;
@@ -203,19 +234,32 @@ def eval_(ctx: typer.Context,
     ds_dir = dataset_dir(dataset) if dataset else None
     questions = questions or ds_dir / "questions.jsonl"
     all_qs = load_questions(questions)
-    shots = few_shot_examples(all_qs, few_shot)
-    shown = {q.id for q in shots}
-    qs = [q for q in split_qs(all_qs, split) if q.id not in shown][: limit or None]
     if kb is None:
         if ds_dir is None:
             raise PragError("--kb is required with --questions")
         kb = Path("runs") / f"kb-{ds_dir.name}-{Path(model or 'smollm2').stem}"
     if ds_dir is not None and not (kb / "kb.toml").exists():
         KnowledgeBase.create(kb, ds_dir / "corpus.jsonl", default_config(model or "smollm2"))
-    pipe = _pipeline(kb, {"generation.backend": backend, "generation.merge": merge, "generation.scale": scale})
+    flags = {"generation.backend": backend, "generation.merge": merge, "generation.scale": scale}
+    pipe = _pipeline(kb, flags)
     if model is not None and model != pipe.config.model:
         raise PragError(f"--model {model} but the kb {kb} was built for {pipe.config.model}")
-    pipe.examples = [(q.question, q.golden_answers[0]) for q in shots]
+    if (ds_dir is not None and parametric(ms) and pipe.kb.tuning() is None and scale is None
+            and few_shot is None):  # never tuned: tune on the dataset's dev questions first (never on test)
+        typer.echo(f"{kb} has no tuned settings: tuning on the first {tune_budget} dev questions of "
+                   f"{ds_dir.name} (prag tune)", err=True)
+        run_tune(pipe, all_qs, f"{ds_dir.name} dev", budget=tune_budget, top_k=top_k)
+        pipe = _pipeline(kb, flags)
+    if few_shot is not None:  # the flag: examples from this file's dev split
+        shots = few_shot_examples(all_qs, few_shot)
+        pipe.examples = [(q.question, q.golden_answers[0]) for q in shots]
+        source = "flags"
+    else:
+        tuned = pipe.kb.tuning()
+        shots = [q for q in all_qs if q.id in set(tuned["examples"])] if tuned else []
+        source = f"tuned on {tuned['source']} (kb tuning.json)" if tuned else "the kb's kb.toml (never tuned)"
+    shown = {q.id for q in shots} | {q for q, _ in pipe.examples}
+    qs = [q for q in split_qs(all_qs, split) if q.id not in shown and q.question not in shown][: limit or None]
     log = json_out.with_suffix(".log.jsonl") if json_out else None
     with_adapters = parametric(ms)
     if with_adapters:  # adapters of every document retrieved for a question still to answer: batched, resumable
@@ -226,6 +270,8 @@ def eval_(ctx: typer.Context,
     res.update(dataset=ds_dir.name if ds_dir else questions.parent.name, questions=str(questions), split=split,
                limit=limit, top_k=top_k, model=pipe.config.model, merge=pipe.config.generation.merge,
                scale=pipe.config.generation.scale, few_shot=[q.id for q in shots],
+               settings={"scale": pipe.config.generation.scale, "few_shot": len(pipe.examples),
+                         "source": "flags" if scale is not None else source},
                backend=pipe.config.generation.backend, kb=str(kb), command=_command_line(ctx),
                kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")})  # how its adapters were made
     if with_adapters:  # the offline cost of the adapters these questions use, whichever run made them
@@ -236,7 +282,7 @@ def eval_(ctx: typer.Context,
         atomic_write(json_out, text)
         atomic_write(json_out.with_suffix(".md"), markdown_table([res]) + "\n" + runtime_table([res]))
     typer.echo(text)
-    for line in empty_warnings(res):
+    for line in empty_warnings(res) + weak_warnings(res):
         typer.echo(line, err=True)
 
 

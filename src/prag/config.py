@@ -150,6 +150,7 @@ class GenerationConfig:
     merge: str = "sum"              # a name in update.MERGES: sum (paper), mean, softmax, top1
     temperature: float = 1.0        # for merge="softmax": softmax(score / temperature)
     scale: float = 1.0              # every merge weight times this: the strength of the injected update
+    few_shot: int = 0               # worked examples (the kb's examples.jsonl, written by `prag tune`) in every prompt
     backend: str = "transformers"   # a name in backends.BACKENDS: transformers | llamacpp (`.[llamacpp]`)
     llamacpp_weights: str = "dequantized"  # llamacpp: "dequantized" (float32, the transformers backend's exact
                                     # weights) or "original" (the shipped quantized GGUF: faster, may differ)
@@ -160,6 +161,7 @@ class GenerationConfig:
         MERGES.check(self.merge)
         _positive(self.temperature, "generation.temperature")
         _positive(self.scale, "generation.scale", zero=True)
+        _at_least(self.few_shot, 0, "generation.few_shot")
         BACKENDS.check(self.backend)
         _at_least(self.llamacpp_ctx, 64, "generation.llamacpp_ctx")
 

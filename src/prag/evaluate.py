@@ -159,3 +159,17 @@ def empty_warnings(res: dict) -> list[str]:
     a broken adapter, prompt or answer extraction rather than a finding."""
     return [f"warning: {m} answered nothing for {s['empty_answers']} of {s['n']} questions"
             for m, s in res.get("methods", {}).items() if s.get("n") and s.get("empty_answers", 0) * 2 > s["n"]]
+
+
+def weak_warnings(res: dict, margin: float = 0.1, min_n: int = 10) -> list[str]:
+    """A line when prag or combine scores far below closed-book or rag on enough questions: the generation settings
+    (adapter strength, worked examples) likely do not suit these questions."""
+    methods = res.get("methods", {})
+    ref = {m: s["f1"] for m, s in methods.items() if m in ("closed", "rag") and s.get("n", 0) >= min_n}
+    if not ref:
+        return []
+    best, f1 = max(ref.items(), key=lambda kv: kv[1])
+    return [f"warning: {m} F1 {s['f1']:.3f} is far below {best}'s {f1:.3f} on {s['n']} questions: run `prag tune` on "
+            "your dev questions to pick the adapter strength and worked examples"
+            for m, s in methods.items() if METHODS.get(m).adapters and s.get("n", 0) >= min_n
+            and s["f1"] < f1 - margin]

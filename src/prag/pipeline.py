@@ -78,7 +78,8 @@ class Pipeline:
         self._trainer: tuple[torch.nn.Module, Injector] | None = None
         self._backends: dict[str, Backend] = {}
         self._init: tuple[str | None, Adapter | None] = (None, None)
-        self.examples: list[tuple[str, str]] = []  # worked (question, answer) examples every prompt shows first
+        # worked (question, answer) examples every prompt shows first: the kb's tuned ones, as many as configured
+        self.examples: list[tuple[str, str]] = kb.examples()[: self.config.generation.few_shot]
 
     # ------------------------------------------------------------------ parts, made on first use
     @property

@@ -39,6 +39,8 @@ from .update import ADAPTER_CONFIG_FILE, ADAPTER_FILE, Adapter
 
 GGUF_FILE = "adapter_model.gguf"
 AUGMENTATION_FILE = "augmentation.json"
+EXAMPLES_FILE = "examples.jsonl"  # the worked examples every prompt shows (prag tune)
+TUNING_FILE = "tuning.json"       # the table the kb's generation settings were chosen from
 
 
 def doc_key(doc_id: str) -> str:
@@ -376,6 +378,30 @@ class KnowledgeBase:
         finally:
             for f in files:
                 f.close()
+
+    # ------------------------------------------------------------------ tuned generation settings (tune.py)
+    def examples(self) -> list[tuple[str, str]]:
+        """The kb's worked examples, (question, answer), written by `prag tune`; none when it was never tuned."""
+        path = self.root / EXAMPLES_FILE
+        if not path.is_file():
+            return []
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [(r["question"], r["answer"]) for r in rows]
+
+    def tuning(self) -> dict | None:
+        """How the kb's generation settings were chosen (`prag tune`: its table and choice), or None."""
+        path = self.root / TUNING_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def save_tuning(self, result: dict, examples: list[tuple[str, str]]) -> None:
+        """Keep a tuning's choice: its settings in kb.toml, its worked examples, and the table it chose from."""
+        chosen = result["chosen"]
+        atomic_write(self.root / EXAMPLES_FILE, "".join(json.dumps({"question": q, "answer": a}) + "\n"
+                                                        for q, a in examples))
+        self.config = self.config.override({"generation.scale": chosen["scale"],
+                                            "generation.few_shot": chosen["few_shot"]})
+        self.save_config()
+        atomic_write(self.root / TUNING_FILE, json.dumps(result, indent=1))
 
     def mark_failed(self, doc_id: str, error: str) -> None:
         self._append_manifest({"id": doc_id, "status": "failed", "error": error})

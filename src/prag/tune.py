@@ -1,0 +1,65 @@
+"""Tuning the generation settings on development questions (`prag tune`): the adapter strength
+(`generation.scale`) and the number of worked examples in every prompt (`generation.few_shot`), chosen by P-RAG's
+F1 on the user's own dev questions and kept with the kb.
+
+The adapters do not depend on these settings, so every setting reuses the same adapters (built once, batched).
+Every answer goes to a log in the kb (`tuning/tune.log.jsonl`), so a killed tuning resumes where it stopped.
+The winner is written to kb.toml, its worked examples to `examples.jsonl`, and the table it was chosen from to
+`tuning.json`, which `prag status` shows.
+"""
+from __future__ import annotations
+
+from .corpus import Question, few_shot_examples, split
+from .errors import PragError
+from .evaluate import run_eval
+from .pipeline import Pipeline
+
+SCALES = (0.25, 0.5, 1.0)
+SHOTS = (0, 4)
+
+
+def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 30, top_k: int = 3,
+         scales: tuple[float, ...] = SCALES, shots: tuple[int, ...] = SHOTS, method: str = "prag",
+         progress: bool = True) -> dict:
+    """Score `method` on the first `budget` dev questions (worked examples, drawn from the end of dev, are left
+    out) for every (shots, scale); write the best to the kb and return the table. `source` names the questions."""
+    if budget < 1:
+        raise PragError(f"--budget must be at least 1, not {budget}")
+    if not scales or not shots or any(s < 0 for s in scales) or any(n < 0 for n in shots):
+        raise PragError("--scales and --shots must name one or more numbers >= 0")
+    examples = few_shot_examples(questions, max(shots))
+    shown = {q.id for q in examples}
+    dev = [q for q in split(questions, "dev") if q.id not in shown][:budget]
+    if not dev:
+        raise PragError(f"{source}: no development questions left to tune on (the dev split is the file's first half)")
+    kb = pipe.kb
+    (kb.root / "tuning").mkdir(exist_ok=True)
+    log = kb.root / "tuning" / "tune.log.jsonl"
+    pipe.parameterize_retrieved(dev, top_k, progress=progress)  # once: every setting uses the same adapters
+    rows = []
+    base = pipe.config
+    for n in shots:
+        for scale in scales:
+            pipe.config = base.override({"generation.scale": scale})
+            pipe.examples = [(q.question, q.golden_answers[0]) for q in examples[:n]]
+            res = run_eval(pipe, dev, [method], top_k, log, progress=progress)
+            s = res["methods"][method]
+            rows.append({"few_shot": n, "scale": scale, "f1": round(s["f1"], 4), "em": round(s["em"], 4), "n": s["n"]})
+    pipe.config = base
+    best = max(rows, key=lambda r: (r["f1"], r["em"], -r["few_shot"], r["scale"]))  # ties: fewer examples, stronger
+    result = {"source": source, "method": method, "budget": budget, "top_k": top_k, "questions": [q.id for q in dev],
+              "examples": [q.id for q in examples[:best["few_shot"]]], "table": rows,
+              "chosen": {"scale": best["scale"], "few_shot": best["few_shot"]}}
+    kb.save_tuning(result, [(q.question, q.golden_answers[0]) for q in examples[:best["few_shot"]]])
+    return result
+
+
+def table(result: dict) -> str:
+    """The tuning table as text, the chosen row marked."""
+    chosen = result["chosen"]
+    lines = [f"tuned on {len(result['questions'])} dev questions of {result['source']} ({result['method']} F1):",
+             "  few_shot  scale     F1     EM"]
+    for r in result["table"]:
+        mark = "  <- chosen" if (r["few_shot"], r["scale"]) == (chosen["few_shot"], chosen["scale"]) else ""
+        lines.append(f"  {r['few_shot']:>8}  {r['scale']:>5}  {r['f1']:.3f}  {r['em']:.3f}{mark}")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""tune.py: the adapter strength and worked examples chosen on the user's dev questions, kept with the kb, used by
+every command, resumed after a kill; and `prag eval --dataset` tuning a kb that never was, on dev only."""
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+import prag.cli as cli
+from conftest import FICTIONAL, small_config
+from prag.cli import app
+from prag.corpus import load_questions, split
+from prag.errors import PragError
+from prag.evaluate import weak_warnings
+from prag.pipeline import Pipeline
+from prag.store import KnowledgeBase
+from prag.tune import table, tune
+
+
+def test_tune_keeps_the_winner_with_the_kb_and_resumes(tiny_kb, tiny_lm):
+    qs = load_questions(FICTIONAL / "questions.jsonl")
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    res = tune(pipe, qs, "fictional dev", budget=2, top_k=1, scales=(0.5, 1.0), shots=(0, 2), progress=False)
+    assert [(r["few_shot"], r["scale"]) for r in res["table"]] == [(0, 0.5), (0, 1.0), (2, 0.5), (2, 1.0)]
+    assert all(r["n"] == 2 for r in res["table"])
+    best = max(res["table"], key=lambda r: (r["f1"], r["em"], -r["few_shot"], r["scale"]))
+    assert res["chosen"] == {"scale": best["scale"], "few_shot": best["few_shot"]}
+    dev = {q.id for q in split(qs, "dev")}
+    assert set(res["questions"]) <= dev and set(res["examples"]) <= dev  # never a test question
+    assert not set(res["questions"]) & set(res["examples"])  # an example is never scored
+    kb = KnowledgeBase.open(tiny_kb.root)
+    assert (kb.config.generation.scale, kb.config.generation.few_shot) == (best["scale"], best["few_shot"])
+    assert kb.tuning() == res and len(kb.examples()) == best["few_shot"]
+    fresh = Pipeline(kb, tiny_lm)  # ask and serve build their pipeline like this: the tuned settings apply
+    assert fresh.examples == kb.examples() and fresh.config.generation.scale == best["scale"]
+    calls = []
+    real = fresh.ask
+    fresh.ask = lambda *a, **k: calls.append(1) or real(*a, **k)
+    assert tune(fresh, qs, "fictional dev", budget=2, top_k=1, scales=(0.5, 1.0), shots=(0, 2),
+                progress=False)["table"] == res["table"]
+    assert calls == []  # every answer came from the kb's tuning log
+    assert "<- chosen" in table(res)
+
+
+@pytest.mark.parametrize("kw, needle", [({"budget": 0}, "--budget"), ({"scales": ()}, "--scales"),
+                                        ({"shots": (-1,)}, "--shots")])
+def test_tune_bad_options(tiny_kb, tiny_lm, kw, needle):
+    with pytest.raises(PragError, match=needle):
+        tune(Pipeline(tiny_kb, tiny_lm), load_questions(FICTIONAL / "questions.jsonl"), "x", progress=False, **kw)
+
+
+def test_eval_on_a_dataset_tunes_a_kb_never_tuned_then_uses_it(tmp_path, tiny_model_dir, tiny_lm, monkeypatch):
+    ds = tmp_path / "datasets" / "fic"
+    ds.mkdir(parents=True)
+    shutil.copy(FICTIONAL / "corpus.jsonl", ds / "corpus.jsonl")
+    shutil.copy(FICTIONAL / "questions.jsonl", ds / "questions.jsonl")
+    monkeypatch.setenv("PRAG_DATASETS", str(tmp_path / "datasets"))
+    KnowledgeBase.create(tmp_path / "kb", ds / "corpus.jsonl", small_config(tiny_model_dir, max_seq_len=96,
+                                                                             max_new_tokens=4))
+    real = cli._pipeline
+    monkeypatch.setattr(cli, "_pipeline", lambda kb_dir, flags=None: Pipeline(
+        KnowledgeBase.open(kb_dir), tiny_lm, KnowledgeBase.open(kb_dir).config.override(flags or {})))
+    args = ["eval", "--dataset", "fic", "--kb", str(tmp_path / "kb"), "--split", "test", "--limit", "2",
+            "--methods", "closed,prag", "--tune-budget", "2", "--top-k", "1"]
+    r = CliRunner().invoke(app, args + ["--json", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+    a = json.loads((tmp_path / "a.json").read_text())
+    tuned = KnowledgeBase.open(tmp_path / "kb").tuning()
+    assert tuned and a["settings"]["source"].startswith("tuned on fic dev")
+    assert a["settings"]["scale"] == tuned["chosen"]["scale"] and a["settings"]["few_shot"] == tuned["chosen"]["few_shot"]
+    r = CliRunner().invoke(app, args + ["--scale", "0.125", "--json", str(tmp_path / "b.json")])  # flags override
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert r.exit_code == 0 and b["settings"] == {**b["settings"], "scale": 0.125, "source": "flags"}
+    assert KnowledgeBase.open(tmp_path / "kb").tuning() == tuned  # tuned once
+    monkeypatch.setattr(cli, "_pipeline", real)
+    s = CliRunner().invoke(app, ["status", "--kb", str(tmp_path / "kb")])
+    assert "<- chosen" in s.output and f"scale {tuned['chosen']['scale']}" in s.output
+
+
+def test_weak_warnings_point_to_tune():
+    res = {"methods": {"closed": {"f1": 0.4, "n": 20}, "rag": {"f1": 0.3, "n": 20}, "prag": {"f1": 0.05, "n": 20},
+                       "combine": {"f1": 0.35, "n": 20}}}
+    lines = weak_warnings(res)
+    assert len(lines) == 1 and lines[0].startswith("warning: prag F1 0.050 is far below closed's 0.400")
+    assert "prag tune" in lines[0]
+    assert weak_warnings({"methods": {"closed": {"f1": 0.4, "n": 5}, "prag": {"f1": 0.0, "n": 5}}}) == []
