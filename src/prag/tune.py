@@ -9,6 +9,8 @@ The winner is written to kb.toml, its worked examples to `examples.jsonl`, and t
 """
 from __future__ import annotations
 
+import time
+
 from .corpus import Question, few_shot_examples, split
 from .errors import PragError
 from .evaluate import run_eval
@@ -32,6 +34,7 @@ def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 3
     dev = [q for q in split(questions, "dev") if q.id not in shown][:budget]
     if not dev:
         raise PragError(f"{source}: no development questions left to tune on (the dev split is the file's first half)")
+    t0 = time.perf_counter()
     kb = pipe.kb
     (kb.root / "tuning").mkdir(exist_ok=True)
     log = kb.root / "tuning" / "tune.log.jsonl"
@@ -49,7 +52,8 @@ def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 3
     best = max(rows, key=lambda r: (r["f1"], r["em"], -r["few_shot"], r["scale"]))  # ties: fewer examples, stronger
     result = {"source": source, "method": method, "budget": budget, "top_k": top_k, "questions": [q.id for q in dev],
               "examples": [q.id for q in examples[:best["few_shot"]]], "table": rows,
-              "chosen": {"scale": best["scale"], "few_shot": best["few_shot"]}}
+              "chosen": {"scale": best["scale"], "few_shot": best["few_shot"]},
+              "seconds": round(time.perf_counter() - t0, 1)}  # this run's, adapters included (a resumed run: its part)
     kb.save_tuning(result, [(q.question, q.golden_answers[0]) for q in examples[:best["few_shot"]]])
     return result
 
