@@ -64,7 +64,7 @@ def test_a_retriever(registered, tmp_path, tiny_model_dir, tiny_lm):
     assert (tmp_path / "kb" / "index" / "keyword.txt").is_file()
     reopened = KnowledgeBase.open(tmp_path / "kb")
     assert isinstance(reopened.retriever, KeywordRetriever)
-    _, hits, _, _ = Pipeline(reopened, tiny_lm).plan("Who commands the Halvard Sorrel?", "rag", top_k=2)
+    _, hits, _, _, _ = Pipeline(reopened, tiny_lm).plan("Who commands the Halvard Sorrel?", "rag", top_k=2)
     assert hits == KeywordRetriever(kb.docs).retrieve("Who commands the Halvard Sorrel?", 2) and hits
 
 
@@ -108,17 +108,17 @@ def test_merges_weighting_and_factor_changing(registered, tiny_kb, tiny_lm):
     registered(MERGES, "folded-sum", Merge(lambda scores, t: [1.0] * len(scores), factors=_fold))
     q = "Who commands the Halvard Sorrel?"
     pipe = Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override({"generation.merge": "last-only"}))
-    _, hits, adapters, weights = pipe.plan(q, "prag", top_k=3)
+    _, hits, adapters, weights, _ = pipe.plan(q, "prag", top_k=3)
     assert weights == [0.0, 0.0, 1.0] and len(adapters) == 3
     summed = Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override({"generation.merge": "sum"}))
     folded = Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override({"generation.merge": "folded-sum"}))
-    _, _, one, w = folded.plan(q, "prag", top_k=3)
+    _, _, one, w, _ = folded.plan(q, "prag", top_k=3)
     assert len(one) == 1 and one[0].r == 3 * adapters[0].r and w == [1.0]
     assert folded.ask(q, "prag", top_k=3).raw == summed.ask(q, "prag", top_k=3).raw  # the same ΔW
     ids = torch.tensor([[5, 6, 7, 8]])
     outs = []
     for p in (summed, folded):
-        _, _, ads, ws = p.plan(q, "prag", top_k=3)
+        _, _, ads, ws, _ = p.plan(q, "prag", top_k=3)
         with p.injector.applied(ads, ws), torch.no_grad():
             outs.append(tiny_lm.model(input_ids=ids).logits)
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)

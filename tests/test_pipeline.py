@@ -40,7 +40,7 @@ PLANS = {
 @pytest.mark.parametrize("method", list(PLANS))
 def test_plan_per_method(pipe, method):
     retrieves, doc_text, qa_lines, adapts = PLANS[method]
-    prompt, hits, adapters, weights = pipe.plan(Q, method, top_k=2)
+    prompt, hits, adapters, weights, _ = pipe.plan(Q, method, top_k=2)
     retrieved = pipe.retrieve(Q, 2)
     assert Q in prompt
     assert [h.doc.id for h in hits] == ([h.doc.id for h in retrieved] if retrieves else [])
@@ -60,7 +60,7 @@ def test_plan_per_method(pipe, method):
     ("combine", ["fic-05", "fic-03"]),
 ])
 def test_plan_takes_the_given_doc_ids(pipe, method, doc_ids):
-    prompt, hits, adapters, _ = pipe.plan(Q, method, doc_ids=doc_ids)
+    prompt, hits, adapters, _, _ = pipe.plan(Q, method, doc_ids=doc_ids)
     assert [h.doc.id for h in hits] == doc_ids  # in the given order, not BM25's (which ranks fic-01 first)
     assert len(adapters) == (len(doc_ids) if PLANS[method][3] else 0)
 
@@ -109,8 +109,8 @@ def test_every_method_answers_and_eval_resumes(tiny_kb, tiny_lm, tmp_path):
 def test_da_rag_puts_the_augmentation_in_context_without_training(tiny_kb, tiny_lm):
     pipe = Pipeline(tiny_kb, tiny_lm)
     q = "What was Ostrander Pell's occupation?"
-    prompt, hits, adapters, _ = pipe.plan(q, "da-rag")
-    rag_prompt, rag_hits, _, _ = pipe.plan(q, "rag")
+    prompt, hits, adapters, _, _ = pipe.plan(q, "da-rag")
+    rag_prompt, rag_hits, _, _, _ = pipe.plan(q, "rag")
     assert [h.doc.id for h in hits] == [h.doc.id for h in rag_hits] and not adapters
     aug = pipe._augment(hits[0].doc)
     assert f"Q: {aug.qa[0].question} A: {aug.qa[0].answer}" in prompt

@@ -53,14 +53,14 @@ def test_manifest_survives_a_torn_last_line_and_resumes(tiny_kb, tiny_lm):
 def test_status_reports_failures_with_reasons(tiny_kb, tiny_lm, monkeypatch):
     pipe = Pipeline(tiny_kb, tiny_lm)
     bad = tiny_kb.docs[1].id
-    real = pipe._augment_many
+    real = pipe.augment_many
 
     def augment_many(docs):
         if any(d.id == bad for d in docs):
             raise ValueError("no usable sentence")
         return real(docs)
 
-    monkeypatch.setattr(pipe, "_augment_many", augment_many)
+    monkeypatch.setattr(pipe, "augment_many", augment_many)
     s = pipe.parameterize([d.id for d in tiny_kb.docs[:3]], progress=False)
     assert s["done"] == 2 and list(s["failed"]) == [bad]
     st = KnowledgeBase.open(tiny_kb.root).summary()

@@ -6,6 +6,7 @@ stderr with exit code 2; no traceback reaches the user for an input problem.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -22,9 +23,10 @@ from .bench import bench_parameterize as run_bench_parameterize
 from .bench import bench_question as run_bench_question
 from .bench import bench_update as run_bench_update
 from .config import WARMUP_EPOCHS, WARMUP_LR, build_config, default_config
-from .corpus import dataset_dir, few_shot_examples, load_questions
+from .corpus import dataset_dir, few_shot_examples, load_questions, read_jsonl
 from .corpus import split as split_qs
 from .distributed import parameterize_on_ray
+from .encode import qa_texts
 from .errors import PragError
 from .evaluate import empty_warnings, pending, run_eval, weak_warnings
 from .llamacpp import require_llama_cpp
@@ -33,6 +35,7 @@ from .models import load_model
 from .pipeline import Pipeline
 from .report import markdown_table, runtime_table, write_report
 from .store import KnowledgeBase
+from .translate import TrainConfig, TrainItem, TranslatorConfig, train_translator
 from .tune import SCALES, SHOTS, table
 from .tune import tune as run_tune
 
@@ -40,6 +43,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Parametric RAG: inject retrieved documents into an LLM's FFN weights as per-document LoRAs.")
 
 KB = typer.Option(..., "--kb", help="Knowledge-base directory.")
+ADAPTERS = typer.Option(None, help="Which adapters answer: trained | translated | trained-else-translated (default: the kb's, trained).")
+TRANSLATOR = typer.Option(None, help="A translator folder (prag translator train), or 'default' for the one shipped for the kb's model.")
 BACKEND = typer.Option(None, help="Who generates: transformers | llamacpp (llama.cpp; needs the [llamacpp] extra). Default: the kb's config.")
 
 
@@ -96,14 +101,21 @@ def parameterize(kb: Path = KB,
                  model: Optional[str] = typer.Option(None, help="Augmentation model: the endpoint's model name, or a local model spec for --augmenter model."),
                  concurrency: Optional[int] = typer.Option(None, help="Requests in flight for --augmenter openai."),
                  ray: Optional[str] = typer.Option(None, help="Run batches as Ray tasks: 'auto' starts a local Ray, or a cluster ADDRESS (workers must see --kb at the same path)."),
-                 workers: Optional[int] = typer.Option(None, help="Ray actors, each with one model (default: one per CPU the cluster has, capped by its CPUs).")):
-    """Augment and encode documents into LoRA adapters. Resumable and crash-safe: a killed job started again
-    skips finished documents and redoes at most the batch it was in."""
+                 workers: Optional[int] = typer.Option(None, help="Ray actors, each with one model (default: one per CPU the cluster has, capped by its CPUs)."),
+                 translator: Optional[str] = typer.Option(None, help="Translate instead of train: a translator folder, or 'default'. One forward pass per document; stored beside the trained adapters as kind 'translated'.")):
+    """Augment and encode documents into LoRA adapters (or, with --translator, translate them). Resumable and
+    crash-safe: a killed job started again skips finished documents and redoes at most the batch it was in."""
     id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids is not None else None
     if id_list == []:
         raise PragError("--ids names no document: give comma-separated document ids, or leave it out for all")
     if batch_docs is not None and batch_docs < 1:
         raise PragError("--batch-docs must be at least 1")
+    if translator:
+        pipe = _pipeline(kb, {"generation.translator": translator})
+        s = pipe.translate(pipe.documents(id_list), force=force, progress=True)
+        n = s["done"]
+        typer.echo(f"translated {n}, skipped {s['skipped']}" + (f", {s['seconds'] / n:.3f} s/doc" if n else ""))
+        return
     pipe = _pipeline(kb, {"lora.batch_docs": batch_docs, "lora.train_dtype": train_dtype,
                           "lora.adapter_dtype": adapter_dtype, "augment.augmenter": augmenter,
                           "augment.base_url": base_url, "augment.model": model, "augment.concurrency": concurrency})
@@ -195,9 +207,12 @@ def ask(question: str = typer.Argument(..., help="The question."),
         top_k: Optional[int] = typer.Option(None, help="Documents to retrieve (default: the kb's config, 3)."),
         merge: Optional[str] = typer.Option(None, help="Adapter weights: sum (paper) | mean | softmax | top1."),
         backend: Optional[str] = BACKEND,
+        adapters: Optional[str] = ADAPTERS,
+        translator: Optional[str] = TRANSLATOR,
         as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Answer a question. With prag/combine, retrieved documents without an adapter are parameterized first."""
-    pipe = _pipeline(kb, {"generation.backend": backend, "generation.merge": merge})
+    pipe = _pipeline(kb, {"generation.backend": backend, "generation.merge": merge, "generation.adapters": adapters,
+                          "generation.translator": translator})
     ans = pipe.ask(question, method=method, top_k=top_k)
     if as_json:
         typer.echo(json.dumps(ans.to_dict(), ensure_ascii=False))
@@ -223,6 +238,8 @@ def eval_(ctx: typer.Context,
           few_shot: Optional[int] = typer.Option(None, help="Worked examples in every method's prompt, from the end of the question file's dev split (one question type after another); they are left out of the scored questions. Default: the kb's tuned ones (prag tune), else none."),
           tune_budget: int = typer.Option(30, help="With --dataset on a kb never tuned (and no --scale/--few-shot): dev questions `prag tune` uses first."),
           backend: Optional[str] = BACKEND,
+          adapters: Optional[str] = ADAPTERS,
+          translator: Optional[str] = TRANSLATOR,
           json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here, and a Markdown table beside it (.md); a .log.jsonl beside it lets an interrupted run resume.")):
     """Score methods on a question set: EM, F1, precision, recall (SQuAD normalization, max over golden answers;
     per question type), retrieval recall@k against gold_doc_ids, seconds per question with the Update apart."""
@@ -240,7 +257,8 @@ def eval_(ctx: typer.Context,
         kb = Path("runs") / f"kb-{ds_dir.name}-{Path(model or 'smollm2').stem}"
     if ds_dir is not None and not (kb / "kb.toml").exists():
         KnowledgeBase.create(kb, ds_dir / "corpus.jsonl", default_config(model or "smollm2"))
-    flags = {"generation.backend": backend, "generation.merge": merge, "generation.scale": scale}
+    flags = {"generation.backend": backend, "generation.merge": merge, "generation.scale": scale,
+             "generation.adapters": adapters, "generation.translator": translator}
     pipe = _pipeline(kb, flags)
     if model is not None and model != pipe.config.model:
         raise PragError(f"--model {model} but the kb {kb} was built for {pipe.config.model}")
@@ -273,6 +291,7 @@ def eval_(ctx: typer.Context,
                settings={"scale": pipe.config.generation.scale, "few_shot": len(pipe.examples),
                          "source": "flags" if scale is not None else source},
                backend=pipe.config.generation.backend, kb=str(kb), command=_command_line(ctx),
+               adapters=pipe.config.generation.adapters, translator=pipe.config.generation.translator or None,
                kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")})  # how its adapters were made
     if with_adapters:  # the offline cost of the adapters these questions use, whichever run made them
         pipe.kb.refresh()  # adapters another process wrote to this kb count too
@@ -299,17 +318,64 @@ def serve(kb: Path = KB,
           host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
           port: int = typer.Option(8000, help="Port."),
           model_id: Optional[str] = typer.Option(None, help="Model name clients must send (default prag-<model>)."),
-          backend: Optional[str] = BACKEND):
+          backend: Optional[str] = BACKEND,
+          adapters: Optional[str] = ADAPTERS,
+          translator: Optional[str] = TRANSLATOR):
     """Serve the kb over an OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/documents, ...)."""
     import uvicorn  # the [serve] extra
 
     from .serve import create_app
 
-    pipe = _pipeline(kb, {"generation.backend": backend})
+    pipe = _pipeline(kb, {"generation.backend": backend, "generation.adapters": adapters,
+                          "generation.translator": translator})
     pipe.lm  # load before accepting requests
     pipe.backend.start()
     # On SIGTERM: open requests get a few seconds, then running generations are stopped at their next token.
     uvicorn.run(create_app(pipe, model_id), host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+
+
+translator_app = typer.Typer(help="The parameter translator: any document to an adapter in one forward pass.")
+app.add_typer(translator_app, name="translator")
+
+
+@translator_app.command("train")
+def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base whose documents (and base model) it trains on."),
+                     out: Path = typer.Option(..., help="Folder for the translator, its checkpoints and loss curve (resumes from them)."),
+                     qa: Optional[Path] = typer.Option(None, help="JSONL {doc_id, question, answer}: QA pairs for these documents instead of the kb's augmenter."),
+                     epochs: float = typer.Option(1.0, help="Passes over the documents (fractions allowed)."),
+                     batch_docs: int = typer.Option(8, help="Documents per step."),
+                     qa_per_doc: int = typer.Option(2, help="QA pairs per document per step."),
+                     lr: float = typer.Option(3e-4, help="AdamW learning rate (cosine schedule)."),
+                     read_layer: int = typer.Option(8, help="The translator reads the hidden states after this many decoder layers."),
+                     rank: int = typer.Option(2, help="Rank of the adapters it emits."),
+                     max_doc_tokens: int = typer.Option(256, help="Tokens of a document read at most."),
+                     bf16: bool = typer.Option(True, help="bfloat16 autocast for the frozen model's passes."),
+                     threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's).")):
+    """Train a translator once per base model: the LM loss of each document's QA pairs (answers only) with the
+    adapter the translator makes from the document applied. No adapter is trained per document."""
+    pipe = _pipeline(kb)
+    given: dict[str, list[tuple[str, str]]] = {}
+    if qa is not None:
+        for n, row in read_jsonl(qa):
+            if not all(isinstance(row.get(k), str) and row.get(k) for k in ("doc_id", "question", "answer")):
+                raise PragError(f"{qa}:{n}: needs string fields doc_id, question and answer")
+            given.setdefault(row["doc_id"], []).append((row["question"], row["answer"]))
+    unknown = sorted(set(given) - set(pipe.kb.by_id))
+    if unknown:
+        raise PragError(f"{qa}: QA pairs for document(s) not in the kb: {', '.join(unknown[:5])}")
+    lm = load_model(pipe.config.model, threads=threads)
+    pipe = Pipeline(pipe.kb, lm, pipe.config)
+    rest = [d for d in pipe.kb.docs if d.id not in given]
+    augs = dict(zip([d.id for d in rest], pipe.augment_many(rest))) if rest else {}
+    items = [TrainItem(d.id, d.as_text(), qa_texts(lm, given[d.id] if d.id in given
+                                                  else [(q.question, q.answer) for q in augs[d.id].qa]))
+             for d in pipe.kb.docs]
+    cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens)
+    train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16)
+    ids = [d.id for d in pipe.kb.docs]
+    meta = {"kb": str(kb), "qa_file": str(qa) if qa else None, "trained_on": ids,
+            "trained_on_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
+    typer.echo(json.dumps(train_translator(lm, pipe.injector, items, cfg, train, out, meta)))
 
 
 bench_app = typer.Typer(help="Benchmarks that print one JSON line, baseline measured in the same run.")

@@ -36,6 +36,7 @@ TRAIN_DTYPES = ("float32", "bfloat16")
 LAYOUTS = ("separate", "concat")
 LOSSES = ("all", "answer")
 PRESETS = ("default", "paper")
+ADAPTER_SOURCES = ("trained", "translated", "trained-else-translated")
 
 
 def _need(ok: bool, message: str) -> None:
@@ -151,6 +152,8 @@ class GenerationConfig:
     temperature: float = 1.0        # for merge="softmax": softmax(score / temperature)
     scale: float = 1.0              # every merge weight times this: the strength of the injected update
     few_shot: int = 0               # worked examples (the kb's examples.jsonl, written by `prag tune`) in every prompt
+    adapters: str = "trained"       # which adapters answer: trained | translated | trained-else-translated
+    translator: str = ""            # a translator folder (`prag translator train`), or "default": the shipped one
     backend: str = "transformers"   # a name in backends.BACKENDS: transformers | llamacpp (`.[llamacpp]`)
     llamacpp_weights: str = "dequantized"  # llamacpp: "dequantized" (float32, the transformers backend's exact
                                     # weights) or "original" (the shipped quantized GGUF: faster, may differ)
@@ -162,6 +165,11 @@ class GenerationConfig:
         _positive(self.temperature, "generation.temperature")
         _positive(self.scale, "generation.scale", zero=True)
         _at_least(self.few_shot, 0, "generation.few_shot")
+        _choice(self.adapters, ADAPTER_SOURCES, "generation.adapters")
+        _need(isinstance(self.translator, str), "generation.translator must be a folder path or 'default'")
+        _need(self.translator != "" or self.adapters == "trained",
+              f"generation.adapters = {self.adapters!r} needs a translator: set generation.translator "
+              "(--translator DIR or default)")
         BACKENDS.check(self.backend)
         _at_least(self.llamacpp_ctx, 64, "generation.llamacpp_ctx")
 

@@ -34,11 +34,15 @@ PEFT_PREFIX = "base_model.model."
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def qa_texts(lm: LoadedModel, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(prompt, answer) strings for (question, answer) pairs, laid out as the question is asked at answer time."""
+    spacer = "" if lm.prompter.chat else " "  # on the answer's side: " Paris" is one token, "Answer: " + "Paris" two
+    return [(lm.prompter.format(question_message(q)), spacer + a + lm.prompter.end_of_answer) for q, a in pairs]
+
+
 def _training_texts(lm: LoadedModel, aug: Augmentation, layout: str) -> list[tuple[str, str]]:
     """(text, prefix) per training sequence: prefix is the part before the answer ("" for a rewrite alone)."""
-    spacer = "" if lm.prompter.chat else " "  # on the answer's side: " Paris" is one token, "Answer: " + "Paris" two
-    qa = [(lm.prompter.format(question_message(q.question)), spacer + q.answer + lm.prompter.end_of_answer)
-          for q in aug.qa]
+    qa = qa_texts(lm, [(q.question, q.answer) for q in aug.qa])
     rewrites = [r for r in aug.rewrites if r]
     if layout == "concat":
         return [(r + "\n\n" + p + a, r + "\n\n" + p) for r in rewrites or [""] for p, a in qa] or \

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -40,9 +41,21 @@ from .models import LoadedModel, load_model
 from .retrieval import Hit
 from .rules import QA, Augmentation
 from .store import KnowledgeBase, sha256_file
+from .translate import Translator, load_translator, shipped_translator
+from .translate import translate as translate_docs
 from .update import ADAPTER_FILE, Adapter, Injector, merge_adapters
 
 MAX_DOCS = 20  # documents per question at most (top-k or given ids)
+
+
+class Plan(NamedTuple):
+    """What `Pipeline.plan` prepares for one question: the prompt, the hits, the adapters and weights the Update
+    installs, and each hit's adapter kind ("trained" or "translated"; empty for methods without adapters)."""
+    prompt: str
+    hits: list[Hit]
+    adapters: list[Adapter]
+    weights: list[float]
+    kinds: list[str] = []
 
 
 @dataclass
@@ -57,6 +70,7 @@ class Answer:
     seconds: float = 0.0
     prompt_tokens: int = 0
     retrieval_rounds: int = 0
+    adapter_kinds: list[str] = field(default_factory=list)  # per hit: "trained" or "translated" (adapter methods)
 
     def to_dict(self) -> dict:
         return {"question": self.question, "method": self.method, "answer": self.answer, "raw": self.raw,
@@ -64,7 +78,8 @@ class Answer:
                               for h, w in zip(self.hits, self.weights if len(self.weights) == len(self.hits)
                                               else [None] * len(self.hits))],  # a merge may rewrite the set
                 "update_seconds": self.update_seconds, "seconds": self.seconds, "prompt_tokens": self.prompt_tokens,
-                "retrieval_rounds": self.retrieval_rounds}
+                "retrieval_rounds": self.retrieval_rounds,
+                **({"adapters": self.adapter_kinds} if self.adapter_kinds else {})}
 
 
 class Pipeline:
@@ -78,6 +93,7 @@ class Pipeline:
         self._trainer: tuple[torch.nn.Module, Injector] | None = None
         self._backends: dict[str, Backend] = {}
         self._init: tuple[str | None, Adapter | None] = (None, None)
+        self._translator: tuple[str | None, tuple | None] = (None, None)
         # worked (question, answer) examples every prompt shows first: the kb's tuned ones, as many as configured
         self.examples: list[tuple[str, str]] = kb.examples()[: self.config.generation.few_shot]
 
@@ -159,11 +175,43 @@ class Pipeline:
             self._init = (path, ad)
         return self._init[1]
 
-    # ------------------------------------------------------------------ offline
-    def _augment(self, doc: Document) -> Augmentation:
-        return self._augment_many([doc])[0]
+    @property
+    def translator(self) -> tuple[Translator, str]:
+        """(the translator `generation.translator` names, its sha256), loaded and checksum-verified on first use."""
+        name = self.config.generation.translator
+        if not name:
+            raise PragError("no translator configured: pass --translator DIR (or default)")
+        if self._translator[0] != name:
+            tr, sha = load_translator(shipped_translator(self.config.model) if name == "default" else Path(name),
+                                      model=self.config.model)
+            self._translator = (name, (tr.to(self.injector.device), sha))
+        return self._translator[1]
 
-    def _augment_many(self, docs: list[Document]) -> list[Augmentation]:
+    # ------------------------------------------------------------------ offline
+    def translate(self, docs: list[Document], force: bool = False, progress: bool = False, batch: int = 16) -> dict:
+        """Translated adapters for these documents (those without one from this translator, or all with
+        `force`), stored in the kb; one partial forward pass per batch, under the Update lock so the base model is
+        bare. Returns {done, skipped, seconds}."""
+        tr, sha = self.translator
+        todo = [d for d in docs if force or not self.kb.has_translated(d.id, sha)]
+        todo.sort(key=lambda d: len(d.text))  # batches of similar length waste little on padding
+        t0 = time.perf_counter()
+        with tqdm(total=len(todo), desc="translate", unit="doc", disable=not progress or not todo) as bar:
+            for start in range(0, len(todo), batch):
+                chunk = todo[start:start + batch]
+                t1 = time.perf_counter()
+                with self.injector.lock:
+                    adapters = translate_docs(self.lm, self.injector, tr, [d.as_text() for d in chunk])
+                secs = (time.perf_counter() - t1) / len(chunk)
+                for doc, ad in zip(chunk, adapters):
+                    self.kb.save_translated(doc, ad, sha, secs)
+                bar.update(len(chunk))
+        return {"done": len(todo), "skipped": len(docs) - len(todo), "seconds": time.perf_counter() - t0}
+
+    def _augment(self, doc: Document) -> Augmentation:
+        return self.augment_many([doc])[0]
+
+    def augment_many(self, docs: list[Document]) -> list[Augmentation]:
         acfg = self.config.augment
         augmenter = self.augmenter
         if augmenter.needs_model:
@@ -191,7 +239,7 @@ class Pipeline:
         t0 = time.perf_counter()
         failed, ready = {}, []
         try:
-            augs = self._augment_many(docs)
+            augs = self.augment_many(docs)
         except (RuntimeError, ValueError):  # find the documents at fault: one at a time
             augs = []
             for doc in docs:
@@ -291,10 +339,15 @@ class Pipeline:
 
     def parameterize_retrieved(self, questions, top_k: int, progress: bool = True) -> list[str]:
         """Parameterize every document BM25 retrieves (top-k) for the questions, as an eval of prag/combine
-        needs (batched, resumable). Returns their ids."""
+        needs (batched, resumable): trained, or translated as `generation.adapters` says. Returns their ids."""
         need = self.retrieved_ids(questions, top_k)
         if not need:
             return []
+        mode = self.config.generation.adapters
+        if mode != "trained":
+            self.translate([self.kb.by_id[i] for i in need if mode == "translated" or not self.kb.is_done(i)],
+                           progress=progress)
+            return need
         s = self.parameterize(need, progress=progress)
         if s["failed"]:
             raise PragError(f"{len(s['failed'])} documents failed to parameterize; see `prag status --kb {self.kb.root}`")
@@ -375,10 +428,10 @@ class Pipeline:
 
     def plan(self, question: str, method: str = "prag", top_k: int | None = None,
              doc_ids: list[str] | None = None, max_new_tokens: int | None = None
-             ) -> tuple[str, list[Hit], list[Adapter], list[float]]:
-        """Retrieve (or take `doc_ids`) and build the prompt and the adapters to apply: (prompt, hits, adapters,
-        weights). Validation happens here, before any model work: a prompt that does not fit the model's context
-        with `max_new_tokens` to generate is refused."""
+             ) -> Plan:
+        """Retrieve (or take `doc_ids`) and build the prompt and the adapters to apply (a `Plan`). Validation
+        happens here, before any model work: a prompt that does not fit the model's context with `max_new_tokens`
+        to generate is refused."""
         m = METHODS.get(method)
         self.check_generation_config(method)
         if not question or not question.strip():
@@ -405,14 +458,27 @@ class Pipeline:
                             "fewer documents")
         adapters: list[Adapter] = []
         weights: list[float] = []
+        kinds: list[str] = []
         if m.adapters:
-            need = [h.doc.id for h in hits if not self.kb.is_done(h.doc.id)]
+            gcfg = self.config.generation
+            found, kinds = self.adapters_for([h.doc for h in hits])
+            adapters, weights = merge_adapters(found, [h.score for h in hits], gcfg.merge, gcfg.temperature,
+                                               gcfg.scale)
+        return Plan(prompt, hits, adapters, weights, kinds)
+
+    def adapters_for(self, docs: list[Document]) -> tuple[list[Adapter], list[str]]:
+        """Each document's adapter and its kind, as `generation.adapters` says: trained (made now when missing),
+        translated (translated now when missing), or trained where there is one, else translated."""
+        mode = self.config.generation.adapters
+        if mode == "trained":
+            need = [d.id for d in docs if not self.kb.is_done(d.id)]
             if need:
                 self.parameterize(need, progress=False)
-            gcfg = self.config.generation
-            adapters, weights = merge_adapters([self.kb.load_adapter(h.doc.id) for h in hits], [h.score for h in hits],
-                                               gcfg.merge, gcfg.temperature, gcfg.scale)
-        return prompt, hits, adapters, weights
+            return [self.kb.load_adapter(d.id) for d in docs], ["trained"] * len(docs)
+        kinds = ["trained" if mode != "translated" and self.kb.is_done(d.id) else "translated" for d in docs]
+        self.translate([d for d, k in zip(docs, kinds) if k == "translated"])
+        return ([self.kb.load_adapter(d.id) if k == "trained" else self.kb.load_translated(d.id)
+                 for d, k in zip(docs, kinds)], kinds)
 
     def ask(self, question: str, method: str = "prag", top_k: int | None = None,
             doc_ids: list[str] | None = None, max_new_tokens: int | None = None, streamer=None,
@@ -422,7 +488,7 @@ class Pipeline:
         `plan(...)` for the same arguments, when the caller already made it. Generation stops early once `cancel`
         is set (the caller's client went away)."""
         t0 = time.perf_counter()
-        prompt, hits, adapters, weights = planned or self.plan(question, method, top_k, doc_ids, max_new_tokens)
+        prompt, hits, adapters, weights, kinds = planned or self.plan(question, method, top_k, doc_ids, max_new_tokens)
         max_new = max_new_tokens or self.config.generation.max_new_tokens
         dynamic = METHODS.get(method).dynamic
         if dynamic is not None:
@@ -437,7 +503,7 @@ class Pipeline:
                 raise NotFound(f"document(s) {', '.join(gone)} deleted or changed while this question was planned")
             raw, update_s = self.backend.answer(prompt, hits, adapters, weights, max_new, streamer, cancel)
         return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0,
-                      self.count_tokens(prompt))
+                      self.count_tokens(prompt), adapter_kinds=kinds)
 
     def count_tokens(self, text: str) -> int:
         return len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])

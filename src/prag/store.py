@@ -8,7 +8,9 @@ the manifest, so a crash never leaves a half-written adapter that is later read 
       index/               bm25s files
       docs/<key>/          augmentation.json, adapter_model.safetensors, adapter_config.json, and for GGUF
                            models adapter_model.gguf (the same LoRA for the llama.cpp backend)
-      manifest.jsonl       one line per event {"id", "status", "sha256", ...}; the last line for an id wins
+      translated/<key>/    adapter_model.safetensors, adapter_config.json: the adapter a translator made
+      manifest.jsonl       one line per event {"id", "status", "sha256", ...}; the last line for an id (and
+                           kind: trained, or "kind": "translated") wins
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from .rules import Augmentation
 from .update import ADAPTER_CONFIG_FILE, ADAPTER_FILE, Adapter
 
 GGUF_FILE = "adapter_model.gguf"
+TRANSLATED = "translated"  # the kind (and folder) of adapters a translator made
 AUGMENTATION_FILE = "augmentation.json"
 EXAMPLES_FILE = "examples.jsonl"  # the worked examples every prompt shows (prag tune)
 TUNING_FILE = "tuning.json"       # the table the kb's generation settings were chosen from
@@ -79,8 +82,8 @@ class KnowledgeBase:
         self.config = config
         self.docs = docs
         self.by_id = {d.id: d for d in docs}
-        self._manifest = self._read_manifest()
-        self._cache: OrderedDict[str, Adapter] = OrderedDict()
+        self._manifest, self._translated = self._read_manifest()
+        self._cache: OrderedDict[str, Adapter] = OrderedDict()  # keys: id (trained), ("translated", id)
         self.cache_bytes = 0
         self._sizes: dict[str, int] = {}
         self.cache_limit = 512 * 2**20
@@ -159,8 +162,11 @@ class KnowledgeBase:
 
     def _drop(self, doc_id: str) -> None:
         shutil.rmtree(self.doc_dir(doc_id), ignore_errors=True)
+        shutil.rmtree(self.translated_dir(doc_id), ignore_errors=True)
         self._uncache(doc_id)
         self._append_manifest({"id": doc_id, "status": "deleted"})
+        if doc_id in self._translated:
+            self._append_manifest({"id": doc_id, "kind": TRANSLATED, "status": "deleted"})
 
     def add_document(self, doc: Document) -> None:
         """Add one document: corpus and index are rewritten at once; parameterize it later."""
@@ -180,18 +186,20 @@ class KnowledgeBase:
             self._drop(doc_id)  # final: a job still making its adapter will not publish it (save_document)
 
     # ------------------------------------------------------------------ manifest
-    def _read_manifest(self) -> dict[str, dict]:
+    def _read_manifest(self) -> tuple[dict[str, dict], dict[str, dict]]:
+        """The last record per id of trained adapters, and of translated ones."""
         path = self.root / "manifest.jsonl"
         state: dict[str, dict] = {}
+        translated: dict[str, dict] = {}
         if path.exists():
             self._repair_manifest(path)
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     rec = json.loads(line)
-                    state[rec["id"]] = rec
-                except (json.JSONDecodeError, KeyError, TypeError):
+                    (translated if rec.get("kind") == TRANSLATED else state)[rec["id"]] = rec
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                     continue  # a line cut short by a crash: ignored, the document is redone
-        return state
+        return state, translated
 
     @staticmethod
     def _repair_manifest(path: Path) -> None:
@@ -228,16 +236,17 @@ class KnowledgeBase:
             f.write(json.dumps(rec) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        self._manifest[rec["id"]] = rec
+        (self._translated if rec.get("kind") == TRANSLATED else self._manifest)[rec["id"]] = rec
 
     def refresh(self) -> None:
         """Re-read the manifest (other processes may have finished documents)."""
-        self._manifest = self._read_manifest()
+        self._manifest, self._translated = self._read_manifest()
 
     def clean_stale(self) -> None:
         """Remove temporary files and folders that a killed job left behind (never read: only renames publish)."""
-        for folder in (self.root, self.root / "docs"):
-            remove_stale(folder)
+        for folder in (self.root, self.root / "docs", self.root / TRANSLATED):
+            if folder.is_dir():
+                remove_stale(folder)
 
     def status(self, doc_id: str) -> str:
         """pending | done | stale (an adapter made for another text under this id) | failed | corrupt."""
@@ -264,7 +273,8 @@ class KnowledgeBase:
         return path.exists() and path.stat().st_size == rec.get("bytes", -1)
 
     def summary(self) -> dict:
-        counts = {"documents": len(self.docs), "parameterized": 0, "pending": 0, "failed": 0, "stale": 0}
+        counts = {"documents": len(self.docs), "parameterized": 0, "pending": 0, "failed": 0, "stale": 0,
+                  "translated": sum(self.has_translated(d.id) for d in self.docs)}
         failed = {}
         for d in self.docs:
             s = "parameterized" if self.is_done(d.id) else self.status(d.id)
@@ -311,6 +321,68 @@ class KnowledgeBase:
         finally:
             self._uncache(doc.id)
         return True
+
+    # ------------------------------------------------------------------ translated adapters
+    def translated_dir(self, doc_id: str) -> Path:
+        return self.root / TRANSLATED / doc_key(doc_id)
+
+    def has_translated(self, doc_id: str, translator_sha: str | None = None) -> bool:
+        """Whether the document has a translated adapter made from its current text (by that translator, when
+        `translator_sha` is given)."""
+        rec = self._translated.get(doc_id)
+        if not rec or rec.get("status") != "done" or not self._same_content(doc_id, rec):
+            return False
+        if translator_sha is not None and rec.get("translator_sha256") != translator_sha:
+            return False
+        path = self.translated_dir(doc_id) / ADAPTER_FILE
+        return path.exists() and path.stat().st_size == rec.get("bytes", -1)
+
+    def save_translated(self, doc: Document, adapter: Adapter, translator_sha: str, seconds: float,
+                        dtype: torch.dtype = torch.float16) -> bool:
+        """Write a translated adapter (PEFT files, built aside and swapped in whole) and record its checksums,
+        the content hash and the translator's sha256 (its recipe). False, publishing nothing, when `doc` is no
+        longer the kb's document of that id."""
+        blob = st_save(adapter_tensors(adapter, dtype), metadata={"format": "pt", "doc_id": doc.id})
+        conf = {**adapter_config(self.config.lora, self.config.model), "r": adapter.r, "lora_alpha": adapter.alpha,
+                "prag_translator_sha256": translator_sha}
+        raw = json.dumps(conf, indent=2).encode()
+        with self.lock:
+            if self.by_id.get(doc.id) != doc:
+                return False
+            with atomic_dir(self.translated_dir(doc.id)) as tmp:
+                (tmp / ADAPTER_FILE).write_bytes(blob)
+                (tmp / ADAPTER_CONFIG_FILE).write_bytes(raw)
+            self._append_manifest({"id": doc.id, "kind": TRANSLATED, "status": "done",
+                                   "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
+                                   "config_sha256": hashlib.sha256(raw).hexdigest(), "text_sha256": content_hash(doc),
+                                   "translator_sha256": translator_sha, "recipe": "translator:" + translator_sha[:16],
+                                   "seconds": round(seconds, 4)})
+            self._uncache(doc.id)
+        return True
+
+    def load_translated(self, doc_id: str) -> Adapter:
+        """The document's translated adapter, checksum-verified on first read and cached like trained ones."""
+        key = (TRANSLATED, doc_id)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        if not self.has_translated(doc_id):
+            raise NotFound(f"document {doc_id!r} has no translated adapter (run `prag parameterize --translator`)")
+        folder, rec = self.translated_dir(doc_id), self._translated[doc_id]
+        for name, field_ in ((ADAPTER_FILE, "sha256"), (ADAPTER_CONFIG_FILE, "config_sha256")):
+            if sha256_file(folder / name) != rec[field_]:
+                raise PragError(f"{folder / name}: checksum mismatch (corrupt translated adapter); run `prag "
+                                "parameterize --translator ... --force` to redo it")
+        return self._remember(key, read_adapter(folder))
+
+    def _remember(self, key, ad: Adapter) -> Adapter:
+        self._cache[key] = ad
+        self._sizes[key] = 2 * ad.nbytes()  # factors, plus the packed copy the Update makes
+        self.cache_bytes += self._sizes[key]
+        while self.cache_bytes > self.cache_limit and len(self._cache) > 1:
+            old_id, _ = self._cache.popitem(last=False)
+            self.cache_bytes -= self._sizes.pop(old_id)
+        return ad
 
     def recipes(self) -> set[str]:
         """The recipe keys recorded for the kb's finished adapters (adapters saved before keys were recorded
@@ -410,8 +482,9 @@ class KnowledgeBase:
 
     def _uncache(self, doc_id: str) -> None:
         self._gguf_ok.discard(doc_id)
-        if self._cache.pop(doc_id, None) is not None:
-            self.cache_bytes -= self._sizes.pop(doc_id)
+        for key in (doc_id, (TRANSLATED, doc_id)):
+            if self._cache.pop(key, None) is not None:
+                self.cache_bytes -= self._sizes.pop(key)
 
     def load_adapter(self, doc_id: str) -> Adapter:
         """The document's adapter, checksum-verified on first read and kept in a byte-bounded LRU cache."""
@@ -430,14 +503,7 @@ class KnowledgeBase:
                     pass
                 raise PragError(f"{folder / name}: checksum mismatch (corrupt adapter); run `prag parameterize` "
                                 "to redo it")
-        ad = read_adapter(folder)
-        self._cache[doc_id] = ad
-        self._sizes[doc_id] = 2 * ad.nbytes()  # factors, plus the packed copy the Update makes
-        self.cache_bytes += self._sizes[doc_id]
-        while self.cache_bytes > self.cache_limit and len(self._cache) > 1:
-            old_id, _ = self._cache.popitem(last=False)
-            self.cache_bytes -= self._sizes.pop(old_id)
-        return ad
+        return self._remember(doc_id, read_adapter(folder))
 
     @property
     def gguf_arch(self) -> str | None:

@@ -1,0 +1,381 @@
+"""The parameter translator: a document's hidden states to its LoRA factors in one forward pass (no training per
+document).
+
+A `Translator` reads the hidden states of every token of a document after `read_layer` decoder layers of the
+frozen base model (the rest of the model never runs), and emits rank-r A and B for every target module. For each
+target layer, module kind and rank slot it pools the document's tokens with its own learned query (attention
+pooling over all tokens, not the last token's state), then projects the pooled vector to the module's input
+space (a row of A) and output space (a column of B) through projections shared by the layers, with a learned
+per-layer scale per coordinate. The factors are an ordinary `Adapter`: the Update, merges, PEFT files and the
+llama.cpp export treat them as they treat trained ones.
+
+Training (`train_translator`) needs no adapter trained per document: the loss is the LM loss of each document's
+augmentation QA pairs (answer tokens only) with the document's generated adapter applied to the frozen model,
+through per-row factors in the Injector's hooks, so one step serves many documents. It checkpoints atomically and
+resumes where it stopped. A trained translator is a folder: translator.safetensors (float16) and translator.json
+(its config, the weights' sha256 and what it was trained on); `load_translator` verifies the checksum, which is
+part of the recipe of every adapter it makes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .atomic import atomic_file, atomic_write
+from .encode import sequence_losses
+from .errors import PragError
+from .models import LoadedModel
+from .update import Adapter, Injector
+
+WEIGHTS_FILE = "translator.safetensors"
+CONFIG_FILE = "translator.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+LOSS_FILE = "loss.jsonl"
+
+
+@dataclass
+class TranslatorConfig:
+    """What a translator is; `kinds` ([name, in, out] per target module kind) and `layers` come from the base
+    model's Injector when a translator is created."""
+    model: str = "smollm2"
+    read_layer: int = 8             # hidden states after this many decoder layers are what the translator reads
+    r: int = 2                      # rank of the emitted adapters
+    alpha: float = 32.0             # their LoRA alpha (scaling alpha / r), as trained adapters have
+    max_doc_tokens: int = 256       # a document's tokens read at most
+    kinds: list = field(default_factory=list)
+    layers: int = 0
+    hidden: int = 0
+
+    def validate(self) -> "TranslatorConfig":
+        for name, value, low in (("read_layer", self.read_layer, 1), ("r", self.r, 1),
+                                 ("max_doc_tokens", self.max_doc_tokens, 8)):
+            if not isinstance(value, int) or value < low:
+                raise PragError(f"translator.{name} must be an integer >= {low}, not {value!r}")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+            raise PragError(f"translator.alpha must be a finite number > 0, not {self.alpha!r}")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    """How `prag translator train` trains."""
+    epochs: float = 1.0             # passes over the training documents (fractions allowed)
+    batch_docs: int = 8             # documents per step
+    qa_per_doc: int = 4             # QA pairs per document per step (the loss)
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    seed: int = 0
+    checkpoint_every: int = 25      # steps
+    bf16: bool = True               # bfloat16 autocast (2.3x faster on a CPU with avx512_bf16; master weights float32)
+
+
+class Translator(torch.nn.Module):
+    def __init__(self, cfg: TranslatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, n_layers, r = cfg.hidden, cfg.layers, cfg.r
+        kinds = [tuple(k) for k in cfg.kinds]
+        if not kinds or not n_layers or not d:
+            raise PragError("a translator needs the base model's module kinds, layer count and hidden size")
+        g = torch.Generator().manual_seed(0)
+        self.key = torch.nn.Parameter(torch.eye(d))
+        self.value = torch.nn.Parameter(torch.eye(d))
+        self.queries = torch.nn.Parameter(torch.randn(n_layers, len(kinds), r, d, generator=g) / math.sqrt(d))
+        self.proj_a = torch.nn.ParameterList()
+        self.proj_b = torch.nn.ParameterList()
+        self.scale_a = torch.nn.ParameterList()
+        self.scale_b = torch.nn.ParameterList()
+        for _, d_in, d_out in kinds:
+            # A starts like PEFT's (rows of norm ~0.6); B starts near zero, so a new translator changes little.
+            self.proj_a.append(torch.nn.Parameter(torch.randn(d, d_in, generator=g) / math.sqrt(3 * d_in)))
+            self.proj_b.append(torch.nn.Parameter(torch.randn(d, d_out, generator=g) * 1e-3))
+            self.scale_a.append(torch.nn.Parameter(torch.ones(n_layers, d_in)))
+            self.scale_b.append(torch.nn.Parameter(torch.ones(n_layers, d_out)))
+        self.kinds = kinds
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """hidden [docs, tokens, d] (right-padded, `mask` 1 on real tokens) -> per module kind (A [docs, layers,
+        r, in], B [docs, layers, out, r])."""
+        h = hidden.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)       # RMS-normalised token states
+        k, v = h @ self.key, h @ self.value
+        scores = torch.einsum("lmsd,btd->blmst", self.queries, k) / math.sqrt(h.shape[-1])
+        scores = scores.masked_fill(~mask.bool()[:, None, None, None, :], float("-inf"))
+        pooled = torch.einsum("blmst,btd->blmsd", scores.softmax(-1), v) / math.sqrt(h.shape[-1])
+        out = []
+        for m in range(len(self.kinds)):
+            z = pooled[:, :, m]                                            # [docs, layers, r, d]
+            a = (z @ self.proj_a[m]) * self.scale_a[m][None, :, None, :]
+            b = (z @ self.proj_b[m]) * self.scale_b[m][None, :, None, :]
+            out.append((a, b.transpose(-1, -2)))
+        return out
+
+    def factors(self, injector: Injector, hidden: torch.Tensor, mask: torch.Tensor
+                ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Module name -> (A [docs, r, in], B [docs, out, r]) for the injector's target modules."""
+        if [tuple(k) for k in injector.groups] != self.kinds:
+            raise PragError("this translator was made for other target modules than the model's injector has")
+        named = {}
+        for names, (a, b) in zip(injector.groups.values(), self(hidden, mask)):
+            for i, name in enumerate(names):
+                named[name] = (a[:, i], b[:, i])
+        return named
+
+
+def new_translator(lm: LoadedModel, injector: Injector, cfg: TranslatorConfig) -> Translator:
+    """A fresh translator for this base model and injector (module kinds, layers and hidden size filled in)."""
+    kinds = [list(k) for k in injector.groups]
+    layers = {len(v) for v in injector.groups.values()}
+    if len(layers) != 1:
+        raise PragError("the translator needs every target module kind in every layer")
+    cfg.kinds, cfg.layers, cfg.hidden = kinds, layers.pop(), int(lm.model.config.hidden_size)
+    n_decoder = int(lm.model.config.num_hidden_layers)
+    if cfg.read_layer > n_decoder:
+        raise PragError(f"translator.read_layer {cfg.read_layer} is beyond the model's {n_decoder} layers")
+    return Translator(cfg.validate())
+
+
+class _Stop(Exception):
+    pass
+
+
+def _decoder_layers(model: torch.nn.Module):
+    decoder = getattr(model, "model", None)
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise PragError("the translator needs a decoder with a `layers` list (Llama, Gemma and the like)")
+    return decoder, layers
+
+
+def read_hidden(lm: LoadedModel, texts: list[str], read_layer: int, max_tokens: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The documents' hidden states after `read_layer` decoder layers, [docs, tokens, d] right-padded, and the
+    mask. The layers above are never run (a hook stops the forward pass there). The caller makes sure no adapter
+    is active (the Injector's lock, or training's own terms cleared)."""
+    decoder, layers = _decoder_layers(lm.model)
+    tok = lm.tokenizer
+    enc = [tok(t, add_special_tokens=True)["input_ids"][:max_tokens] for t in texts]
+    width = max(len(e) for e in enc)
+    device = next(lm.model.parameters()).device
+    ids = torch.full((len(enc), width), lm.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(enc), width), dtype=torch.long)
+    for i, e in enumerate(enc):
+        ids[i, :len(e)] = torch.tensor(e, dtype=torch.long)
+        mask[i, :len(e)] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    got = {}
+
+    def grab(module, args, output):
+        got["h"] = output[0] if isinstance(output, tuple) else output
+        raise _Stop
+
+    handle = layers[read_layer - 1].register_forward_hook(grab)
+    try:
+        with torch.no_grad():
+            decoder(input_ids=ids, attention_mask=mask)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return got["h"], mask
+
+
+def translate(lm: LoadedModel, injector: Injector, translator: Translator, texts: list[str]) -> list[Adapter]:
+    """One adapter per text, from one (partial) forward pass of the base model over the batch."""
+    if not texts:
+        return []
+    cfg = translator.cfg
+    hidden, mask = read_hidden(lm, texts, cfg.read_layer, cfg.max_doc_tokens)
+    with torch.no_grad():
+        named = translator.factors(injector, hidden, mask)
+    return [Adapter({n: (a[i].float().cpu().contiguous(), b[i].float().cpu().contiguous())
+                     for n, (a, b) in named.items()}, cfg.r, cfg.alpha) for i in range(len(texts))]
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+def save_translator(translator: Translator, out: Path, meta: dict | None = None) -> str:
+    """Write translator.safetensors (float16) and translator.json (config, sha256 of the weights, `meta`);
+    returns the sha256."""
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in translator.state_dict().items()}
+    with atomic_file(out / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp))
+    sha = hashlib.sha256((out / WEIGHTS_FILE).read_bytes()).hexdigest()
+    atomic_write(out / CONFIG_FILE, json.dumps({"config": asdict(translator.cfg), "sha256": sha, **(meta or {})},
+                                               indent=1))
+    return sha
+
+
+def shipped_translator(model: str) -> Path:
+    """The folder of the translator shipped for a registered model (`--translator default`)."""
+    folder = Path(__file__).parent / "translators" / model
+    if not (folder / CONFIG_FILE).is_file():
+        raise PragError(f"no translator ships for model {model!r}; train one with `prag translator train`")
+    return folder
+
+
+def translator_info(folder: Path) -> dict:
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise PragError(f"{folder}: not a translator (no {CONFIG_FILE}); train one with `prag translator train`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PragError(f"{path}: not valid JSON ({e})") from None
+
+
+def load_translator(folder: Path, model: str | None = None) -> tuple[Translator, str]:
+    """The translator in `folder` (checksum-verified) and its sha256; `model`, when given, must be its base model."""
+    folder = Path(folder)
+    info = translator_info(folder)
+    raw = (folder / WEIGHTS_FILE).read_bytes() if (folder / WEIGHTS_FILE).is_file() else b""
+    sha = hashlib.sha256(raw).hexdigest()
+    if sha != info.get("sha256"):
+        raise PragError(f"{folder / WEIGHTS_FILE}: checksum mismatch (missing or corrupt translator weights)")
+    cfg = TranslatorConfig(**info["config"]).validate()
+    if model is not None and cfg.model != model:
+        raise PragError(f"the translator in {folder} is for model {cfg.model!r}, not {model!r}")
+    tr = Translator(cfg)
+    tr.load_state_dict({k: v.float() for k, v in load_file(str(folder / WEIGHTS_FILE)).items()})
+    tr.eval()
+    return tr, sha
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+@dataclass
+class TrainItem:
+    """One training document: its text and its QA pairs as (prompt, answer) strings in the answer-time layout."""
+    doc_id: str
+    text: str
+    qa: list[tuple[str, str]]
+
+
+def _qa_rows(lm: LoadedModel, items: list[TrainItem], per_doc: int, rng: random.Random
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded QA sequences (ids, mask, lengths, answer starts) and each row's document index."""
+    tok = lm.tokenizer
+    rows = []
+    for j, it in enumerate(items):
+        for prompt, answer in rng.sample(it.qa, min(per_doc, len(it.qa))):
+            head = tok(prompt, add_special_tokens=False)["input_ids"]
+            full = tok(prompt + answer, add_special_tokens=False)["input_ids"][:256]
+            n = 0
+            while n < min(len(full), len(head)) and full[n] == head[n]:
+                n += 1
+            rows.append((full, min(max(n, 1), len(full) - 1), j))
+    width = max(len(f) for f, _, _ in rows)
+    ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (f, _, _) in enumerate(rows):
+        ids[i, :len(f)] = torch.tensor(f)
+        mask[i, :len(f)] = 1
+    lengths = torch.tensor([len(f) for f, _, _ in rows])
+    starts = torch.tensor([s for _, s, _ in rows])
+    owner = torch.tensor([j for _, _, j in rows])
+    return ids, mask, lengths, starts, owner
+
+
+def batch_loss(lm: LoadedModel, injector: Injector, translator: Translator, items: list[TrainItem],
+               per_doc: int, rng: random.Random) -> torch.Tensor:
+    """Mean answer-token LM loss of the items' QA pairs, each row with its own document's translated adapter."""
+    cfg = translator.cfg
+    injector.clear()
+    hidden, mask = read_hidden(lm, [it.text for it in items], cfg.read_layer, cfg.max_doc_tokens)
+    named = translator.factors(injector, hidden, mask)
+    ids, qmask, lengths, starts, owner = _qa_rows(lm, items, per_doc, rng)
+    device = hidden.device
+    scaling = cfg.alpha / cfg.r
+    injector.set_terms({n: [(a[owner.to(device)], b[owner.to(device)], scaling)] for n, (a, b) in named.items()})
+    try:
+        losses = sequence_losses(lm.model, ids.to(device), qmask.to(device), lengths.to(device), starts.to(device))
+    finally:
+        injector.clear()
+    return losses.mean()
+
+
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf  # a line cut short by a crash
+
+
+def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem], cfg: TranslatorConfig,
+                     train: TrainConfig, out: Path, meta: dict | None = None, progress: bool = True) -> dict:
+    """Train (or resume) a translator on `items`; checkpoints in `out` every `train.checkpoint_every` steps and
+    the finished translator in `out` at the end. Returns a summary (steps, seconds, first and last losses)."""
+    items = [it for it in items if it.qa]
+    if not items:
+        raise PragError("no training document has a QA pair")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    translator = new_translator(lm, injector, cfg)
+    params = [p for p in translator.parameters()]
+    opt = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+    per_epoch = math.ceil(len(items) / train.batch_docs)
+    total = max(1, math.ceil(per_epoch * train.epochs))
+    step, seconds = 0, 0.0
+    ckpt = out / CHECKPOINT_FILE
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["config"] != asdict(cfg) or state["train"] != asdict(train) or state["n_items"] != len(items):
+            raise PragError(f"{ckpt} was made with other settings or data; remove it or use another --out")
+        translator.load_state_dict(state["translator"])
+        opt.load_state_dict(state["optimizer"])
+        step, seconds = state["step"], state["seconds"]
+
+    def sched(s: int) -> float:  # linear warm-up, then cosine to zero
+        return min(1.0, (s + 1) / max(1, train.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * s / total))
+    losses_path = out / LOSS_FILE
+    if losses_path.exists():  # keep the curve up to the checkpoint: later steps are redone
+        kept = [x for x in losses_path.read_text(encoding="utf-8").splitlines() if _step_of(x) <= step]
+        atomic_write(losses_path, "".join(x + "\n" for x in kept))
+    bar = tqdm(total=total, initial=step, desc="translator", unit="step", disable=not progress)
+    translator.train()
+    while step < total:
+        epoch, pos = divmod(step, per_epoch)
+        order = list(range(len(items)))
+        random.Random(train.seed + epoch).shuffle(order)
+        batch = [items[i] for i in order[pos * train.batch_docs:(pos + 1) * train.batch_docs]]
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = train.lr * sched(step)
+        device_type = next(lm.model.parameters()).device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=train.bf16):
+            loss = batch_loss(lm, injector, translator, batch, train.qa_per_doc,
+                              random.Random(train.seed * 7919 + step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        seconds += time.perf_counter() - t0
+        step += 1
+        with open(losses_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "loss": round(loss.item(), 5), "seconds": round(seconds, 2)}) + "\n")
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.update(1)
+        if step % train.checkpoint_every == 0 or step == total:
+            with atomic_file(ckpt) as tmp:
+                torch.save({"translator": translator.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                            "seconds": seconds, "config": asdict(cfg), "train": asdict(train),
+                            "n_items": len(items)}, tmp)
+    bar.close()
+    curve = [json.loads(line) for line in losses_path.read_text().splitlines()] if losses_path.exists() else []
+    summary = {"steps": step, "train_seconds": round(seconds, 1), "documents": len(items),
+               "first_loss": curve[0]["loss"] if curve else None,
+               "last_loss": sum(c["loss"] for c in curve[-20:]) / len(curve[-20:]) if curve else None}
+    translator.eval()
+    sha = save_translator(translator, out, {"train": asdict(train), **summary, **(meta or {})})
+    return {**summary, "sha256": sha}

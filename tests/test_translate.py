@@ -1,0 +1,206 @@
+"""The parameter translator on the tiny model: what it reads, what it emits, its files, and training (loss falls,
+a killed run resumes to the same translator)."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from conftest import max_diff
+from prag.errors import PragError
+from prag.translate import (
+    CHECKPOINT_FILE,
+    WEIGHTS_FILE,
+    TrainConfig,
+    TrainItem,
+    TranslatorConfig,
+    load_translator,
+    new_translator,
+    read_hidden,
+    save_translator,
+    train_translator,
+    translate,
+)
+from prag.update import Injector
+
+MODULES = ["gate_proj", "up_proj", "down_proj"]
+DOCS = ["Quorvel Hane was a glassblower born in Tessik.", "The Ambry Bridge was built of red granite in 1802.",
+        "Pellow Works makes copper kettles in the city of Draun."]
+
+
+@pytest.fixture()
+def parts(tiny_lm):
+    inj = Injector(tiny_lm.model, MODULES)
+    yield tiny_lm, inj, new_translator(tiny_lm, inj, TranslatorConfig(model="tiny", read_layer=1, r=2))
+    for h in inj._handles:
+        h.remove()
+
+
+def _trained_like(tr):
+    """B starts near zero (a no-op); give it weight so that differences are visible."""
+    with torch.no_grad():
+        for p in tr.proj_b:
+            p.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    return tr
+
+
+def test_it_emits_an_adapter_for_every_target_module_in_the_injector_shapes(parts):
+    lm, inj, tr = parts
+    [ad] = translate(lm, inj, tr, DOCS[:1])
+    assert set(ad.factors) == set(inj.modules)
+    for name, (d_in, d_out) in inj.shapes().items():
+        a, b = ad.factors[name]
+        assert a.shape == (2, d_in) and b.shape == (d_out, 2)
+    assert (ad.r, ad.alpha) == (2, 32.0)
+
+
+def test_different_documents_give_different_adapters(parts):
+    lm, inj, tr = parts
+    _trained_like(tr)
+    ads = translate(lm, inj, tr, DOCS)
+    for i in range(len(DOCS)):
+        for j in range(i + 1, len(DOCS)):
+            assert max_diff(ads[i], ads[j]) > 1e-3
+
+
+def test_the_adapter_depends_on_tokens_other_than_the_last(parts):
+    lm, inj, tr = parts
+    _trained_like(tr)
+    hidden, mask = read_hidden(lm, DOCS[:1], 1, 256)
+    changed = hidden.clone()
+    changed[0, 1] += 3.0  # the second token's state only; the last token's state is untouched
+    a = tr.factors(inj, hidden, mask)
+    b = tr.factors(inj, changed, mask)
+    assert max(float((a[n][1] - b[n][1]).abs().max().detach()) for n in a) > 1e-4
+
+
+def test_padding_in_a_batch_does_not_change_a_documents_adapter(parts):
+    lm, inj, tr = parts
+    _trained_like(tr)
+    alone = translate(lm, inj, tr, DOCS[:1])[0]
+    batched = translate(lm, inj, tr, DOCS[:1] + ["a much longer document " * 6])[0]
+    assert max_diff(alone, batched) < 1e-4
+
+
+def test_reading_stops_at_the_read_layer_and_matches_the_full_pass(parts):
+    lm, _, _ = parts
+    hidden, mask = read_hidden(lm, DOCS[:1], 1, 256)
+    ids = lm.tokenizer(DOCS[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        full = lm.model(input_ids=ids, output_hidden_states=True).hidden_states[1]
+    assert torch.allclose(hidden[0, :ids.shape[1]], full[0], atol=1e-5)
+
+
+def test_a_saved_translator_loads_with_its_checksum_and_refuses_corruption_and_other_models(parts, tmp_path):
+    lm, inj, tr = parts
+    _trained_like(tr)
+    sha = save_translator(tr, tmp_path / "t", {"note": "x"})
+    back, sha2 = load_translator(tmp_path / "t", model="tiny")
+    assert sha == sha2
+    assert max_diff(translate(lm, inj, tr, DOCS[:1])[0], translate(lm, inj, back, DOCS[:1])[0]) < 5e-2  # float16
+    with pytest.raises(PragError, match="for model 'tiny', not 'smollm2'"):
+        load_translator(tmp_path / "t", model="smollm2")
+    raw = bytearray((tmp_path / "t" / WEIGHTS_FILE).read_bytes())
+    raw[-1] ^= 0xFF
+    (tmp_path / "t" / WEIGHTS_FILE).write_bytes(bytes(raw))
+    with pytest.raises(PragError, match="checksum mismatch"):
+        load_translator(tmp_path / "t")
+    with pytest.raises(PragError, match="not a translator"):
+        load_translator(tmp_path)
+
+
+@pytest.mark.parametrize("field, value", [("read_layer", 0), ("r", 0), ("max_doc_tokens", 2), ("alpha", -1.0),
+                                          ("alpha", float("nan"))])
+def test_bad_translator_settings_are_refused(field, value):
+    with pytest.raises(PragError, match=f"translator.{field}"):
+        TranslatorConfig(**{field: value}).validate()
+
+
+def test_a_read_layer_beyond_the_model_is_refused(tiny_lm):
+    inj = Injector(tiny_lm.model, MODULES)
+    with pytest.raises(PragError, match="beyond the model's 2 layers"):
+        new_translator(tiny_lm, inj, TranslatorConfig(read_layer=3))
+
+
+def _items(lm):
+    from prag.encode import qa_texts
+    facts = [("Who is Quorvel Hane?", "a glassblower"), ("What is the Ambry Bridge built of?", "red granite"),
+             ("Where is Pellow Works?", "Draun")]
+    return [TrainItem(str(i), d, qa_texts(lm, [facts[i]])) for i, d in enumerate(DOCS)]
+
+
+def test_training_lowers_the_qa_loss(tiny_lm, tmp_path):
+    """The same question, a different answer per document: only the document can tell the answer."""
+    from prag.encode import qa_texts
+    inj = Injector(tiny_lm.model, MODULES)
+    items = [TrainItem(str(i), f"The secret code of this vault is {c}.", qa_texts(tiny_lm, [("What is the code?", c)]))
+             for i, c in enumerate("QZK")]
+    summary = train_translator(tiny_lm, inj, items, TranslatorConfig(model="tiny", read_layer=2),
+                               TrainConfig(epochs=100, batch_docs=3, lr=1e-2, warmup_steps=1, bf16=False),
+                               tmp_path / "t", progress=False)
+    curve = [json.loads(x)["loss"] for x in (tmp_path / "t" / "loss.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 100 and len(curve) == 100
+    assert sum(curve[-5:]) / 5 < 0.9 * sum(curve[:5]) / 5
+    load_translator(tmp_path / "t", model="tiny")
+
+
+def test_a_killed_training_run_resumes_to_the_same_translator(tiny_lm, tmp_path, monkeypatch):
+    import prag.translate as T
+
+    inj = Injector(tiny_lm.model, MODULES)
+    cfg = lambda: TranslatorConfig(model="tiny", read_layer=1)  # noqa: E731
+    train = TrainConfig(epochs=6, batch_docs=2, lr=1e-2, warmup_steps=1, bf16=False, checkpoint_every=2)
+    whole = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "a", progress=False)
+
+    real, calls = T.batch_loss, {"n": 0}
+
+    def dies_at_step_6(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+    monkeypatch.setattr(T, "batch_loss", dies_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "b", progress=False)
+    assert (tmp_path / "b" / CHECKPOINT_FILE).exists() and not (tmp_path / "b" / WEIGHTS_FILE).exists()
+    monkeypatch.setattr(T, "batch_loss", real)
+    resumed = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "b", progress=False)
+    assert resumed["steps"] == whole["steps"]
+    a, _ = load_translator(tmp_path / "a")
+    b, _ = load_translator(tmp_path / "b")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-6), k
+    lines = (tmp_path / "b" / "loss.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == list(range(1, whole["steps"] + 1))
+
+
+def test_a_checkpoint_from_other_settings_is_refused(tiny_lm, tmp_path):
+    inj = Injector(tiny_lm.model, MODULES)
+    train = TrainConfig(epochs=1, batch_docs=3, bf16=False)
+    train_translator(tiny_lm, inj, _items(tiny_lm), TranslatorConfig(model="tiny", read_layer=1), train,
+                     tmp_path / "t", progress=False)
+    with pytest.raises(PragError, match="other settings or data"):
+        train_translator(tiny_lm, inj, _items(tiny_lm), TranslatorConfig(model="tiny", read_layer=2), train,
+                         tmp_path / "t", progress=False)
+
+
+def test_documents_without_qa_pairs_cannot_train(tiny_lm, tmp_path):
+    inj = Injector(tiny_lm.model, MODULES)
+    with pytest.raises(PragError, match="no training document has a QA pair"):
+        train_translator(tiny_lm, inj, [TrainItem("x", "text", [])], TranslatorConfig(model="tiny", read_layer=1),
+                         TrainConfig(bf16=False), tmp_path / "t", progress=False)
+
+
+def test_rows_use_their_own_documents_adapter(parts):
+    """batch_loss gives each QA row its own document's factors: the loss of a batch equals the mean of each
+    document's loss alone (same rows)."""
+    from prag.translate import batch_loss
+    lm, inj, tr = parts
+    _trained_like(tr)
+    items = _items(lm)
+    with torch.no_grad():
+        together = float(batch_loss(lm, inj, tr, items, 1, random.Random(0)))
+        alone = [float(batch_loss(lm, inj, tr, [it], 1, random.Random(0))) for it in items]
+    assert abs(together - sum(alone) / len(alone)) < 1e-4
