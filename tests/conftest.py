@@ -62,6 +62,7 @@ def small_config(model, max_seq_len: int = 256, max_new_tokens: int | None = Non
     cfg.augment.augmenter = "rule"
     cfg.lora.epochs = 1
     cfg.lora.max_seq_len = max_seq_len
+    cfg.generation.adapters = "trained"  # a missing adapter is trained in the request: these tests see adapters
     if max_new_tokens is not None:
         cfg.generation.max_new_tokens = max_new_tokens
     return cfg

@@ -47,3 +47,20 @@ def test_bench_question_times_each_method_and_names_the_device(tiny_kb, tiny_lm)
     assert all(res[m] > 0 for m in ("closed", "rag", "prag"))
     assert res["prag_update_ms_p50"] > 0 and res["prag_prompt_tokens_mean"] < res["rag_prompt_tokens_mean"]
     assert res["prag_over_rag"] == round(res["prag"] / res["rag"], 3)
+
+
+def test_bench_parameterize_with_a_translator_reports_the_translated_path(tiny_model_dir, tmp_path):
+    from conftest import FICTIONAL
+    from prag.bench import bench_parameterize
+    from prag.translate import TranslatorConfig, new_translator, save_translator
+    from prag.update import Injector
+
+    lm = load_model(str(tiny_model_dir))
+    inj = Injector(lm.model, ["gate_proj", "up_proj", "down_proj"])
+    save_translator(new_translator(lm, inj, TranslatorConfig(model=str(tiny_model_dir), read_layer=1)), tmp_path / "t")
+    inj.remove()
+    res = bench_parameterize(lm, FICTIONAL / "corpus.jsonl", docs=2, loop_docs=2, batch_docs=2,
+                             translator=str(tmp_path / "t"), translated_docs=4)
+    assert res["translated_docs"] == 4 and res["translated_docs_per_hour"] > 0
+    assert abs(res["translated_speedup"] - res["translated_docs_per_hour"] / res["docs_per_hour"]) < 0.05 * res["translated_speedup"] + 0.1
+    assert 0 < res["translated_bytes_per_doc"] < res["trained_bytes_per_doc"]  # float16 against float32

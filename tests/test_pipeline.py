@@ -215,3 +215,119 @@ def test_warmup_never_replaces_a_folder_that_is_not_a_warmup(tiny_kb, tiny_lm, t
     with pytest.raises(PragError, match="not a warm-up folder"):
         Pipeline(tiny_kb, tiny_lm).warmup(qs, tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+# ---------------------------------------------------------------- translated adapters (issue 24)
+@pytest.fixture()
+def translator_dir(tiny_kb, tiny_lm, tmp_path):
+    """A (random) translator for the tiny model, saved as `prag translator train` saves one."""
+    from prag.translate import TranslatorConfig, new_translator, save_translator
+    from prag.update import Injector
+
+    inj = Injector(tiny_lm.model, tiny_kb.config.lora.target_modules)
+    tr = new_translator(tiny_lm, inj, TranslatorConfig(model=tiny_kb.config.model, read_layer=1))
+    with torch.no_grad():
+        for p in tr.proj_b:
+            p.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    inj.remove()
+    save_translator(tr, tmp_path / "translator")
+    return tmp_path / "translator"
+
+
+def _with(kb, lm, **gen):
+    return Pipeline(kb, lm, kb.config.override({f"generation.{k}": v for k, v in gen.items()}))
+
+
+def test_translated_adapters_answer_without_training_and_say_so(tiny_kb, tiny_lm, translator_dir, monkeypatch):
+    pipe = _with(tiny_kb, tiny_lm, adapters="translated", translator=str(translator_dir))
+    monkeypatch.setattr(pipe, "parameterize", lambda *a, **k: pytest.fail("trained a document"))
+    ans = pipe.ask(Q, "prag", doc_ids=[d.id for d in tiny_kb.docs[:2]])
+    assert ans.adapter_kinds == ["translated", "translated"]
+    assert ans.to_dict()["adapters"] == ["translated", "translated"]
+    for h in ans.hits:
+        assert tiny_kb.has_translated(h.doc.id) and not tiny_kb.is_done(h.doc.id)
+    rec = tiny_kb._translated[ans.hits[0].doc.id]
+    assert rec["kind"] == "translated" and rec["recipe"].startswith("translator:")
+    again = KnowledgeBase.open(tiny_kb.root)  # the manifest keeps the kinds apart
+    assert again.has_translated(ans.hits[0].doc.id) and not again.is_done(ans.hits[0].doc.id)
+    assert again.summary()["translated"] == 2 and again.summary()["parameterized"] == 0
+
+
+def test_trained_else_translated_prefers_a_trained_adapter(tiny_kb, tiny_lm, translator_dir):
+    pipe = _with(tiny_kb, tiny_lm, adapters="trained-else-translated", translator=str(translator_dir))
+    ids = [d.id for d in tiny_kb.docs[:2]]
+    pipe.parameterize(ids[:1], progress=False)
+    plan = pipe.plan(Q, "combine", doc_ids=ids)
+    assert plan.kinds == ["trained", "translated"]
+    assert pipe.plan(Q, "rag", doc_ids=ids).kinds == []
+
+
+def test_a_translated_adapter_goes_with_its_document_and_a_corrupt_one_is_refused(tiny_kb, tiny_lm, translator_dir):
+    from prag.update import ADAPTER_FILE
+    pipe = _with(tiny_kb, tiny_lm, adapters="translated", translator=str(translator_dir))
+    doc = tiny_kb.docs[0]
+    pipe.translate([doc])
+    path = tiny_kb.translated_dir(doc.id) / ADAPTER_FILE
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(PragError, match="checksum mismatch"):
+        tiny_kb.load_translated(doc.id)
+    tiny_kb.remove_document(doc.id)
+    assert not tiny_kb.translated_dir(doc.id).exists() and not tiny_kb.has_translated(doc.id)
+    assert not KnowledgeBase.open(tiny_kb.root).has_translated(doc.id)
+
+
+def test_another_translator_redoes_the_translation(tiny_kb, tiny_lm, translator_dir, tmp_path):
+    import shutil
+    pipe = _with(tiny_kb, tiny_lm, adapters="translated", translator=str(translator_dir))
+    doc = tiny_kb.docs[0]
+    assert pipe.translate([doc])["done"] == 1 and pipe.translate([doc])["done"] == 0
+    other = tmp_path / "other"
+    shutil.copytree(translator_dir, other)
+    from prag.translate import load_translator, save_translator
+    tr, _ = load_translator(other)
+    with torch.no_grad():
+        tr.proj_b[0].mul_(2)
+    save_translator(tr, other)
+    assert _with(tiny_kb, tiny_lm, adapters="translated", translator=str(other)).translate([doc])["done"] == 1
+
+
+def test_by_default_no_question_waits_for_training(tiny_kb, tiny_lm, monkeypatch):
+    """The default (trained-else-translated) without a translator: a document with no trained adapter goes in
+    the prompt instead, and the answer says so; once trained, its adapter answers."""
+    from prag.config import GenerationConfig
+    assert GenerationConfig().adapters == "trained-else-translated"
+    pipe = _with(tiny_kb, tiny_lm, adapters="trained-else-translated")
+    ids = [d.id for d in tiny_kb.docs[:2]]
+    pipe.parameterize(ids[:1], progress=False)
+    monkeypatch.setattr(pipe, "parameterize", lambda *a, **k: pytest.fail("trained in the request"))
+    plan = pipe.plan(Q, "prag", doc_ids=ids)
+    assert plan.kinds == ["trained", "in-context"] and len(plan.adapters) == 1
+    assert tiny_kb.by_id[ids[1]].text in plan.prompt and tiny_kb.by_id[ids[0]].text not in plan.prompt
+    assert pipe.ask(Q, "prag", doc_ids=ids).to_dict()["adapters"] == ["trained", "in-context"]
+
+
+def test_the_llamacpp_backend_refuses_translated_adapters(tiny_kb, tiny_lm, translator_dir, monkeypatch):
+    pipe = _with(tiny_kb, tiny_lm, adapters="translated", translator=str(translator_dir))
+    pipe.config.generation.backend = "llamacpp"  # unvalidated: the tiny model is no GGUF
+    monkeypatch.setattr(pipe, "check_generation_config", lambda method=None: None)
+    with pytest.raises(PragError, match="trained adapters only"):
+        pipe.plan(Q, "prag", doc_ids=[tiny_kb.docs[0].id])
+
+
+@pytest.mark.parametrize("gen, message", [
+    ({"adapters": "translated"}, "needs a translator"),
+    ({"adapters": "distilled", "translator": "x"}, "unknown generation.adapters"),
+])
+def test_bad_adapter_settings_are_refused(tiny_kb, gen, message):
+    with pytest.raises(PragError, match=message):
+        tiny_kb.config.override({f"generation.{k}": v for k, v in gen.items()})
+
+
+def test_a_translator_for_another_model_is_refused(tiny_kb, tiny_lm, translator_dir):
+    info = json.loads((translator_dir / "translator.json").read_text())
+    info["config"]["model"] = "smollm2"
+    (translator_dir / "translator.json").write_text(json.dumps(info))
+    with pytest.raises(PragError, match="is for model 'smollm2'"):
+        _with(tiny_kb, tiny_lm, adapters="translated", translator=str(translator_dir)).translator

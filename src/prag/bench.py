@@ -113,7 +113,8 @@ def bench_question(pipe, questions, methods=("closed", "rag", "prag"), top_k: in
 
 
 def bench_parameterize(lm, corpus: Path, docs: int = 32, loop_docs: int | None = None, batch_docs: int = 16,
-                       train_dtype: str | None = None) -> dict:
+                       train_dtype: str | None = None, translator: str | None = None,
+                       translated_docs: int | None = None) -> dict:
     """Documents per hour, augmentation included, for the batched path and the one-document loop, on the first
     `docs` documents of `corpus` (the loop on the first `loop_docs` of them), same model, same process; and the
     batched path once more with its loss taken from the full logits (`encode.FUSED_OUTPUT_LOSS` off), the
@@ -145,20 +146,51 @@ def bench_parameterize(lm, corpus: Path, docs: int = 32, loop_docs: int | None =
                 raise RuntimeError(f"{name}: {len(s['failed'])} documents failed: {s['failed']}")
             out[f"{name}_seconds_per_doc"] = round(secs / len(ids), 3)
             adapters[name] = [kb.load_adapter(i) for i in ids[:loop_docs]]
+            if name == "batched":
+                out["trained_bytes_per_doc"] = _stored_bytes([kb.doc_dir(i) for i in ids])
             pipe.injector.remove()
             pipe.trainer[1].remove()
+        if translator:
+            out.update(_bench_translated(lm, corpus, Path(tmp) / "translated", translator, translated_docs or docs))
     def diff(other: str) -> float:
         return max((a.factors[m][j] - b.factors[m][j]).abs().max().item()
                    for a, b in zip(adapters["batched"], adapters[other]) for m in a.factors for j in (0, 1))
 
     dph = 3600.0 / out["batched_seconds_per_doc"]
     loop_dph = 3600.0 / out["loop_seconds_per_doc"]
+    if translator:
+        out["translated_speedup"] = round(out["translated_docs_per_hour"] / dph, 1)
     return {"docs_per_hour": round(dph, 1), "loop_docs_per_hour": round(loop_dph, 1),
             "speedup": round(dph / loop_dph, 2),
             "fused_loss_speedup": round(out["full_logits_seconds_per_doc"] / out["batched_seconds_per_doc"], 2),
             **out, "docs": min(docs, len(kb.docs)), "loop_docs": loop_docs, "batch_docs": batch_docs,
             "max_abs_diff_vs_loop": diff("loop"), "max_abs_diff_vs_full_logits": diff("full_logits"), "model": lm.spec,
             "augmenter": cfg.augment.augmenter, "threads": torch.get_num_threads(), "device": str(lm.model.device)}
+
+
+def _stored_bytes(folders: list[Path]) -> int:
+    """Mean bytes of the adapter files per document folder."""
+    sizes = [sum(f.stat().st_size for f in d.iterdir() if f.name.startswith("adapter_model")) for d in folders]
+    return round(sum(sizes) / max(1, len(sizes)))
+
+
+def _bench_translated(lm, corpus: Path, root: Path, translator: str, n: int) -> dict:
+    """Seconds per document of `Pipeline.translate` (read, translate, store), the translator loaded first."""
+    cfg = default_config(lm.spec)
+    cfg.generation.adapters, cfg.generation.translator = "translated", translator
+    kb = KnowledgeBase.create(root, corpus, cfg)
+    pipe = Pipeline(kb, lm)
+    t0 = time.perf_counter()
+    pipe.translator  # loaded (and checksum-verified) once per process: not a per-document cost
+    load = time.perf_counter() - t0
+    docs = kb.docs[:n]
+    t0 = time.perf_counter()
+    pipe.translate(docs)
+    secs = (time.perf_counter() - t0) / len(docs)
+    pipe.injector.remove()
+    return {"translated_seconds_per_doc": round(secs, 4), "translated_docs_per_hour": round(3600.0 / secs, 1),
+            "translated_docs": len(docs), "translator_load_seconds": round(load, 2),
+            "translated_bytes_per_doc": _stored_bytes([kb.translated_dir(d.id) for d in docs])}
 
 
 def bench_generate(lm, tokens: int = 64, repeats: int = 3, k: int = 3, original: bool = True) -> dict:

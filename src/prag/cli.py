@@ -400,14 +400,17 @@ def bench_parameterize(docs: int = typer.Option(32, help="Documents of the datas
                        model: str = typer.Option("smollm2", help="Base model."),
                        batch_docs: int = typer.Option(16, help="Documents trained together."),
                        train_dtype: str = typer.Option("float32", help="float32 | bfloat16 (both paths)."),
+                       translator: Optional[str] = typer.Option(None, help="Also the translated path: a translator folder or 'default'."),
+                       translated_docs: Optional[int] = typer.Option(None, help="Documents translated (default --docs)."),
                        as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
     """Documents per hour, augmentation included: the batched path vs the one-document loop, and vs the batched
-    path with its loss from the full logits (the chunked output-layer loss's baseline), same run."""
+    path with its loss from the full logits (the chunked output-layer loss's baseline), same run; with
+    --translator, the translated path too (translated_docs_per_hour, translated_speedup)."""
     if docs < 2:
         raise PragError("--docs must be at least 2")
     corpus = dataset_dir(dataset) / "corpus.jsonl"
     res = run_bench_parameterize(load_model(model), corpus, docs=docs, loop_docs=loop_docs, batch_docs=batch_docs,
-              train_dtype=train_dtype)
+                                 train_dtype=train_dtype, translator=translator, translated_docs=translated_docs)
     typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
 
 

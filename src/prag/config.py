@@ -152,7 +152,9 @@ class GenerationConfig:
     temperature: float = 1.0        # for merge="softmax": softmax(score / temperature)
     scale: float = 1.0              # every merge weight times this: the strength of the injected update
     few_shot: int = 0               # worked examples (the kb's examples.jsonl, written by `prag tune`) in every prompt
-    adapters: str = "trained"       # which adapters answer: trained | translated | trained-else-translated
+    adapters: str = "trained-else-translated"  # which adapters answer: trained (made in the request if missing) |
+                                    # translated | trained-else-translated (a translated one, or the document in
+                                    # the prompt when no translator is set, where no trained one is ready)
     translator: str = ""            # a translator folder (`prag translator train`), or "default": the shipped one
     backend: str = "transformers"   # a name in backends.BACKENDS: transformers | llamacpp (`.[llamacpp]`)
     llamacpp_weights: str = "dequantized"  # llamacpp: "dequantized" (float32, the transformers backend's exact
@@ -167,7 +169,7 @@ class GenerationConfig:
         _at_least(self.few_shot, 0, "generation.few_shot")
         _choice(self.adapters, ADAPTER_SOURCES, "generation.adapters")
         _need(isinstance(self.translator, str), "generation.translator must be a folder path or 'default'")
-        _need(self.translator != "" or self.adapters == "trained",
+        _need(self.translator != "" or self.adapters != "translated",
               f"generation.adapters = {self.adapters!r} needs a translator: set generation.translator "
               "(--translator DIR or default)")
         BACKENDS.check(self.backend)

@@ -46,6 +46,7 @@ from .translate import translate as translate_docs
 from .update import ADAPTER_FILE, Adapter, Injector, merge_adapters
 
 MAX_DOCS = 20  # documents per question at most (top-k or given ids)
+IN_CONTEXT = "in-context"  # the kind of a document with no adapter yet, put in the prompt instead
 
 
 class Plan(NamedTuple):
@@ -192,6 +193,8 @@ class Pipeline:
         """Translated adapters for these documents (those without one from this translator, or all with
         `force`), stored in the kb; one partial forward pass per batch, under the Update lock so the base model is
         bare. Returns {done, skipped, seconds}."""
+        if not docs:
+            return {"done": 0, "skipped": 0, "seconds": 0.0}
         tr, sha = self.translator
         todo = [d for d in docs if force or not self.kb.has_translated(d.id, sha)]
         todo.sort(key=lambda d: len(d.text))  # batches of similar length waste little on padding
@@ -343,10 +346,8 @@ class Pipeline:
         need = self.retrieved_ids(questions, top_k)
         if not need:
             return []
-        mode = self.config.generation.adapters
-        if mode != "trained":
-            self.translate([self.kb.by_id[i] for i in need if mode == "translated" or not self.kb.is_done(i)],
-                           progress=progress)
+        if self.config.generation.adapters == "translated":
+            self.translate([self.kb.by_id[i] for i in need], progress=progress)
             return need
         s = self.parameterize(need, progress=progress)
         if s["failed"]:
@@ -446,10 +447,15 @@ class Pipeline:
         if m.retrieves:
             hits = ([Hit(d, 1.0) for d in self.documents(doc_ids)] if doc_ids
                     else self.retrieve(question, top_k or self.config.retrieval.top_k))
+        kinds = self.adapter_kinds([h.doc for h in hits]) if m.adapters else []
+        if "translated" in kinds and self.config.generation.backend == "llamacpp":
+            raise PragError("the llamacpp backend serves trained adapters only: use --backend transformers for "
+                            "translated ones")
         room = self.backend.context_tokens() - (max_new_tokens or self.config.generation.max_new_tokens)
         if len(question) > 32 * room:  # far more characters than fit at any plausible length of token: no count needed
             raise PragError(f"the question has {len(question)} characters; the model reads {room} tokens at most")
-        in_context = {"none": lambda: None, "documents": lambda: [h.doc for h in hits],
+        in_context = {"none": lambda: [h.doc for h, k in zip(hits, kinds) if k == IN_CONTEXT] or None,
+                      "documents": lambda: [h.doc for h in hits],
                       "augmented": lambda: [self.augmented_document(h.doc) for h in hits]}[m.context]()
         prompt = self.prompt(question, in_context)
         if not m.dynamic and (n := self.count_tokens(prompt)) > room:
@@ -458,27 +464,36 @@ class Pipeline:
                             "fewer documents")
         adapters: list[Adapter] = []
         weights: list[float] = []
-        kinds: list[str] = []
         if m.adapters:
             gcfg = self.config.generation
-            found, kinds = self.adapters_for([h.doc for h in hits])
-            adapters, weights = merge_adapters(found, [h.score for h in hits], gcfg.merge, gcfg.temperature,
-                                               gcfg.scale)
+            with_adapter = [(h, k) for h, k in zip(hits, kinds) if k != IN_CONTEXT]
+            found = self.load_adapters([h.doc for h, _ in with_adapter], [k for _, k in with_adapter])
+            adapters, weights = merge_adapters(found, [h.score for h, _ in with_adapter], gcfg.merge,
+                                               gcfg.temperature, gcfg.scale)
         return Plan(prompt, hits, adapters, weights, kinds)
 
-    def adapters_for(self, docs: list[Document]) -> tuple[list[Adapter], list[str]]:
-        """Each document's adapter and its kind, as `generation.adapters` says: trained (made now when missing),
-        translated (translated now when missing), or trained where there is one, else translated."""
+    def adapter_kinds(self, docs: list[Document]) -> list[str]:
+        """Where each document's knowledge comes from, as `generation.adapters` says. "trained": its trained
+        adapter, made now if missing (the question waits). "translated": its translated adapter, translated now
+        if missing (one forward pass). "trained-else-translated": the trained adapter where there is one, else a
+        translated one, or, with no translator configured, the document in the prompt ("in-context"): no
+        question waits for training."""
         mode = self.config.generation.adapters
         if mode == "trained":
-            need = [d.id for d in docs if not self.kb.is_done(d.id)]
-            if need:
-                self.parameterize(need, progress=False)
-            return [self.kb.load_adapter(d.id) for d in docs], ["trained"] * len(docs)
-        kinds = ["trained" if mode != "translated" and self.kb.is_done(d.id) else "translated" for d in docs]
+            return ["trained"] * len(docs)
+        if mode == "translated":
+            return ["translated"] * len(docs)
+        fallback = "translated" if self.config.generation.translator else IN_CONTEXT
+        return ["trained" if self.kb.is_done(d.id) else fallback for d in docs]
+
+    def load_adapters(self, docs: list[Document], kinds: list[str]) -> list[Adapter]:
+        """The documents' adapters of these kinds, made first where missing (trained or translated)."""
+        need = [d.id for d, k in zip(docs, kinds) if k == "trained" and not self.kb.is_done(d.id)]
+        if need:
+            self.parameterize(need, progress=False)
         self.translate([d for d, k in zip(docs, kinds) if k == "translated"])
-        return ([self.kb.load_adapter(d.id) if k == "trained" else self.kb.load_translated(d.id)
-                 for d, k in zip(docs, kinds)], kinds)
+        return [self.kb.load_adapter(d.id) if k == "trained" else self.kb.load_translated(d.id)
+                for d, k in zip(docs, kinds)]
 
     def ask(self, question: str, method: str = "prag", top_k: int | None = None,
             doc_ids: list[str] | None = None, max_new_tokens: int | None = None, streamer=None,

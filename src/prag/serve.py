@@ -4,7 +4,8 @@ management. `prag serve --kb DIR` runs it with uvicorn.
     POST /v1/chat/completions   OpenAI body; extra fields `method`, `top_k`, `doc_ids`; `stream` gives SSE
     GET  /v1/models             the one served model
     GET  /health
-    POST /v1/documents          {id?, title?, text}: indexed at once, parameterized in the background
+    POST /v1/documents          {id?, title?, text}: indexed at once; translated at once when a translator is
+                                set (status "translated"); trained in the background unless adapters = translated
     GET  /v1/documents/{id}     its status: pending | done | stale | failed | corrupt
     DELETE /v1/documents/{id}   removes it and its adapter
 
@@ -107,7 +108,8 @@ class Service:
 
     def health(self) -> dict:
         s = self.pipe.kb.summary()
-        return {"status": "ok", "model": self.model_id, "documents": s["documents"], "parameterized": s["parameterized"]}
+        return {"status": "ok", "model": self.model_id, "documents": s["documents"], "parameterized": s["parameterized"],
+                "translated": s["translated"]}
 
     def models(self) -> dict:
         return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0, "owned_by": "prag"}]}
@@ -201,9 +203,15 @@ class Service:
         doc_id = doc_id.strip()
         if not ID_PATTERN.fullmatch(doc_id):
             raise HTTPError(400, "'id' must be 1-200 characters: letters, digits and . _ : - (not starting with a dot)")
-        self.pipe.kb.add_document(Document(doc_id, title.strip(), text.strip()))  # Conflict if taken
-        self.jobs.put(doc_id)
-        return {"id": doc_id, "status": "pending"}
+        doc = Document(doc_id, title.strip(), text.strip())
+        self.pipe.kb.add_document(doc)  # Conflict if taken
+        status = "pending"
+        if self.pipe.config.generation.translator:  # usable at once: one forward pass, no training
+            self.pipe.translate([doc])
+            status = "translated"
+        if self.pipe.config.generation.adapters != "translated":
+            self.jobs.put(doc_id)  # trained in the background; answers use it once done
+        return {"id": doc_id, "status": status}
 
     def _document(self, doc_id: str) -> Document:
         doc = self.pipe.kb.by_id.get(doc_id)
@@ -214,7 +222,8 @@ class Service:
     def get_document(self, doc_id: str) -> dict:
         d = self._document(doc_id)
         kb = self.pipe.kb
-        return {"id": d.id, "title": d.title, "text": d.text, "status": "done" if kb.is_done(doc_id) else kb.status(doc_id)}
+        return {"id": d.id, "title": d.title, "text": d.text, "status": "done" if kb.is_done(doc_id) else kb.status(doc_id),
+                "translated": kb.has_translated(doc_id)}
 
     def delete_document(self, doc_id: str) -> dict:
         self._document(doc_id)
@@ -292,4 +301,4 @@ def create_app(pipe: Pipeline, model_id: str | None = None) -> FastAPI:
 def _extension(ans: Answer) -> dict:
     d = ans.to_dict()
     return {"method": d["method"], "answer": d["answer"], "documents": d["documents"],
-            "update_seconds": d["update_seconds"]}
+            "update_seconds": d["update_seconds"], **({"adapters": d["adapters"]} if "adapters" in d else {})}

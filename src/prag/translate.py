@@ -3,11 +3,11 @@ document).
 
 A `Translator` reads the hidden states of every token of a document after `read_layer` decoder layers of the
 frozen base model (the rest of the model never runs), and emits rank-r A and B for every target module. For each
-target layer, module kind and rank slot it pools the document's tokens with its own learned query (attention
-pooling over all tokens, not the last token's state), then projects the pooled vector to the module's input
-space (a row of A) and output space (a column of B) through projections shared by the layers, with a learned
-per-layer scale per coordinate. The factors are an ordinary `Adapter`: the Update, merges, PEFT files and the
-llama.cpp export treat them as they treat trained ones.
+target layer, module kind and rank slot it pools the document's tokens twice with its own learned queries
+(attention pooling over all tokens, not the last token's state): one pooled vector is projected to the module's
+input space (a row of A: what the slot responds to), the other to its output space (a column of B: what it
+writes), through projections shared by the layers with a learned per-layer scale per coordinate. The factors
+are an ordinary `Adapter`: the Update, merges and PEFT files treat them as they treat trained ones.
 
 Training (`train_translator`) needs no adapter trained per document: the loss is the LM loss of each document's
 augmentation QA pairs (answer tokens only) with the document's generated adapter applied to the frozen model,
@@ -90,7 +90,10 @@ class Translator(torch.nn.Module):
         g = torch.Generator().manual_seed(0)
         self.key = torch.nn.Parameter(torch.eye(d))
         self.value = torch.nn.Parameter(torch.eye(d))
-        self.queries = torch.nn.Parameter(torch.randn(n_layers, len(kinds), r, d, generator=g) / math.sqrt(d))
+        # One query per (layer, module kind, slot) for the A side and one for the B side, so a slot can key on
+        # some tokens (a subject) and write others (its attribute). Unit-variance entries: scores of std ~1 at
+        # the start (1/sqrt(d) would leave the pooling a plain mean for hundreds of steps).
+        self.queries = torch.nn.Parameter(torch.randn(2, n_layers, len(kinds), r, d, generator=g))
         self.proj_a = torch.nn.ParameterList()
         self.proj_b = torch.nn.ParameterList()
         self.scale_a = torch.nn.ParameterList()
@@ -106,17 +109,16 @@ class Translator(torch.nn.Module):
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """hidden [docs, tokens, d] (right-padded, `mask` 1 on real tokens) -> per module kind (A [docs, layers,
         r, in], B [docs, layers, out, r])."""
-        h = hidden.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)       # RMS-normalised token states
+        h = torch.nn.functional.layer_norm(hidden.float(), hidden.shape[-1:])  # centred, unit-variance states
         k, v = h @ self.key, h @ self.value
-        scores = torch.einsum("lmsd,btd->blmst", self.queries, k) / math.sqrt(h.shape[-1])
-        scores = scores.masked_fill(~mask.bool()[:, None, None, None, :], float("-inf"))
-        pooled = torch.einsum("blmst,btd->blmsd", scores.softmax(-1), v) / math.sqrt(h.shape[-1])
+        scores = torch.einsum("plmsd,btd->bplmst", self.queries, k) / math.sqrt(h.shape[-1])
+        scores = scores.masked_fill(~mask.bool()[:, None, None, None, None, :], float("-inf"))
+        pooled = torch.einsum("bplmst,btd->bplmsd", scores.softmax(-1), v) / math.sqrt(h.shape[-1])
         out = []
         for m in range(len(self.kinds)):
-            z = pooled[:, :, m]                                            # [docs, layers, r, d]
-            a = (z @ self.proj_a[m]) * self.scale_a[m][None, :, None, :]
-            b = (z @ self.proj_b[m]) * self.scale_b[m][None, :, None, :]
+            za, zb = pooled[:, 0, :, m], pooled[:, 1, :, m]               # [docs, layers, r, d] each
+            a = (za @ self.proj_a[m]) * self.scale_a[m][None, :, None, :]
+            b = (zb @ self.proj_b[m]) * self.scale_b[m][None, :, None, :]
             out.append((a, b.transpose(-1, -2)))
         return out
 
