@@ -72,7 +72,7 @@ def test_override_returns_a_validated_copy():
     base = default_config("smollm2")
     new = base.override({"generation.scale": 1, "generation.backend": "transformers"})
     assert new.generation.scale == 1.0 and isinstance(new.generation.scale, float)  # int widened to float
-    assert base.generation.scale == 1.0 and new is not base and new.lora is not base.lora
+    assert base.generation.scale == 0.25 and new is not base and new.lora is not base.lora
 
 
 def test_toml_round_trip(tmp_path):

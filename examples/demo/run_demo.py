@@ -1,4 +1,5 @@
-"""The demo: index a small fictional corpus, parameterize it, and ask its questions closed-book and with P-RAG.
+"""The demo: index a small fictional corpus, parameterize it, tune the adapter strength on its dev questions (the
+first half of questions.jsonl), and ask the test half closed-book and with P-RAG.
 
 The documents are invented, so the model cannot know the answers: closed-book fails, P-RAG answers from the
 documents' adapters alone (the question is asked bare, with no document text in the prompt).
@@ -9,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from prag.corpus import load_questions
+from prag.corpus import load_questions, split
 from prag.evaluate import score
 from prag.pipeline import Pipeline
 from prag.store import KnowledgeBase
@@ -28,11 +29,13 @@ def main() -> None:
     t0 = time.time()
     prag("index", "--corpus", str(HERE / "corpus.jsonl"), "--kb", str(KB), "--overwrite")
     prag("parameterize", "--kb", str(KB))
-    prag("ask", "--kb", str(KB), "--method", "prag", load_questions(HERE / "questions.jsonl")[0].question)
+    prag("tune", "--kb", str(KB), "--questions", str(HERE / "questions.jsonl"), "--shots", "0")  # dev half only
+    test = split(load_questions(HERE / "questions.jsonl"), "test")
+    prag("ask", "--kb", str(KB), "--method", "prag", test[0].question)
 
     pipe = Pipeline(KnowledgeBase.open(KB))
     rows = []
-    for q in load_questions(HERE / "questions.jsonl"):
+    for q in test:
         closed = pipe.ask(q.question, method="closed")
         param = pipe.ask(q.question, method="prag")
         rows.append((q, closed, param))
