@@ -70,7 +70,7 @@ def test_the_adapter_depends_on_tokens_other_than_the_last(parts):
     _trained_like(tr)
     hidden, mask = read_hidden(lm, DOCS[:1], 1, 256)
     changed = hidden.clone()
-    changed[0, 1] += 3.0  # the second token's state only; the last token's state is untouched
+    changed[0, 1] += torch.randn(changed.shape[-1], generator=torch.Generator().manual_seed(0))  # token 2 only
     a = tr.factors(inj, hidden, mask)
     b = tr.factors(inj, changed, mask)
     assert max(float((a[n][1] - b[n][1]).abs().max().detach()) for n in a) > 1e-4
@@ -89,8 +89,10 @@ def test_reading_stops_at_the_read_layer_and_matches_the_full_pass(parts):
     hidden, mask = read_hidden(lm, DOCS[:1], 1, 256)
     ids = lm.tokenizer(DOCS[0], return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        full = lm.model(input_ids=ids, output_hidden_states=True).hidden_states[1]
-    assert torch.allclose(hidden[0, :ids.shape[1]], full[0], atol=1e-5)
+        out = lm.model(input_ids=ids, output_hidden_states=True).hidden_states
+    d = out[0].shape[-1]
+    assert torch.allclose(hidden[0, :ids.shape[1], :d], out[1][0], atol=1e-5)   # after layer 1
+    assert torch.allclose(hidden[0, :ids.shape[1], d:], out[0][0], atol=1e-6)   # the input embeddings
 
 
 def test_a_saved_translator_loads_with_its_checksum_and_refuses_corruption_and_other_models(parts, tmp_path):
@@ -142,7 +144,7 @@ def test_training_lowers_the_qa_loss(tiny_lm, tmp_path):
                                tmp_path / "t", progress=False)
     curve = [json.loads(x)["loss"] for x in (tmp_path / "t" / "loss.jsonl").read_text().splitlines()]
     assert summary["steps"] == 100 and len(curve) == 100
-    assert sum(curve[-5:]) / 5 < 0.9 * sum(curve[:5]) / 5
+    assert sum(curve[-5:]) / 5 < 0.9 * curve[0]
     load_translator(tmp_path / "t", model="tiny")
 
 

@@ -89,36 +89,49 @@ class Translator(torch.nn.Module):
             raise PragError("a translator needs the base model's module kinds, layer count and hidden size")
         g = torch.Generator().manual_seed(0)
         self.key = torch.nn.Parameter(torch.eye(d))
-        self.value = torch.nn.Parameter(torch.eye(d))
-        # One query per (layer, module kind, slot) for the A side and one for the B side, so a slot can key on
-        # some tokens (a subject) and write others (its attribute). Unit-variance entries: scores of std ~1 at
-        # the start (1/sqrt(d) would leave the pooling a plain mean for hundreds of steps).
-        self.queries = torch.nn.Parameter(torch.randn(2, n_layers, len(kinds), r, d, generator=g))
+        # One query per (layer, module kind, slot). Unit-variance entries: scores of std ~1 at the start
+        # (1/sqrt(d) leaves the pooling a plain mean for hundreds of steps: our first version).
+        self.queries = torch.nn.Parameter(torch.randn(n_layers, len(kinds), r, d, generator=g))
         self.proj_a = torch.nn.ParameterList()
         self.proj_b = torch.nn.ParameterList()
         self.scale_a = torch.nn.ParameterList()
         self.scale_b = torch.nn.ParameterList()
         for _, d_in, d_out in kinds:
-            # A starts like PEFT's (rows of norm ~0.6); B starts near zero, so a new translator changes little.
+            # A starts like PEFT's (rows of norm ~0.6); B near zero, so a new translator changes little. Where B
+            # writes the residual stream (out == d), its token-embedding half starts as a small identity: a slot
+            # can write the embedding of the token it pooled (with tied embeddings, that token's logit).
             self.proj_a.append(torch.nn.Parameter(torch.randn(d, d_in, generator=g) / math.sqrt(3 * d_in)))
-            self.proj_b.append(torch.nn.Parameter(torch.randn(d, d_out, generator=g) * 1e-3))
+            pb = torch.randn(2 * d, d_out, generator=g) * 1e-3
+            if d_out == d:
+                pb[d:] += torch.eye(d) * 0.05
+            self.proj_b.append(torch.nn.Parameter(pb))
             self.scale_a.append(torch.nn.Parameter(torch.ones(n_layers, d_in)))
             self.scale_b.append(torch.nn.Parameter(torch.ones(n_layers, d_out)))
         self.kinds = kinds
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """hidden [docs, tokens, d] (right-padded, `mask` 1 on real tokens) -> per module kind (A [docs, layers,
-        r, in], B [docs, layers, out, r])."""
-        h = torch.nn.functional.layer_norm(hidden.float(), hidden.shape[-1:])  # centred, unit-variance states
-        k, v = h @ self.key, h @ self.value
-        scores = torch.einsum("plmsd,btd->bplmst", self.queries, k) / math.sqrt(h.shape[-1])
-        scores = scores.masked_fill(~mask.bool()[:, None, None, None, None, :], float("-inf"))
-        pooled = torch.einsum("bplmst,btd->bplmsd", scores.softmax(-1), v) / math.sqrt(h.shape[-1])
+        """hidden [docs, tokens, 2d]: each token's state after `read_layer` layers, then its input embedding
+        (right-padded, `mask` 1 on real tokens) -> per module kind (A [docs, layers, r, in], B [docs, layers,
+        out, r]).
+
+        Each slot attends over the document's tokens t. Its B side (what it writes) pools token t's state and
+        embedding; its A side (what it responds to) pools the state of the token before t, the context that
+        leads to t: a slot stores "after this context comes this token", as a key and a value."""
+        d = hidden.shape[-1] // 2
+        h = torch.nn.functional.layer_norm(hidden[..., :d].float(), (d,))       # centred, unit-variance states
+        e = torch.nn.functional.layer_norm(hidden[..., d:].float(), (d,))
+        cue = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)          # the state of the token before
+        scores = torch.einsum("lmsd,btd->blmst", self.queries, h @ self.key) / math.sqrt(d)
+        usable = mask.bool().clone()
+        usable[:, 0] = usable[:, 0] & (mask.sum(1) == 1)  # the first token has no context (unless it is alone)
+        scores = scores.masked_fill(~usable[:, None, None, None, :], float("-inf"))
+        weights = scores.softmax(-1)
+        za = torch.einsum("blmst,btd->blmsd", weights, cue) / math.sqrt(d)
+        zb = torch.einsum("blmst,btd->blmsd", weights, torch.cat([h, e], -1)) / math.sqrt(d)
         out = []
         for m in range(len(self.kinds)):
-            za, zb = pooled[:, 0, :, m], pooled[:, 1, :, m]               # [docs, layers, r, d] each
-            a = (za @ self.proj_a[m]) * self.scale_a[m][None, :, None, :]
-            b = (zb @ self.proj_b[m]) * self.scale_b[m][None, :, None, :]
+            a = (za[:, :, m] @ self.proj_a[m]) * self.scale_a[m][None, :, None, :]
+            b = (zb[:, :, m] @ self.proj_b[m]) * self.scale_b[m][None, :, None, :]
             out.append((a, b.transpose(-1, -2)))
         return out
 
@@ -161,9 +174,9 @@ def _decoder_layers(model: torch.nn.Module):
 
 def read_hidden(lm: LoadedModel, texts: list[str], read_layer: int, max_tokens: int
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The documents' hidden states after `read_layer` decoder layers, [docs, tokens, d] right-padded, and the
-    mask. The layers above are never run (a hook stops the forward pass there). The caller makes sure no adapter
-    is active (the Injector's lock, or training's own terms cleared)."""
+    """The documents' hidden states after `read_layer` decoder layers and their input embeddings side by side,
+    [docs, tokens, 2d] right-padded, and the mask. The layers above are never run (a hook stops the forward pass
+    there). The caller makes sure no adapter is active (the Injector's lock, or training's own terms cleared)."""
     decoder, layers = _decoder_layers(lm.model)
     tok = lm.tokenizer
     enc = [tok(t, add_special_tokens=True)["input_ids"][:max_tokens] for t in texts]
@@ -184,12 +197,13 @@ def read_hidden(lm: LoadedModel, texts: list[str], read_layer: int, max_tokens: 
     handle = layers[read_layer - 1].register_forward_hook(grab)
     try:
         with torch.no_grad():
+            embeds = lm.model.get_input_embeddings()(ids)
             decoder(input_ids=ids, attention_mask=mask)
     except _Stop:
         pass
     finally:
         handle.remove()
-    return got["h"], mask
+    return torch.cat([got["h"].to(embeds.dtype), embeds], dim=-1), mask
 
 
 def translate(lm: LoadedModel, injector: Injector, translator: Translator, texts: list[str]) -> list[Adapter]:
