@@ -40,7 +40,8 @@ def main() -> None:
         param = pipe.ask(q.question, method="prag")
         rows.append((q, closed, param))
         print(f"\nQ: {q.question}   (gold: {q.golden_answers[0]})")
-        print("   retrieved: " + ", ".join(f"{h.doc.title} ({w:.2f})" for h, w in zip(param.hits, param.weights)))
+        print("   retrieved: " + ", ".join(f"{h.doc.title} ({w:.2f})" if w is not None else f"{h.doc.title} ({k})"
+                                        for h, w, k in param.per_hit()))
         print(f"   closed-book: {closed.answer}")
         print(f"   P-RAG:       {param.answer}")
     f1 = {"closed": sum(score(c.answer, q.golden_answers)["f1"] for q, c, _ in rows) / len(rows),

@@ -196,7 +196,8 @@ def status(kb: Path = KB, as_json: bool = typer.Option(False, "--json", help="Pr
     for i, why in s["failures"].items():
         typer.echo(f"  failed {i}: {why}")
     g = kbo.config.generation
-    typer.echo(f"generation: scale {g.scale}, {g.few_shot} worked examples, merge {g.merge}")
+    typer.echo(f"generation: scale {g.scale}, {g.few_shot} worked examples, merge {g.merge}, adapters {g.adapters}"
+               + (f" (translator {g.translator})" if g.translator else ""))
     typer.echo(table(tuned) if tuned else "not tuned: `prag tune --kb KB --questions DEV.jsonl` picks them on your dev questions")
 
 
@@ -210,16 +211,17 @@ def ask(question: str = typer.Argument(..., help="The question."),
         adapters: Optional[str] = ADAPTERS,
         translator: Optional[str] = TRANSLATOR,
         as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
-    """Answer a question. With prag/combine, retrieved documents without an adapter are parameterized first."""
+    """Answer a question. With prag/combine, a retrieved document without a trained adapter uses its translated one
+    (--translator), or goes in the prompt; `--adapters trained` trains it first instead."""
     pipe = _pipeline(kb, {"generation.backend": backend, "generation.merge": merge, "generation.adapters": adapters,
                           "generation.translator": translator})
     ans = pipe.ask(question, method=method, top_k=top_k)
     if as_json:
         typer.echo(json.dumps(ans.to_dict(), ensure_ascii=False))
         return
-    for h, w in zip(ans.hits, ans.weights or [None] * len(ans.hits)):
+    for h, w, kind in ans.per_hit():
         wt = f"  weight {w:.2f}" if w is not None else ""
-        typer.echo(f"  [{h.doc.id}] {h.doc.title} (bm25 {h.score:.2f}){wt}")
+        typer.echo(f"  [{h.doc.id}] {h.doc.title} (bm25 {h.score:.2f}){wt}" + (f"  {kind}" if kind else ""))
     typer.echo(f"{method}: {ans.answer}")
 
 

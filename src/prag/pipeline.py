@@ -73,11 +73,18 @@ class Answer:
     retrieval_rounds: int = 0
     adapter_kinds: list[str] = field(default_factory=list)  # per hit: "trained" or "translated" (adapter methods)
 
+    def per_hit(self) -> list[tuple[Hit, float | None, str | None]]:
+        """(hit, merge weight, adapter kind) per retrieved document; the weight is None for a document in the
+        prompt instead of the weights, or when a merge rewrote the adapter set."""
+        kinds = self.adapter_kinds or [None] * len(self.hits)
+        with_adapter = [k != IN_CONTEXT for k in kinds]
+        weights = iter(self.weights if len(self.weights) == sum(with_adapter) else [])
+        return [(h, next(weights, None) if a else None, k) for h, a, k in zip(self.hits, with_adapter, kinds)]
+
     def to_dict(self) -> dict:
         return {"question": self.question, "method": self.method, "answer": self.answer, "raw": self.raw,
-                "documents": [{"id": h.doc.id, "title": h.doc.title, "score": round(h.score, 4), "weight": w}
-                              for h, w in zip(self.hits, self.weights if len(self.weights) == len(self.hits)
-                                              else [None] * len(self.hits))],  # a merge may rewrite the set
+                "documents": [{"id": h.doc.id, "title": h.doc.title, "score": round(h.score, 4), "weight": w,
+                               **({"adapter": k} if k else {})} for h, w, k in self.per_hit()],
                 "update_seconds": self.update_seconds, "seconds": self.seconds, "prompt_tokens": self.prompt_tokens,
                 "retrieval_rounds": self.retrieval_rounds,
                 **({"adapters": self.adapter_kinds} if self.adapter_kinds else {})}
