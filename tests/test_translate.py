@@ -206,3 +206,17 @@ def test_rows_use_their_own_documents_adapter(parts):
         together = float(batch_loss(lm, inj, tr, items, 1, random.Random(0)))
         alone = [float(batch_loss(lm, inj, tr, [it], 1, random.Random(0))) for it in items]
     assert abs(together - sum(alone) / len(alone)) < 1e-4
+
+
+def test_the_contrast_term_is_zero_only_when_the_own_adapter_wins_by_the_margin(parts):
+    from prag.translate import batch_loss
+    lm, inj, tr = parts
+    _trained_like(tr)
+    items = _items(lm)
+    with torch.no_grad():
+        plain = float(batch_loss(lm, inj, tr, items, 1, random.Random(0)))
+        with_term = float(batch_loss(lm, inj, tr, items, 1, random.Random(0), contrast=1.0, margin=1.0))
+        huge = float(batch_loss(lm, inj, tr, items, 1, random.Random(0), contrast=1.0, margin=100.0))
+        alone = float(batch_loss(lm, inj, tr, items[:1], 1, random.Random(0), contrast=1.0))
+    assert with_term >= plain and abs(huge - plain - 100.0) < 5.0  # random adapters: no document-specific gain
+    assert abs(alone - float(batch_loss(lm, inj, tr, items[:1], 1, random.Random(0)))) < 1e-6  # one document: no term

@@ -352,6 +352,7 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
                      rank: int = typer.Option(2, help="Rank of the adapters it emits."),
                      max_doc_tokens: int = typer.Option(256, help="Tokens of a document read at most."),
                      bf16: bool = typer.Option(True, help="bfloat16 autocast for the frozen model's passes."),
+                     contrast: float = typer.Option(0.0, help="Weight of a margin term that asks each QA pair's loss to be lower with its own document's adapter than with another's (runs every row twice)."),
                      threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's).")):
     """Train a translator once per base model: the LM loss of each document's QA pairs (answers only) with the
     adapter the translator makes from the document applied. No adapter is trained per document."""
@@ -373,7 +374,8 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
                                                   else [(q.question, q.answer) for q in augs[d.id].qa]))
              for d in pipe.kb.docs]
     cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens)
-    train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16)
+    train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16,
+                        contrast=contrast)
     ids = [d.id for d in pipe.kb.docs]
     meta = {"kb": str(kb), "qa_file": str(qa) if qa else None, "trained_on": ids,
             "trained_on_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
