@@ -107,7 +107,7 @@ def test_merges_weighting_and_factor_changing(registered, tiny_kb, tiny_lm):
     registered(MERGES, "last-only", Merge(lambda scores, t: [0.0] * (len(scores) - 1) + [1.0]))
     registered(MERGES, "folded-sum", Merge(lambda scores, t: [1.0] * len(scores), factors=_fold))
     q = "Who commands the Halvard Sorrel?"
-    pipe = Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override({"generation.merge": "last-only"}))
+    pipe = Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override({"generation.merge": "last-only", "generation.scale": 1.0}))
     _, hits, adapters, weights, _ = pipe.plan(q, "prag", top_k=3)
     assert weights == [0.0, 0.0, 1.0] and len(adapters) == 3
     summed = Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override({"generation.merge": "sum"}))

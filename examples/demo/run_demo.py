@@ -14,6 +14,7 @@ from prag.corpus import load_questions, split
 from prag.evaluate import score
 from prag.pipeline import Pipeline
 from prag.store import KnowledgeBase
+from prag.translate import has_shipped_translator
 
 HERE = Path(__file__).parent
 KB = Path("kb-demo")
@@ -33,20 +34,26 @@ def main() -> None:
     test = split(load_questions(HERE / "questions.jsonl"), "test")
     prag("ask", "--kb", str(KB), "--method", "prag", test[0].question)
 
-    pipe = Pipeline(KnowledgeBase.open(KB))
+    kb = KnowledgeBase.open(KB)
+    pipe = Pipeline(kb)
+    translated = None
+    if has_shipped_translator(kb.config.model):  # the same documents, translated in one forward pass each
+        prag("parameterize", "--kb", str(KB), "--translator", "default")
+        translated = Pipeline(kb, pipe.lm, kb.config.override({"generation.adapters": "translated",
+                                                                "generation.translator": "default"}))
     rows = []
     for q in test:
-        closed = pipe.ask(q.question, method="closed")
-        param = pipe.ask(q.question, method="prag")
-        rows.append((q, closed, param))
+        answers = {"closed-book": pipe.ask(q.question, method="closed"), "P-RAG": pipe.ask(q.question, method="prag")}
+        if translated is not None:
+            answers["translated"] = translated.ask(q.question, method="prag")
+        rows.append((q, answers))
         print(f"\nQ: {q.question}   (gold: {q.golden_answers[0]})")
         print("   retrieved: " + ", ".join(f"{h.doc.title} ({w:.2f})" if w is not None else f"{h.doc.title} ({k})"
-                                        for h, w, k in param.per_hit()))
-        print(f"   closed-book: {closed.answer}")
-        print(f"   P-RAG:       {param.answer}")
-    f1 = {"closed": sum(score(c.answer, q.golden_answers)["f1"] for q, c, _ in rows) / len(rows),
-          "prag": sum(score(p.answer, q.golden_answers)["f1"] for q, _, p in rows) / len(rows)}
-    print(f"\nF1 closed-book {f1['closed']:.2f}  |  P-RAG {f1['prag']:.2f}  |  demo took {time.time() - t0:.0f} s")
+                                        for h, w, k in answers["P-RAG"].per_hit()))
+        for name, ans in answers.items():
+            print(f"   {name + ':':13}{ans.answer}")
+    f1 = {name: sum(score(a[name].answer, q.golden_answers)["f1"] for q, a in rows) / len(rows) for name in rows[0][1]}
+    print("\nF1 " + "  |  ".join(f"{k} {v:.2f}" for k, v in f1.items()) + f"  |  demo took {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -234,6 +234,10 @@ def save_translator(translator: Translator, out: Path, meta: dict | None = None)
     return sha
 
 
+def has_shipped_translator(model: str) -> bool:
+    return (Path(__file__).parent / "translators" / model / CONFIG_FILE).is_file()
+
+
 def shipped_translator(model: str) -> Path:
     """The folder of the translator shipped for a registered model (`--translator default`)."""
     folder = Path(__file__).parent / "translators" / model

@@ -1,0 +1,90 @@
+"""Does a translator's adapter depend on its document? The answer-token loss of QA pairs with the right document's
+translated adapter, with another document's, and with none (B set to zero).
+
+    # a checkpoint of a run still training, on the 36 fictional30 documents (never trained on)
+    .venv/bin/python benchmarks/experiments/translator_probe.py --checkpoint runs/translator-smollm2-v4/checkpoint.pt
+    # capacity: train on N invented training documents until it overfits, then probe those same documents
+    .venv/bin/python benchmarks/experiments/translator_probe.py --overfit 16 --contrast 1.0 --epochs 40
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from prag.corpus import load_corpus, load_questions
+from prag.encode import qa_texts
+from prag.models import load_model
+from prag.translate import (
+    TrainConfig,
+    TrainItem,
+    Translator,
+    TranslatorConfig,
+    batch_loss,
+    load_translator,
+    train_translator,
+)
+from prag.update import Injector
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def probe(lm, inj, tr: Translator, items: list[TrainItem]) -> dict:
+    other = [TrainItem(it.doc_id, items[(i + 3) % len(items)].text, it.qa) for i, it in enumerate(items)]
+    silent = Translator(tr.cfg)
+    silent.load_state_dict(tr.state_dict())
+    with torch.no_grad():
+        for p in silent.proj_b:
+            p.zero_()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        return {k: round(float(batch_loss(lm, inj, t, its, 4, random.Random(0))), 3)
+                for k, t, its in (("own", tr, items), ("other", tr, other), ("none", silent, items))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--overfit", type=int)
+    ap.add_argument("--contrast", type=float, default=1.0)
+    ap.add_argument("--epochs", type=float, default=40)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--data", type=Path, default=ROOT / "runs/translator-data")
+    a = ap.parse_args()
+    lm = load_model("smollm2")
+    inj = Injector(lm.model, ["gate_proj", "up_proj", "down_proj"])
+    if a.checkpoint:
+        state = torch.load(a.checkpoint, weights_only=False)
+        tr = Translator(TranslatorConfig(**state["config"]))
+        tr.load_state_dict(state["translator"])
+        docs = {d.id: d for d in load_corpus(ROOT / "benchmarks/data/fictional30/corpus.jsonl")}
+        qs = load_questions(ROOT / "benchmarks/data/fictional30/questions.jsonl")
+        items = [TrainItem(q.gold_doc_ids[0], docs[q.gold_doc_ids[0]].as_text(),
+                           qa_texts(lm, [(q.question, q.golden_answers[0])])) for q in qs]
+        print(json.dumps({"step": state["step"], "fictional30": probe(lm, inj, tr.eval(), items)}))
+        return
+    rows = [json.loads(x) for x in open(a.data / "corpus.jsonl")]
+    docs = {r["id"]: r for r in rows if r["id"].startswith("syn-")}
+    qa: dict[str, list] = {}
+    for x in open(a.data / "qa.jsonl"):
+        r = json.loads(x)
+        qa.setdefault(r["doc_id"], []).append((r["question"], r["answer"]))
+    ids = sorted(qa)[: a.overfit]
+    items = [TrainItem(i, docs[i]["title"] + "\n" + docs[i]["text"], qa_texts(lm, qa[i])) for i in ids]
+    out = ROOT / "runs" / f"translator-overfit-{a.overfit}-{a.contrast}"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.time()
+    s = train_translator(lm, inj, items, TranslatorConfig(read_layer=8),
+                         TrainConfig(epochs=a.epochs, batch_docs=8, qa_per_doc=4, lr=a.lr, contrast=a.contrast,
+                                     warmup_steps=5), out, progress=False)
+    tr, _ = load_translator(out)
+    print(json.dumps({"documents": len(items), "steps": s["steps"], "seconds": round(time.time() - t0),
+                      "contrast": a.contrast, "train_docs": probe(lm, inj, tr, items)}))
+
+
+if __name__ == "__main__":
+    main()
