@@ -21,20 +21,26 @@ def real_kb(tmp_path_factory):
     return kb
 
 
-def _eval(kb, tmp_path, methods, top_k, merge=None):
-    out = tmp_path / f"{methods}-{top_k}-{merge}.json"
+def _eval(kb, tmp_path, methods, top_k, merge=None, scale=None):
+    out = tmp_path / f"{methods}-{top_k}-{merge}-{scale}.json"
     cmd = [sys.executable, "-m", "prag.cli", "eval", "--kb", str(kb), "--questions",
            str(FICTIONAL / "questions.jsonl"), "--methods", methods, "--top-k", str(top_k), "--json", str(out)]
     if merge:
         cmd += ["--merge", merge]
+    if scale is not None:
+        cmd += ["--scale", str(scale)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())["methods"]
 
 
 def test_prag_beats_closed_book_top1_and_top3(real_kb, tmp_path):
-    # Measured (docs/results.md): closed 0.03, prag top-1 0.51, top-3 softmax 0.51, top-3 plain sum 0.22.
-    top1 = _eval(real_kb, tmp_path, "closed,prag", 1)
-    top3 = _eval(real_kb, tmp_path, "prag", 3)
+    # Measured (docs/results.md): closed 0.03, prag top-1 0.51, top-3 softmax 0.51, top-3 plain sum 0.22, at full
+    # strength (what invented facts need; `prag tune` picks it on dev questions). The untuned default 0.25 (chosen
+    # for real datasets, docs/results.md "Defaults without dev questions") gave top-1 0.26.
+    default = _eval(real_kb, tmp_path, "prag", 1)
+    assert default["prag"]["f1"] >= 0.15, default
+    top1 = _eval(real_kb, tmp_path, "closed,prag", 1, scale=1.0)
+    top3 = _eval(real_kb, tmp_path, "prag", 3, scale=1.0)
     print(json.dumps({"top1": top1, "top3": top3}))
     assert top1["closed"]["f1"] <= 0.15
     assert top1["prag"]["f1"] >= 0.3 and top1["prag"]["f1"] >= top1["closed"]["f1"] + 0.2, top1
