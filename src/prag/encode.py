@@ -72,6 +72,15 @@ def check_loss(loss: str) -> str:
     return loss
 
 
+def shared_prefix(full: list[int], head: list[int]) -> int:
+    """How many leading tokens `head` (a prompt) shares with `full` (prompt + answer): where the answer starts
+    (a token merged across the boundary counts as the answer's)."""
+    n = 0
+    while n < min(len(full), len(head)) and full[n] == head[n]:
+        n += 1
+    return n
+
+
 def loss_starts(lm: LoadedModel, aug: Augmentation, layout: str, loss: str) -> list[int] | None:
     """Where each of `training_sequences`' sequences starts counting in the loss: None for loss "all" (every
     token, the paper), else for loss "answer" the first answer token of a QA sequence (0 for a rewrite), so
@@ -82,10 +91,7 @@ def loss_starts(lm: LoadedModel, aug: Augmentation, layout: str, loss: str) -> l
     starts = []
     for text, prefix in _training_texts(lm, aug, layout):
         full, head = (tok(t, add_special_tokens=False)["input_ids"] for t in (text, prefix))
-        n = 0  # the tokens the prefix shares with the whole sequence (a merge at the boundary is counted)
-        while n < min(len(full), len(head)) and full[n] == head[n]:
-            n += 1
-        starts.append(n)
+        starts.append(shared_prefix(full, head))
     return starts
 
 

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .atomic import atomic_file, atomic_write
-from .encode import sequence_losses
+from .encode import sequence_losses, shared_prefix
 from .errors import PragError
 from .models import LoadedModel
 from .update import Adapter, Injector
@@ -292,10 +292,7 @@ def _qa_rows(lm: LoadedModel, items: list[TrainItem], per_doc: int, rng: random.
         for prompt, answer in rng.sample(it.qa, min(per_doc, len(it.qa))):
             head = tok(prompt, add_special_tokens=False)["input_ids"]
             full = tok(prompt + answer, add_special_tokens=False)["input_ids"][:256]
-            n = 0
-            while n < min(len(full), len(head)) and full[n] == head[n]:
-                n += 1
-            rows.append((full, min(max(n, 1), len(full) - 1), j))
+            rows.append((full, min(max(shared_prefix(full, head), 1), len(full) - 1), j))
     width = max(len(f) for f, _, _ in rows)
     ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
