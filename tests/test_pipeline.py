@@ -94,8 +94,8 @@ def test_every_method_answers_and_eval_resumes(tiny_kb, tiny_lm, tmp_path):
         pipe.ask(q[0].question, method="nope")
     log = tmp_path / "log.jsonl"
     calls = []
-    real_ask = pipe.ask
-    pipe.ask = lambda *a, **k: calls.append(1) or real_ask(*a, **k)
+    real_ask = pipe.ask_batch
+    pipe.ask_batch = lambda reqs, *a, **k: calls.extend(reqs) or real_ask(reqs, *a, **k)
     r1 = run_eval(pipe, q[:2], ["closed", "prag"], 2, log, progress=False)
     assert len(calls) == 4
     r2 = run_eval(pipe, q, ["closed", "prag"], 2, log, progress=False)
@@ -331,3 +331,38 @@ def test_a_translator_for_another_model_is_refused(tiny_kb, tiny_lm, translator_
     (translator_dir / "translator.json").write_text(json.dumps(info))
     with pytest.raises(PragError, match="is for model 'smollm2'"):
         _with(tiny_kb, tiny_lm, adapters="translated", translator=str(translator_dir)).translator
+
+
+# ---------------------------------------------------------------- batches: each row as it is alone
+BATCH = [("What was Ostrander Pell's occupation?", "prag", 2, None),
+         ("Who commands the Halvard Sorrel?", "combine", 3, None),
+         ("Who commands the Halvard Sorrel?", "closed", None, None),
+         ("Which river runs through Wrenmoor Gate?", "rag", 1, None),
+         ("What was Ostrander Pell's occupation?", "prag", None, ["fic-05", "fic-01"]),
+         ("Who commands the Halvard Sorrel?", "flare", 2, None)]
+
+
+def test_a_batch_answers_each_row_as_it_is_answered_alone(tiny_kb, tiny_lm, tmp_path):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.config.generation.max_new_tokens = 6
+    reqs = BATCH
+    alone = [pipe.ask(*r) for r in reqs]
+    batched = pipe.ask_batch(reqs)
+    assert [a.raw for a in batched] == [a.raw for a in alone]
+    assert [[h.doc.id for h in a.hits] for a in batched] == [[h.doc.id for h in a.hits] for a in alone]
+    assert [a.weights for a in batched] == [a.weights for a in alone]
+    assert len({a.raw for a in alone}) > 1, "the rows must differ, or the test shows nothing"
+    # a bad request gets its own error; the others are answered
+    out = pipe.ask_batch([reqs[0], ("", "prag"), (reqs[1][0], "nope"), reqs[2]])
+    assert out[0].raw == alone[0].raw and out[3].raw == alone[2].raw
+    assert isinstance(out[1], PragError) and "empty question" in str(out[1])
+    assert isinstance(out[2], PragError) and "unknown method" in str(out[2])
+    # eval in batches: the same predictions as one at a time
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:5]
+    one = run_eval(pipe, qs, ["closed", "prag"], 2, tmp_path / "one.jsonl", progress=False)
+    four = run_eval(pipe, qs, ["closed", "prag"], 2, tmp_path / "four.jsonl", progress=False, batch_size=4)
+    rows = [[json.loads(x)["prediction"] for x in (tmp_path / f).read_text().splitlines()] for f in ("one.jsonl", "four.jsonl")]
+    assert rows[0] == rows[1] and one["methods"]["prag"]["f1"] == four["methods"]["prag"]["f1"]
+    with pytest.raises(PragError, match="batch size"):
+        run_eval(pipe, qs, ["closed"], 2, None, progress=False, batch_size=0)
+    pipe.injector.remove()

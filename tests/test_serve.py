@@ -87,10 +87,17 @@ def test_concurrent_requests_see_only_their_documents(client, served):
     reference = {tuple(s): _ask(client, Q, s) for s in sets}
     assert len(set(reference.values())) > 1, "different documents must give different answers on this model"
     jobs = [sets[i % len(sets)] for i in range(40)]
-    with ThreadPoolExecutor(8) as ex:
-        got = list(ex.map(lambda s: (tuple(s), _ask(client, Q, s)), jobs))
+    sizes = []
+    real = pipe.ask_batch
+    pipe.ask_batch = lambda reqs, *a: sizes.append(len(reqs)) or real(reqs, *a)
+    try:
+        with ThreadPoolExecutor(8) as ex:
+            got = list(ex.map(lambda s: (tuple(s), _ask(client, Q, s)), jobs))
+    finally:
+        pipe.ask_batch = real
     for s, ans in got:
         assert ans == reference[s], s
+    assert sum(sizes) == 40 and max(sizes) > 1, f"the requests must have shared batches: {sizes}"
     assert all(not t for t in pipe.injector.terms.values()) and not pipe.injector.active
 
 
@@ -284,16 +291,16 @@ def test_generation_is_cancelled_when_the_client_goes_away(served, live_url, str
 
     pipe = served[0]
     seen = {}
-    real_ask = pipe.ask
+    real_ask = pipe.ask_batch
 
-    def slow_ask(*args, cancel=None, **kw):  # a generation that runs until it is cancelled (10 s at most)
+    def slow_ask(reqs, planned=None, streamers=None, cancels=None):  # runs until cancelled (10 s at most)
         t0 = time.perf_counter()
-        while not (cancel is not None and cancel.is_set()) and time.perf_counter() - t0 < 10:
+        while not (cancels[0] is not None and cancels[0].is_set()) and time.perf_counter() - t0 < 10:
             time.sleep(0.02)
         seen["cancelled_after"] = time.perf_counter() - t0
-        return real_ask(*args, cancel=cancel, **kw)
+        return real_ask(reqs, planned, streamers, cancels)
 
-    pipe.ask = slow_ask
+    pipe.ask_batch = slow_ask
     try:
         body = {"messages": [{"role": "user", "content": Q}], "stream": stream}
         with pytest.raises(httpx.ReadTimeout):
@@ -308,4 +315,87 @@ def test_generation_is_cancelled_when_the_client_goes_away(served, live_url, str
             time.sleep(0.05)
         assert seen.get("cancelled_after", 99) < 5, seen
     finally:
-        pipe.ask = real_ask
+        pipe.ask_batch = real_ask
+
+
+# ---------------------------------------------------------------- API keys, the document list, the page
+@pytest.fixture(scope="module")
+def keyed(served):
+    from fastapi.testclient import TestClient
+
+    from prag.serve import create_app
+
+    return TestClient(create_app(served[0], "prag-tiny", api_key="s3cret-key"))
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", "s3cret-key", "Bearer s3cret-key2", "Basic s3cret-key"])
+@pytest.mark.parametrize("method, path", [("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
+                                          ("GET", "/v1/documents"), ("GET", "/v1/documents/fic-01"),
+                                          ("POST", "/v1/documents"), ("DELETE", "/v1/documents/fic-01")])
+def test_a_missing_or_wrong_key_gets_an_openai_style_401(keyed, served, auth, method, path):
+    headers = {"Authorization": auth} if auth else {}
+    n = len(served[0].kb.docs)
+    r = keyed.request(method, path, headers=headers, json={"messages": [{"role": "user", "content": Q}]})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    err = r.json()["error"]
+    assert err["code"] == "invalid_api_key" and err["type"] == "invalid_request_error" and err["message"]
+    assert "s3cret" not in r.text
+    assert len(served[0].kb.docs) == n and "fic-01" in served[0].kb.by_id, "nothing may change without the key"
+
+
+def test_the_right_key_opens_every_endpoint_and_health_and_the_page_need_none(keyed):
+    from openai import AuthenticationError, OpenAI
+
+    good = {"Authorization": "Bearer s3cret-key"}
+    assert keyed.get("/health").status_code == 200
+    page = keyed.get("/")
+    assert page.status_code == 200 and "<title>prag</title>" in page.text
+    assert keyed.get("/v1/models", headers=good).json()["data"][0]["id"] == "prag-tiny"
+    r = keyed.post("/v1/chat/completions", headers=good, json={"messages": [{"role": "user", "content": Q}]})
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] is not None
+    assert keyed.get("/v1/documents/fic-01", headers=good).json()["id"] == "fic-01"
+    with pytest.raises(AuthenticationError):  # what an OpenAI client makes of the 401
+        OpenAI(base_url="http://testserver/v1", api_key="wrong", http_client=keyed).models.list()
+    ok = OpenAI(base_url="http://testserver/v1", api_key="s3cret-key", http_client=keyed)
+    assert [m.id for m in ok.models.list().data] == ["prag-tiny"]
+
+
+@pytest.mark.parametrize("text, error", [("k1\n", None), ("  k2  \nignored", None), ("", "empty"), ("  \n", "empty"),
+                                         ("a b", "whitespace")])
+def test_the_key_file_is_read_and_a_blank_key_refused(tmp_path, text, error):
+    from prag import PragError
+    from prag.serve import read_api_key
+
+    f = tmp_path / "key"
+    f.write_text(text)
+    if error:
+        with pytest.raises(PragError, match=error):
+            read_api_key(f, {})
+    else:
+        assert read_api_key(f, {"PRAG_API_KEY": "from-env"}) == text.splitlines()[0].strip()
+    assert read_api_key(None, {"PRAG_API_KEY": "from-env"}) == "from-env"
+    assert read_api_key(None, {}) is None
+    with pytest.raises(PragError, match="cannot read"):
+        read_api_key(tmp_path / "missing", {})
+
+
+@pytest.mark.parametrize("host, key, warns", [("127.0.0.1", None, False), ("localhost", None, False),
+                                              ("::1", None, False), ("0.0.0.0", None, True),
+                                              ("192.168.1.5", None, True), ("0.0.0.0", "k", False)])
+def test_a_server_others_can_reach_without_a_key_warns(host, key, warns):
+    from prag.serve import exposure_warning
+
+    assert (exposure_warning(host, key) is not None) == warns
+
+
+def test_the_document_list_pages_filters_and_puts_the_newest_first(client, served):
+    kb = served[0].kb
+    r = client.get("/v1/documents", params={"limit": 3}).json()
+    assert r["total"] == len(kb.docs) and [d["id"] for d in r["data"]] == [d.id for d in kb.docs[::-1][:3]]
+    assert set(r["data"][0]) == {"id", "title", "status", "translated"}
+    r2 = client.get("/v1/documents", params={"limit": 3, "offset": 3}).json()
+    assert [d["id"] for d in r2["data"]] == [d.id for d in kb.docs[::-1][3:6]]
+    hal = client.get("/v1/documents", params={"q": "HALVARD"}).json()
+    assert [d["id"] for d in hal["data"]] == ["fic-05"] and hal["data"][0]["status"] == "done"
+    for bad in ({"limit": 0}, {"limit": 5000}, {"offset": -1}, {"limit": "x"}):
+        assert client.get("/v1/documents", params=bad).status_code in (400, 422)

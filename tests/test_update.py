@@ -76,3 +76,26 @@ def test_merge_weights_scale():
     w = merge_weights([1.0, 2.0], "softmax", 1.0, scale=0.25)
     assert sum(w) == pytest.approx(0.25) and w[1] > w[0]
     assert merge_weights([1.0, 5.0], "top1", scale=2.0) == [0.0, 2.0]
+
+
+def test_each_row_gets_its_own_adapters(tiny_lm):
+    """apply_rows: row i's output is the one its own adapter set gives it alone (and a row with none, the base)."""
+    inj = Injector(tiny_lm.model, TARGETS)
+    ads = [random_adapter(inj, s) for s in range(3)]
+    sets = [([ads[0]], [1.0]), ([ads[1], ads[2]], [0.5, 0.25]), ([], []), ([ads[2], ads[0]], [1.0, 0.0])]
+    ids = torch.randint(3, 90, (len(sets), 11))
+    with torch.no_grad():
+        alone = []
+        for (a, w), row in zip(sets, ids):
+            with inj.applied(a, w):
+                alone.append(tiny_lm.model(input_ids=row[None]).logits[0])
+        with inj.lock:
+            inj.apply_rows(sets)
+            batched = tiny_lm.model(input_ids=ids).logits
+            inj.clear()
+        base = tiny_lm.model(input_ids=ids[2:3]).logits[0]
+    for i, ref in enumerate(alone):
+        assert torch.allclose(batched[i], ref, atol=1e-5), (i, (batched[i] - ref).abs().max())
+    assert torch.allclose(batched[2], base, atol=1e-6), "a row with no adapters is the base model"
+    assert not torch.allclose(alone[0], alone[1], atol=1e-3), "the sets must differ, or the test shows nothing"
+    inj.remove()

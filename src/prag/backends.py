@@ -6,7 +6,9 @@
 A backend is a class registered with `@BACKENDS.register("name")`: a classmethod `check(config)` that rejects what
 it cannot run before any model is loaded, `__init__(pipe)`, and the methods of `Backend`. Every backend answers
 the same planned prompt with the same adapters and weights under a lock, so concurrent requests never see each
-other's documents.
+other's documents. A backend that also has `answer_batch` answers several planned questions in one batch, each
+row with its own documents' adapters (transformers); without it, a batch is answered one row at a time
+(llamacpp).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import time
 from typing import Protocol
 
 from .errors import PragError
-from .generate import generate, generate_scored
+from .generate import generate_batch, generate_scored
 from .llamacpp import LlamaCppBackend, dequantized_gguf, generate_text, require_llama_cpp
 from .models import cache_dir, is_gguf, resolve_gguf, sync
 from .registry import Registry
@@ -67,14 +69,22 @@ class TransformersBackend:
         return int(getattr(self.pipe.lm.model.config, "max_position_embeddings", None) or 2048)
 
     def answer(self, prompt, hits, adapters, weights, max_new_tokens, streamer=None, cancel=None):
+        texts, update_s = self.answer_batch([(prompt, hits, adapters, weights)], [max_new_tokens], [streamer],
+                                            [cancel])
+        return texts[0], update_s
+
+    def answer_batch(self, plans, max_new_tokens, streamers=None, cancels=None):
+        """Planned questions (prompt, hits, adapters, weights, ...) in one left-padded batch, row i with its own
+        adapters at its own weights: (texts, Update seconds)."""
         injector = self.pipe.injector
         with injector.lock:
             t0 = time.perf_counter()
-            injector.apply(adapters, weights)
+            injector.apply_rows([(p[2], p[3]) for p in plans])
             sync(injector.device)  # the Update's queued GPU work counts as Update, not generation
             update_s = time.perf_counter() - t0
             try:
-                return generate(self.pipe.lm, prompt, max_new_tokens, streamer=streamer, cancel=cancel), update_s
+                return generate_batch(self.pipe.lm, [p[0] for p in plans], max_new_tokens, streamers=streamers,
+                                      cancels=cancels), update_s
             finally:
                 injector.clear()
 

@@ -242,6 +242,7 @@ def eval_(ctx: typer.Context,
           backend: Optional[str] = BACKEND,
           adapters: Optional[str] = ADAPTERS,
           translator: Optional[str] = TRANSLATOR,
+          batch_size: int = typer.Option(1, min=1, help="Questions answered together in one batch, each with its own documents' adapters (the same answers as 1, up to float rounding; faster per question)."),
           json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here, and a Markdown table beside it (.md); a .log.jsonl beside it lets an interrupted run resume.")):
     """Score methods on a question set: EM, F1, precision, recall (SQuAD normalization, max over golden answers;
     per question type), retrieval recall@k against gold_doc_ids, seconds per question with the Update apart."""
@@ -286,9 +287,9 @@ def eval_(ctx: typer.Context,
         pipe.parameterize_retrieved(pending(pipe, qs, with_adapters, top_k, log), top_k)
     if pending(pipe, qs, ms, top_k, log):
         pipe.backend.start()  # before timing: its start-up is not the first question's
-    res = run_eval(pipe, qs, ms, top_k, log)
+    res = run_eval(pipe, qs, ms, top_k, log, batch_size=batch_size)
     res.update(dataset=ds_dir.name if ds_dir else questions.parent.name, questions=str(questions), split=split,
-               limit=limit, top_k=top_k, model=pipe.config.model, merge=pipe.config.generation.merge,
+               limit=limit, top_k=top_k, batch_size=batch_size, model=pipe.config.model, merge=pipe.config.generation.merge,
                scale=pipe.config.generation.scale, few_shot=[q.id for q in shots],
                settings={"scale": pipe.config.generation.scale, "few_shot": len(pipe.examples),
                          "source": "flags" if scale is not None else source},
@@ -322,18 +323,25 @@ def serve(kb: Path = KB,
           model_id: Optional[str] = typer.Option(None, help="Model name clients must send (default prag-<model>)."),
           backend: Optional[str] = BACKEND,
           adapters: Optional[str] = ADAPTERS,
-          translator: Optional[str] = TRANSLATOR):
-    """Serve the kb over an OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/documents, ...)."""
+          translator: Optional[str] = TRANSLATOR,
+          max_batch: int = typer.Option(8, min=1, help="Requests answered together in one batch, each with its own documents' adapters (1: one at a time)."),
+          api_key_file: Optional[Path] = typer.Option(None, help="File whose first line is the API key every endpoint but /health then asks for (Authorization: Bearer KEY). Default: $PRAG_API_KEY if set, else no key.")):
+    """Serve the kb over an OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/documents, ...) and a web
+    page at /."""
     import uvicorn  # the [serve] extra
 
-    from .serve import create_app
+    from .serve import create_app, exposure_warning, read_api_key
 
+    key = read_api_key(api_key_file, os.environ)
+    if (warning := exposure_warning(host, key)) is not None:
+        typer.echo(warning, err=True)
     pipe = _pipeline(kb, {"generation.backend": backend, "generation.adapters": adapters,
                           "generation.translator": translator})
     pipe.lm  # load before accepting requests
     pipe.backend.start()
     # On SIGTERM: open requests get a few seconds, then running generations are stopped at their next token.
-    uvicorn.run(create_app(pipe, model_id), host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+    uvicorn.run(create_app(pipe, model_id, api_key=key, max_batch=max_batch), host=host, port=port, log_level="info",
+                timeout_graceful_shutdown=3)
 
 
 translator_app = typer.Typer(help="The parameter translator: any document to an adapter in one forward pass.")

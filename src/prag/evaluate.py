@@ -5,12 +5,12 @@ from __future__ import annotations
 import collections
 import json
 import os
-import time
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .config import recipe_key
+from .errors import PragError
 from .methods import METHODS
 from .text import normalize_answer
 
@@ -124,34 +124,49 @@ def run_device(pipe) -> str:
 
 
 def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | None = None,
-             progress: bool = True) -> dict:
-    """Answer every question with every method; rows already in `log_path` (JSONL) are reused (resume)."""
+             progress: bool = True, batch_size: int = 1) -> dict:
+    """Answer every question with every method, `batch_size` questions per batch (`Pipeline.ask_batch`: the same
+    answers as one at a time); rows already in `log_path` (JSONL) are reused (resume)."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise PragError(f"batch size must be a positive integer, not {batch_size!r}")
     settings = {m: _setting(pipe, top_k, m) for m in methods}
     done = _logged(log_path, settings)
     log = open(log_path, "a", encoding="utf-8") if log_path else None
     try:
         todo = [(m, q) for m in methods for q in questions if (m, q.id) not in done]
         device = run_device(pipe) if todo else None
-        for method, q in tqdm(todo, desc="eval", unit="q", disable=not progress or not todo):
-            t0 = time.perf_counter()
-            res = pipe.ask(q.question, method=method, top_k=top_k)
-            row = {"method": method, "id": q.id, "type": q.type, "setting": settings[method], "prediction": res.answer,
-                   "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
-                   "seconds": time.perf_counter() - t0, "update_seconds": res.update_seconds,
-                   "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens, "device": device,
-                   "doc_recall": doc_recall([h.doc.id for h in res.hits], q.gold_doc_ids) if res.hits else None,
-                   **score(res.answer, q.golden_answers)}
-            done[(method, q.id)] = row
-            if log:
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
+        bar = tqdm(total=len(todo), desc="eval", unit="q", disable=not progress or not todo)
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            answers = pipe.ask_batch([(q.question, method, top_k) for method, q in chunk])
+            for res in answers:
+                if isinstance(res, Exception):
+                    raise res
+            for (method, q), res in zip(chunk, answers):
+                _log_row(done, log, settings[method], device, method, q, res)
+            bar.update(len(chunk))
+        bar.close()
     finally:
         if log:
             log.close()
     ids = {q.id for q in questions}
     rows = {m: [r for (mm, i), r in done.items() if mm == m and i in ids] for m in methods}
     return {"methods": {m: summarize(rs) for m, rs in rows.items()}, "device": devices(sum(rows.values(), []))}
+
+
+def _log_row(done: dict, log, setting: dict, device: str, method: str, q, res) -> None:
+    """Record one answer in `done` and append it to the eval log (flushed to disk: a crash loses nothing)."""
+    row = {"method": method, "id": q.id, "type": q.type, "setting": setting, "prediction": res.answer,
+           "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
+           "seconds": res.seconds, "update_seconds": res.update_seconds,
+           "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens, "device": device,
+           "doc_recall": doc_recall([h.doc.id for h in res.hits], q.gold_doc_ids) if res.hits else None,
+           **score(res.answer, q.golden_answers)}
+    done[(method, q.id)] = row
+    if log:
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        os.fsync(log.fileno())
 
 
 def empty_warnings(res: dict) -> list[str]:

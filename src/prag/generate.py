@@ -33,14 +33,34 @@ def greedy_kwargs(lm: LoadedModel, stop_at_newline: bool = True) -> dict:
 
 
 class Cancelled:
-    """A stopping criterion for `model.generate`: stop every row once `event` is set (the client went away, the
-    server is shutting down)."""
+    """A stopping criterion for `model.generate`: stop a row once its event is set (its client went away, the
+    server is shutting down). One event per batch row; None for a row that cannot be cancelled."""
 
-    def __init__(self, event: threading.Event):
-        self.event = event
+    def __init__(self, events: list[threading.Event | None]):
+        self.events = events
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        return torch.tensor([e is not None and e.is_set() for e in self.events], dtype=torch.bool,
+                            device=input_ids.device)
+
+
+class RowStreamers:
+    """One streamer per batch row behind `model.generate`'s single streamer: the prompt, then each step's new token
+    of row i goes to streamer i (None: that row is not streamed), up to that row's own token limit."""
+
+    def __init__(self, streamers: list, limits: list[int]):
+        self.streamers, self.limits, self.step = streamers, limits, -1  # the first put is the prompt
+
+    def put(self, value: torch.Tensor) -> None:
+        for i, s in enumerate(self.streamers):
+            if s is not None and self.step < self.limits[i]:
+                s.put(value[i:i + 1])
+        self.step += 1
+
+    def end(self) -> None:
+        for s in self.streamers:
+            if s is not None:
+                s.end()
 
 
 @torch.inference_mode()
@@ -48,13 +68,30 @@ def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 24, stop_at_new
              streamer=None, cancel: threading.Event | None = None) -> str:
     """Greedy continuation of `prompt` (already formatted), special tokens removed; it stops early once `cancel`
     is set."""
+    return generate_batch(lm, [prompt], [max_new_tokens], stop_at_newline, [streamer], [cancel])[0]
+
+
+@torch.inference_mode()
+def generate_batch(lm: LoadedModel, prompts: list[str], max_new_tokens: list[int], stop_at_newline: bool = True,
+                   streamers: list | None = None, cancels: list[threading.Event | None] | None = None) -> list[str]:
+    """Greedy continuations of several prompts in one batch: left-padded with an attention mask (positions
+    follow the mask), a KV cache, each row stopping on its own (end token, line break) and cut to its own
+    `max_new_tokens`. Row i's text is the one `generate` gives for prompts[i] alone, up to float rounding in
+    the padded batch's kernels. Whatever per-row adapters the Injector holds apply row by row."""
     tok = lm.tokenizer
-    enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(lm.model.device)
     kw = greedy_kwargs(lm, stop_at_newline)
-    if cancel is not None:
-        kw["stopping_criteria"] = [Cancelled(cancel)]
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, streamer=streamer, **kw)
-    return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    width = max(map(len, ids))
+    pad = kw["pad_token_id"]
+    input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=lm.model.device)
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=lm.model.device)
+    if cancels is not None and any(c is not None for c in cancels):
+        kw["stopping_criteria"] = [Cancelled(cancels)]
+    streamers = streamers if streamers is not None and any(s is not None for s in streamers) else None
+    if streamers is not None:
+        kw["streamer"] = streamers[0] if len(streamers) == 1 else RowStreamers(streamers, max_new_tokens)
+    out = lm.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max(max_new_tokens), **kw)
+    return [tok.decode(row[width:width + n], skip_special_tokens=True) for row, n in zip(out, max_new_tokens)]
 
 
 @torch.inference_mode()

@@ -59,6 +59,15 @@ class Plan(NamedTuple):
     kinds: list[str] = []
 
 
+class Request(NamedTuple):
+    """One question for `Pipeline.ask_batch`: `ask`'s arguments."""
+    question: str
+    method: str = "prag"
+    top_k: int | None = None
+    doc_ids: list[str] | None = None
+    max_new_tokens: int | None = None
+
+
 @dataclass
 class Answer:
     question: str
@@ -509,23 +518,73 @@ class Pipeline:
         see each other's adapters; the base weights are untouched before and after. `planned` is the result of
         `plan(...)` for the same arguments, when the caller already made it. Generation stops early once `cancel`
         is set (the caller's client went away)."""
-        t0 = time.perf_counter()
-        prompt, hits, adapters, weights, kinds = planned or self.plan(question, method, top_k, doc_ids, max_new_tokens)
-        max_new = max_new_tokens or self.config.generation.max_new_tokens
+        req = Request(question, method, top_k, doc_ids, max_new_tokens)
         dynamic = METHODS.get(method).dynamic
         if dynamic is not None:
+            t0 = time.perf_counter()
+            planned or self.plan(*req)  # validation: the same errors as every method
+            max_new = max_new_tokens or self.config.generation.max_new_tokens
             with self.injector.lock:  # the bare base model, for every round
                 raw, hits, rounds = dynamic(self, question, top_k or self.config.retrieval.top_k, max_new)
             final = self.prompt(question, [h.doc for h in hits] or None)
             return Answer(question, method, extract_answer(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
                           self.count_tokens(final), rounds)
+        (ans,) = self.ask_batch([req], [planned], [streamer], [cancel])
+        if isinstance(ans, Exception):
+            raise ans
+        return ans
+
+    def ask_batch(self, requests: list[Request | tuple], planned: list | None = None, streamers: list | None = None,
+                  cancels: list | None = None) -> list[Answer | PragError]:
+        """Answer several questions in one batch (`answer_batch` on the backend), each row with its own method,
+        documents and adapters, as `ask` would answer it alone. A request that cannot be answered (bad input, a
+        document deleted meanwhile) gets its `PragError` in its place; the others are answered. Methods that
+        retrieve while generating run one by one."""
+        n = len(requests)
+        planned, streamers, cancels = planned or [None] * n, streamers or [None] * n, cancels or [None] * n
+        t0 = time.perf_counter()
+        out: list = [None] * n
+        rows = []
+        for i, req in enumerate(requests):
+            req = Request(*req)
+            try:
+                if METHODS.get(req.method).dynamic is not None:
+                    out[i] = self.ask(*req, streamer=streamers[i], cancel=cancels[i])
+                else:
+                    rows.append((i, req, planned[i] or self.plan(*req)))
+            except PragError as e:
+                out[i] = e
         with self.injector.lock:  # a deletion (which takes this lock) comes before this check or after the answer
-            gone = [h.doc.id for h in hits if self.kb.by_id.get(h.doc.id) != h.doc]
-            if gone:
-                raise NotFound(f"document(s) {', '.join(gone)} deleted or changed while this question was planned")
-            raw, update_s = self.backend.answer(prompt, hits, adapters, weights, max_new, streamer, cancel)
-        return Answer(question, method, extract_answer(raw), raw, hits, weights, update_s, time.perf_counter() - t0,
-                      self.count_tokens(prompt), adapter_kinds=kinds)
+            live = []
+            for i, req, plan in rows:
+                gone = [h.doc.id for h in plan.hits if self.kb.by_id.get(h.doc.id) != h.doc]
+                if gone:
+                    out[i] = NotFound(f"document(s) {', '.join(gone)} deleted or changed while this question was "
+                                      "planned")
+                else:
+                    live.append((i, req, Plan(*plan)))
+            if live:
+                maxes = [req.max_new_tokens or self.config.generation.max_new_tokens for _, req, _ in live]
+                raws, update_s = self._generate([p for _, _, p in live], maxes, [streamers[i] for i, _, _ in live],
+                                                [cancels[i] for i, _, _ in live])
+                seconds = time.perf_counter() - t0
+                for (i, req, p), raw in zip(live, raws):
+                    out[i] = Answer(req.question, req.method, extract_answer(raw), raw, p.hits, p.weights, update_s,
+                                    seconds, self.count_tokens(p.prompt), adapter_kinds=p.kinds)
+        return out
+
+    def _generate(self, plans: list[Plan], max_new_tokens: list[int], streamers: list,
+                  cancels: list) -> tuple[list[str], float]:
+        """The backend's answers to planned questions: in one batch where it can (`answer_batch`), else in turn."""
+        be = self.backend
+        if hasattr(be, "answer_batch"):
+            return be.answer_batch(plans, max_new_tokens, streamers, cancels)
+        texts, update_s = [], 0.0
+        for p, m, s, c in zip(plans, max_new_tokens, streamers, cancels):
+            raw, u = be.answer(p.prompt, p.hits, p.adapters, p.weights, m, s, c)
+            texts.append(raw)
+            update_s += u
+        return texts, update_s
 
     def count_tokens(self, text: str) -> int:
         return len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])

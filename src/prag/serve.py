@@ -6,38 +6,50 @@ management. `prag serve --kb DIR` runs it with uvicorn.
     GET  /health
     POST /v1/documents          {id?, title?, text}: indexed at once; translated at once when a translator is
                                 set (status "translated"); trained in the background unless adapters = translated
-    GET  /v1/documents/{id}     its status: pending | done | stale | failed | corrupt
+    GET  /v1/documents          ?limit=&offset=&q=: the documents, newest first, with their status
+    GET  /v1/documents/{id}     its text and status: pending | done | stale | failed | corrupt
+    GET  /                      the web page: ask, see the documents used and their weights, add and delete
     DELETE /v1/documents/{id}   removes it and its adapter
 
-Requests are isolated: the Update+Generate section holds the injector's lock, so one request's adapters never
-touch another's answer, and a deletion (under the same lock) never lands mid-answer. Errors map by type (a
-`PragError`'s status: NotFound 404, Conflict 409, others 400) to an OpenAI-style {"error": {"message", "type",
-"code"}} body. Generation stops when its client disconnects or the server shuts down.
+Requests wait in a queue; one scheduler thread (`Batcher`) answers up to `max_batch` of them at a time in one
+batch (`Pipeline.ask_batch`), each row with its own documents' adapters through per-row factors in the same hooks,
+so one request's adapters never touch another's answer, and a deletion (under the injector's lock) never lands
+mid-answer. `max_batch` = 1 answers one request at a time. Errors map by type (a `PragError`'s status: NotFound
+404, Conflict 409, others 400) to an OpenAI-style {"error": {"message", "type", "code"}} body. Generation stops
+when its client disconnects or the server shuts down.
+
+With an API key (`prag serve --api-key-file F` or $PRAG_API_KEY) every endpoint but /health asks for
+`Authorization: Bearer KEY`; a missing or wrong key gets an OpenAI-style 401. The key is never logged.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import json
 import queue
 import re
 import threading
 import time
 import uuid
+from pathlib import Path
 
-from fastapi import FastAPI, Request  # module level: endpoint annotations are resolved from module globals
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import FastAPI  # module level: endpoint annotations are resolved from module globals
+from fastapi import Request as HTTPRequest
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from transformers import TextIteratorStreamer
 
 from .corpus import Document
 from .errors import NotFound, PragError
 from .methods import METHODS
-from .pipeline import MAX_DOCS, Answer, Pipeline
+from .pipeline import MAX_DOCS, Answer, Pipeline, Request
 
 MAX_BODY_BYTES = 1 << 20
 ID_PATTERN = re.compile(r"[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{0,199}")  # ids a URL path carries as they are
 MAX_TOKENS_LIMIT = 256
+PAGE = Path(__file__).parent / "web" / "index.html"  # the web page at /: one file, no build step
 
 
 class HTTPError(PragError):
@@ -78,12 +90,56 @@ def _parse_chat(body: dict, model_id: str) -> dict:
             "max_new_tokens": max_tokens, "stream": stream}
 
 
+class Batcher:
+    """The scheduler: requests wait in a queue and one thread answers up to `max_batch` of them per batch, each
+    row with its own method, documents and adapters. A batch starts as soon as the previous one ends, with
+    whatever has arrived by then; requests that arrive meanwhile wait for the next (batches do not yet take
+    new rows between decode steps)."""
+
+    def __init__(self, pipe: Pipeline, max_batch: int = 8):
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise PragError(f"max_batch must be a positive integer, not {max_batch!r}")
+        self.pipe, self.max_batch = pipe, max_batch
+        self.waiting: queue.Queue = queue.Queue()
+        threading.Thread(target=self._run, daemon=True, name="prag-batcher").start()
+
+    def submit(self, req: Request, planned=None, streamer=None, cancel: threading.Event | None = None):
+        """Queue one request; returns a future of its `Answer` (or its error)."""
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.waiting.put((req, planned, streamer, cancel, fut, asyncio.get_running_loop()))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.waiting.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.waiting.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                out = self.pipe.ask_batch([b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch],
+                                          [b[3] for b in batch])
+            except Exception as e:  # noqa: BLE001 - the whole batch failed (a model error): every row hears of it
+                out = [e] * len(batch)
+            for (*_, streamer, _, fut, loop), res in zip(batch, out):
+                if isinstance(res, Exception) and streamer is not None:
+                    streamer.end()
+                loop.call_soon_threadsafe(_settle, fut, res)
+
+
+def _settle(fut: asyncio.Future, res) -> None:
+    if not fut.done():  # its handler may be gone (client disconnected)
+        fut.set_exception(res) if isinstance(res, Exception) else fut.set_result(res)
+
+
 class Service:
     """What the routes do, one method per endpoint, around one Pipeline and the background parameterizer."""
 
-    def __init__(self, pipe: Pipeline, model_id: str | None = None):
+    def __init__(self, pipe: Pipeline, model_id: str | None = None, max_batch: int = 8):
         self.pipe = pipe
         self.model_id = model_id or f"prag-{pipe.config.model}"
+        self.batcher = Batcher(pipe, max_batch)
         self.jobs: queue.Queue[str] = queue.Queue()
         self.stopping = threading.Event()  # set at shutdown: running generations stop at their next token
         threading.Thread(target=self._parameterize_added, daemon=True, name="prag-parameterize").start()
@@ -114,10 +170,10 @@ class Service:
     def models(self) -> dict:
         return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0, "owned_by": "prag"}]}
 
-    async def chat(self, body: dict, request: Request | None = None):
+    async def chat(self, body: dict, request: HTTPRequest | None = None):
         req = _parse_chat(body, self.model_id)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        args = (req["question"], req["method"], req["top_k"], req["doc_ids"], req["max_new_tokens"])
+        args = Request(req["question"], req["method"], req["top_k"], req["doc_ids"], req["max_new_tokens"])
         if not req["stream"]:
             ans = await self._answer(args, request)
             n_out = self.pipe.count_tokens(ans.raw)
@@ -129,11 +185,11 @@ class Service:
         planned = await run_in_threadpool(self.pipe.plan, *args)
         return StreamingResponse(self._stream(cid, created, args, planned, request), media_type="text/event-stream")
 
-    async def _answer(self, args: tuple, request: Request | None):
-        """`pipe.ask(*args)` in a worker thread, cancelled (it stops at its next token) when the client disconnects
-        or the server shuts down."""
+    async def _answer(self, args: Request, request: HTTPRequest | None):
+        """The request's answer from the batcher, cancelled (its row stops at its next token) when the client
+        disconnects or the server shuts down."""
         cancel = threading.Event()
-        job = asyncio.ensure_future(run_in_threadpool(self.pipe.ask, *args, cancel=cancel))
+        job = self.batcher.submit(args, cancel=cancel)
         try:
             while not job.done():
                 await asyncio.wait({job}, timeout=0.25)
@@ -144,22 +200,14 @@ class Service:
         finally:
             cancel.set()  # also when this handler itself is cancelled
 
-    async def _stream(self, cid: str, created: int, args: tuple, planned: tuple, request: Request | None = None):
-        """Server-sent chat.completion.chunk events as the answer is generated (in a thread of its own). When the
+    async def _stream(self, cid: str, created: int, args: Request, planned: tuple, request: HTTPRequest | None = None):
+        """Server-sent chat.completion.chunk events as the answer is generated (in the batcher's thread). When the
         client goes away or the server shuts down, the generation is cancelled."""
         streamer = TextIteratorStreamer(self.pipe.lm.tokenizer, skip_prompt=True, skip_special_tokens=True,
                                         timeout=0.25)  # between pieces: a look at the client
-        result: dict = {}
         cancel = threading.Event()
 
-        def run():
-            try:
-                result["answer"] = self.pipe.ask(*args, streamer=streamer, planned=planned, cancel=cancel)
-            except Exception as e:  # reported in the stream; the server stays up
-                result["error"] = str(e)
-                streamer.end()
-
-        threading.Thread(target=run, daemon=True).start()
+        job = self.batcher.submit(args, planned, streamer, cancel)
         pieces = iter(streamer)
 
         def chunk(delta: dict, finish=None, extra=None) -> str:
@@ -185,10 +233,12 @@ class Service:
                     piece, first = piece.lstrip(), not piece.strip()
                 if piece:
                     yield chunk({"content": piece})
-            if "error" in result:
-                yield f"data: {json.dumps({'error': {'message': result['error'], 'type': 'server_error'}})}\n\n"
+            try:
+                answer = await job
+            except Exception as e:  # noqa: BLE001 - reported in the stream; the server stays up
+                yield f"data: {json.dumps({'error': {'message': str(e), 'type': 'server_error'}})}\n\n"
             else:
-                yield chunk({}, "stop", _extension(result["answer"]) if "answer" in result else None)
+                yield chunk({}, "stop", _extension(answer))
             yield "data: [DONE]\n\n"
         finally:
             cancel.set()  # the client disconnected, or the stream ended: nothing more to generate
@@ -219,6 +269,18 @@ class Service:
             raise NotFound(f"unknown document id {doc_id!r}")
         return doc
 
+    def list_documents(self, limit: int = 50, offset: int = 0, q: str = "") -> dict:
+        """The documents, newest first, `limit` from `offset`, optionally only those whose id or title holds `q`
+        (case-insensitive): id, title, status, and whether a translated adapter exists."""
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise HTTPError(400, "'limit' must be between 1 and 1000 and 'offset' at least 0")
+        kb, q = self.pipe.kb, q.strip().lower()
+        docs = [d for d in reversed(kb.docs) if not q or q in d.id.lower() or q in d.title.lower()]
+        page = docs[offset:offset + limit]
+        return {"object": "list", "total": len(docs), "offset": offset,
+                "data": [{"id": d.id, "title": d.title, "status": "done" if kb.is_done(d.id) else kb.status(d.id),
+                          "translated": kb.has_translated(d.id)} for d in page]}
+
     def get_document(self, doc_id: str) -> dict:
         d = self._document(doc_id)
         kb = self.pipe.kb
@@ -237,7 +299,7 @@ def _error(status: int, message: str, code: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
 
 
-async def _read_json(request: Request) -> dict:
+async def _read_json(request: HTTPRequest) -> dict:
     if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
         raise HTTPError(413, f"request body over {MAX_BODY_BYTES} bytes", "body_too_large")
     raw = await request.body()
@@ -252,14 +314,62 @@ async def _read_json(request: Request) -> dict:
     return body
 
 
+def _unauthorized(message: str) -> JSONResponse:
+    resp = _error(401, message, "invalid_api_key")
+    resp.headers["WWW-Authenticate"] = "Bearer"
+    return resp
+
+
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def create_app(pipe: Pipeline, model_id: str | None = None) -> FastAPI:
-    """The FastAPI app: the routes, each a line calling `Service`; errors mapped by type (a `PragError`'s status)."""
-    svc = Service(pipe, model_id)
+OPEN_PATHS = ("/health", "/")  # no key asked: the liveness probe, and the page (which sends the key it is given)
+
+
+def check_api_key(key: str | None) -> str | None:
+    """A usable API key or None; an empty or blank key is refused (it would let everyone in)."""
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or any(c.isspace() for c in key):
+        raise PragError("the API key is empty or holds whitespace; put one line of printable characters in the file")
+    return key
+
+
+def read_api_key(path: Path | None, env: dict) -> str | None:
+    """The server's API key: from `path` (its first line) or else $PRAG_API_KEY; None when neither is set."""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise PragError(f"cannot read the API key file {path}: {e.strerror}") from None
+        return check_api_key(text.splitlines()[0] if text.strip() else "")
+    return check_api_key(env.get("PRAG_API_KEY")) if env.get("PRAG_API_KEY") is not None else None
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """A warning when the server listens where others can reach it and asks for no key; None otherwise."""
+    if api_key is None and not is_loopback(host):
+        return (f"warning: serving on {host} without an API key: anyone who can reach this port can ask questions "
+                "and add or delete documents. Use --api-key-file FILE or $PRAG_API_KEY.")
+    return None
+
+
+def create_app(pipe: Pipeline, model_id: str | None = None, api_key: str | None = None,
+               max_batch: int = 8) -> FastAPI:
+    """The FastAPI app: the routes, each a line calling `Service`; errors mapped by type (a `PragError`'s status).
+    With `api_key`, every path but /health and the page asks for `Authorization: Bearer <api_key>`."""
+    api_key = check_api_key(api_key)
+    svc = Service(pipe, model_id, max_batch)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -270,6 +380,23 @@ def create_app(pipe: Pipeline, model_id: str | None = None) -> FastAPI:
     app.state.jobs = svc.jobs
     app.add_exception_handler(PragError, lambda request, e: _error(e.status, str(e), e.code))
 
+    if api_key is not None:
+        expected = f"Bearer {api_key}".encode()
+
+        @app.middleware("http")
+        async def require_key(request: HTTPRequest, call_next):
+            if request.url.path not in OPEN_PATHS:
+                given = request.headers.get("authorization")
+                if given is None:
+                    return _unauthorized("missing API key: send the header 'Authorization: Bearer <key>'")
+                if not hmac.compare_digest(given.encode(), expected):  # constant time; the key is never echoed
+                    return _unauthorized("incorrect API key provided")
+            return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
     @app.get("/health")
     def health():
         return svc.health()
@@ -279,13 +406,17 @@ def create_app(pipe: Pipeline, model_id: str | None = None) -> FastAPI:
         return svc.models()
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request):
+    async def chat(request: HTTPRequest):
         return await svc.chat(await _read_json(request), request)
 
     @app.post("/v1/documents", status_code=201)
-    async def add_document(request: Request):
+    async def add_document(request: HTTPRequest):
         body = await _read_json(request)
         return await run_in_threadpool(svc.add_document, body)  # it may wait for the kb's lock: not on the loop
+
+    @app.get("/v1/documents")
+    def list_documents(limit: int = 50, offset: int = 0, q: str = ""):
+        return svc.list_documents(limit, offset, q)
 
     @app.get("/v1/documents/{doc_id:path}")  # ids from a corpus file may hold a '/'
     def get_document(doc_id: str):

@@ -100,6 +100,19 @@ def merge_adapters(adapters: list[Adapter], scores: list[float], mode: str = "su
     return step(adapters, weights) if step and adapters else (adapters, weights)
 
 
+def _stack(a_buf: torch.Tensor, b_buf: torch.Tensor, pairs: list, key: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write the packed factors of `pairs` ((packed adapter, weight·scaling) each) side by side into a_buf [L, R, in]
+    and b_buf [L, out, R], from the adapters' (CPU) tensors to the model's device; columns past their rank stay."""
+    off = 0
+    for p, c in pairs:
+        a, b = p[key]
+        r = a.shape[1]
+        a_buf[:, off:off + r].copy_(a)
+        b_buf[:, :, off:off + r].copy_(b).mul_(c)
+        off += r
+    return a_buf, b_buf
+
+
 class Injector:
     """Owns the LoRA hooks on a model's target projections and the lock around Update+Generate.
 
@@ -139,8 +152,8 @@ class Injector:
             if act is None and not terms:
                 return output
             x = args[0]
-            if act is not None:
-                output = output + (x @ act[0][idx].t()) @ act[1][idx].t()
+            if act is not None:  # A [L, R, in] shared by all rows, or [L, rows, R, in]: each row its own documents
+                output = output + (x @ act[0][idx].mT) @ act[1][idx].mT
             for a, b, s in terms:  # a [r, in] shared by all rows, or [rows, r, in]: one adapter per batch row
                 delta = (x @ a.mT) @ b.mT
                 output = output + (delta if s == 1.0 else s * delta)
@@ -172,15 +185,31 @@ class Injector:
             rank = sum(p[next(iter(self.groups))][0].shape[1] for p, _ in pairs)
             for key in self.groups:
                 # Reused buffers: fresh megabyte-sized tensors cost page faults on every question.
-                a_buf, b_buf = self._buffer(key, rank)
-                off = 0
-                for p, c in pairs:
-                    a, b = p[key]
-                    r = a.shape[1]
-                    a_buf[:, off:off + r].copy_(a)  # from the adapters' (CPU) tensors to the model's device
-                    b_buf[:, :, off:off + r].copy_(b).mul_(c)
-                    off += r
-                active[key] = (a_buf, b_buf)
+                active[key] = _stack(*self._buffer(key, rank), pairs, key)
+        self.active = active
+
+    def apply_rows(self, rows: list[tuple[list[Adapter], list[float]]]) -> None:
+        """Install a different adapter set per batch row: row i gets Σ_j w_ij·(alpha/r)·B_ij A_ij and nothing of
+        any other row's. Each row's factors are stacked as in `apply`, then zero-padded to the batch's largest
+        rank (a zero factor adds exactly nothing); a row with no adapters gets the base model."""
+        if len(rows) == 1:
+            return self.apply(*rows[0])
+        packs = [[(ad.packed(self), w * ad.scaling) for ad, w in zip(ads, ws, strict=True) if w != 0.0]
+                 for ads, ws in rows]
+        first = next(iter(self.groups))
+        ranks = [sum(p[first][0].shape[1] for p, _ in row) for row in packs]
+        if not any(ranks):
+            self.active = {}
+            return
+        active = {}
+        for key in self.groups:
+            _, d_in, d_out = key
+            n = len(self.groups[key])
+            a_all = torch.zeros(n, len(rows), max(ranks), d_in, dtype=self.dtype, device=self.device)
+            b_all = torch.zeros(n, len(rows), d_out, max(ranks), dtype=self.dtype, device=self.device)
+            for i, row in enumerate(packs):
+                _stack(a_all[:, i], b_all[:, i], row, key)
+            active[key] = (a_all, b_all)
         self.active = active
 
     def _buffer(self, key: tuple, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
