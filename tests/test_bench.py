@@ -64,3 +64,26 @@ def test_bench_parameterize_with_a_translator_reports_the_translated_path(tiny_m
     assert res["translated_docs"] == 4 and res["translated_docs_per_hour"] > 0
     assert abs(res["translated_speedup"] - res["translated_docs_per_hour"] / res["docs_per_hour"]) < 0.05 * res["translated_speedup"] + 0.1
     assert 0 < res["translated_bytes_per_doc"] < res["trained_bytes_per_doc"]  # float16 against float32
+
+
+def test_bench_serve_runs_the_server_both_ways_and_checks_every_answer(tiny_kb, tiny_lm):
+    import pytest
+
+    from conftest import FICTIONAL
+    from prag import PragError
+    from prag.bench import bench_serve
+    from prag.corpus import load_questions
+    from prag.pipeline import Pipeline
+
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.config.generation.max_new_tokens = 4
+    pipe.parameterize(["fic-01", "fic-02", "fic-03"], progress=False)
+    qs = [q.question for q in load_questions(FICTIONAL / "questions.jsonl")]
+    res = bench_serve(pipe, qs, clients=4, seconds=1.5, max_batch=4, max_tokens=4)
+    assert res["serial"]["requests"] > 0 and res["batched"]["requests"] > 0
+    assert res["errors"] == 0 and res["mismatches"] == {"serial": 0, "batched": 0}
+    assert res["speedup"] == round(res["batched_rps"] / res["serial_rps"], 2)
+    assert 0 < res["p50_ms"] <= res["p95_ms"]
+    with pytest.raises(PragError, match="clients"):
+        bench_serve(pipe, qs, clients=0)
+    pipe.injector.remove()

@@ -1,7 +1,8 @@
 """Benchmarks run from the CLI (`prag bench ...`), each printing one JSON line with a baseline measured in the
 same run. `update`: our low-rank Update (apply + restore) for the top-k adapters, warm (adapters in memory) and
 cold (read from disk), against the reference PEFT path (PeftModel.from_pretrained + load_adapter +
-add_weighted_adapter "cat" + set_adapter, then unload)."""
+add_weighted_adapter "cat" + set_adapter, then unload). `serve`: requests per second of the real server,
+one request at a time against batched."""
 from __future__ import annotations
 
 import statistics
@@ -272,3 +273,90 @@ def bench_generate(lm, tokens: int = 64, repeats: int = 3, k: int = 3, original:
                llamacpp_weights="dequantized float32 (llamacpp_*) and the shipped GGUF (llamacpp_q_*)"
                if original else "dequantized float32")
     return out
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
+
+
+def bench_serve(pipe, questions: list[str], clients: int = 16, seconds: float = 30.0, max_batch: int = 16,
+                max_tokens: int = 12, seed: int = 0) -> dict:
+    """Requests per second of the real server (uvicorn on loopback, `clients` concurrent HTTP clients sending for
+    `seconds`), one request at a time (max_batch 1, the baseline) and batched, in the same run. Each request asks
+    one of the first 4 questions with an explicit set of 1-3 parameterized documents; every answer is compared
+    with the one `Pipeline.ask` gives it alone (mismatches), and every failed request counts as an error."""
+    import random
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from .serve import create_app
+
+    if clients < 1 or seconds <= 0 or max_batch < 1:
+        raise PragError("clients and max_batch must be at least 1, seconds above 0")
+    ids = [d.id for d in pipe.kb.docs if pipe.kb.is_done(d.id)]
+    if len(ids) < 3 or not questions:
+        raise PragError("the kb needs at least 3 parameterized documents and some questions")
+    rng = random.Random(seed)
+    cases = [(q, tuple(sorted(rng.sample(ids, k)))) for q in questions[:4] for k in (1, 2, 3) for _ in range(2)]
+    reference = {c: pipe.ask(c[0], "prag", doc_ids=list(c[1]), max_new_tokens=max_tokens).raw.strip() for c in cases}
+
+    def run(batch: int) -> dict:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(create_app(pipe, "prag", max_batch=batch), host="127.0.0.1",
+                                               port=port, log_level="error"))
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        lat: list[float] = []
+        stats = {"requests": 0, "errors": 0, "mismatches": 0}
+        lock = threading.Lock()
+        deadline = time.perf_counter() + seconds
+
+        def client(i: int) -> None:
+            r = random.Random(seed * 1000 + i)
+            with httpx.Client(timeout=600) as c:
+                while time.perf_counter() < deadline:
+                    case = r.choice(cases)
+                    t0 = time.perf_counter()
+                    try:
+                        resp = c.post(url, json={"messages": [{"role": "user", "content": case[0]}],
+                                                 "doc_ids": list(case[1]), "max_tokens": max_tokens})
+                        resp.raise_for_status()
+                        same = resp.json()["choices"][0]["message"]["content"] == reference[case]
+                        with lock:
+                            lat.append(time.perf_counter() - t0)
+                            stats["requests"] += 1
+                            stats["mismatches"] += not same
+                    except Exception:  # noqa: BLE001 - counted, the load goes on
+                        with lock:
+                            stats["errors"] += 1
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0  # the sending window and the requests still in flight at its end
+        server.should_exit = True
+        return {**stats, "seconds": round(wall, 1), "rps": round(stats["requests"] / wall, 2),
+                "p50_ms": round(_percentile(lat, 0.5) * 1000, 1), "p95_ms": round(_percentile(lat, 0.95) * 1000, 1)}
+
+    pipe.backend.start()
+    serial, batched = run(1), run(max_batch)
+    return {"clients": clients, "seconds": seconds, "max_batch": max_batch, "max_tokens": max_tokens,
+            "device": run_device(pipe), "model": pipe.config.model, "cases": len(cases),
+            "distinct_answers": len(set(reference.values())),
+            "serial_rps": serial["rps"], "batched_rps": batched["rps"],
+            "speedup": round(batched["rps"] / serial["rps"], 2) if serial["rps"] else None,
+            "p50_ms": batched["p50_ms"], "p95_ms": batched["p95_ms"],
+            "errors": serial["errors"] + batched["errors"],
+            "mismatches": {"serial": serial["mismatches"], "batched": batched["mismatches"]},
+            "serial": serial, "batched": batched}

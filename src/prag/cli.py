@@ -21,6 +21,7 @@ from .atomic import atomic_write
 from .bench import bench_generate as run_bench_generate
 from .bench import bench_parameterize as run_bench_parameterize
 from .bench import bench_question as run_bench_question
+from .bench import bench_serve as run_bench_serve
 from .bench import bench_update as run_bench_update
 from .config import WARMUP_EPOCHS, WARMUP_LR, build_config, default_config
 from .corpus import dataset_dir, few_shot_examples, load_questions, read_jsonl
@@ -450,6 +451,28 @@ def bench_question(kb: Path = KB,
     """Seconds per question (p50) for closed, rag and prag in one run; prag includes its Update."""
     qs = split_qs(load_questions(questions), split)[:limit]
     typer.echo(json.dumps(run_bench_question(_pipeline(kb), qs, top_k=top_k)))
+
+
+@bench_app.command("serve")
+def bench_serve(clients: int = typer.Option(16, min=1, help="Concurrent HTTP clients."),
+                kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge base served (its parameterized documents are asked about). Default: the demo corpus, indexed and parameterized into runs/kb-bench-serve on first use."),
+                questions: Optional[Path] = typer.Option(None, help="JSONL questions (the first 4 are asked). Default: the demo's."),
+                seconds: float = typer.Option(30.0, help="How long the clients send, per mode."),
+                max_batch: int = typer.Option(16, min=1, help="Rows per batch in the batched mode."),
+                max_tokens: int = typer.Option(12, min=1, help="Tokens generated per answer at most."),
+                as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
+    """Requests per second of the real server on loopback: one request at a time (max_batch 1) against batched, in
+    the same run, with p50/p95 latency, errors, and answers that differ from the single-request answer."""
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo"
+    if kb is None:
+        kb = Path("runs") / "kb-bench-serve"
+        if not (kb / "kb.toml").exists():
+            KnowledgeBase.create(kb, demo / "corpus.jsonl", default_config("smollm2"))
+    pipe = _pipeline(kb, {"generation.adapters": "trained"})
+    pipe.parameterize()  # what is already done is kept
+    qs = [q.question for q in load_questions(questions or demo / "questions.jsonl")]
+    res = run_bench_serve(pipe, qs, clients=clients, seconds=seconds, max_batch=max_batch, max_tokens=max_tokens)
+    typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
 
 
 def load_plugins() -> None:

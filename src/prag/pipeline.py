@@ -554,6 +554,8 @@ class Pipeline:
                     rows.append((i, req, planned[i] or self.plan(*req)))
             except PragError as e:
                 out[i] = e
+        if not rows:
+            return out
         with self.injector.lock:  # a deletion (which takes this lock) comes before this check or after the answer
             live = []
             for i, req, plan in rows:
