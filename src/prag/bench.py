@@ -281,7 +281,7 @@ def _percentile(xs: list[float], q: float) -> float:
 
 
 def bench_serve(pipe, questions: list[str], clients: int = 16, seconds: float = 30.0, max_batch: int = 16,
-                max_tokens: int = 12, seed: int = 0) -> dict:
+                max_tokens: int | None = None, seed: int = 0) -> dict:
     """Requests per second of the real server (uvicorn on loopback, `clients` concurrent HTTP clients sending for
     `seconds`), one request at a time (max_batch 1, the baseline) and batched, in the same run. Each request asks
     one of the first 4 questions with an explicit set of 1-3 parameterized documents; every answer is compared
@@ -308,8 +308,8 @@ def bench_serve(pipe, questions: list[str], clients: int = 16, seconds: float = 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(pipe, "prag", max_batch=batch), host="127.0.0.1",
-                                               port=port, log_level="error"))
+        app = create_app(pipe, "prag", max_batch=batch)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.05)
@@ -327,7 +327,7 @@ def bench_serve(pipe, questions: list[str], clients: int = 16, seconds: float = 
                     t0 = time.perf_counter()
                     try:
                         resp = c.post(url, json={"messages": [{"role": "user", "content": case[0]}],
-                                                 "doc_ids": list(case[1]), "max_tokens": max_tokens})
+                                                 "doc_ids": list(case[1]), "max_tokens": max_tokens})  # None: kb's
                         resp.raise_for_status()
                         same = resp.json()["choices"][0]["message"]["content"] == reference[case]
                         with lock:
@@ -346,12 +346,15 @@ def bench_serve(pipe, questions: list[str], clients: int = 16, seconds: float = 
             t.join()
         wall = time.perf_counter() - t0  # the sending window and the requests still in flight at its end
         server.should_exit = True
+        b = app.state.batcher
         return {**stats, "seconds": round(wall, 1), "rps": round(stats["requests"] / wall, 2),
+                "mean_batch_rows": round(b.rows / max(b.batches, 1), 2),
                 "p50_ms": round(_percentile(lat, 0.5) * 1000, 1), "p95_ms": round(_percentile(lat, 0.95) * 1000, 1)}
 
     pipe.backend.start()
     serial, batched = run(1), run(max_batch)
-    return {"clients": clients, "seconds": seconds, "max_batch": max_batch, "max_tokens": max_tokens,
+    return {"clients": clients, "seconds": seconds, "max_batch": max_batch,
+            "max_tokens": max_tokens or pipe.config.generation.max_new_tokens,
             "device": run_device(pipe), "model": pipe.config.model, "cases": len(cases),
             "distinct_answers": len(set(reference.values())),
             "serial_rps": serial["rps"], "batched_rps": batched["rps"],

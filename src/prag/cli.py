@@ -459,7 +459,7 @@ def bench_serve(clients: int = typer.Option(16, min=1, help="Concurrent HTTP cli
                 questions: Optional[Path] = typer.Option(None, help="JSONL questions (the first 4 are asked). Default: the demo's."),
                 seconds: float = typer.Option(30.0, help="How long the clients send, per mode."),
                 max_batch: int = typer.Option(16, min=1, help="Rows per batch in the batched mode."),
-                max_tokens: int = typer.Option(12, min=1, help="Tokens generated per answer at most."),
+                max_tokens: Optional[int] = typer.Option(None, min=1, help="Tokens generated per answer at most (default: the kb's generation.max_new_tokens, as a request without max_tokens)."),
                 as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
     """Requests per second of the real server on loopback: one request at a time (max_batch 1) against batched, in
     the same run, with p50/p95 latency, errors, and answers that differ from the single-request answer."""

@@ -54,8 +54,9 @@ def summarize(rows: list[dict]) -> dict:
     if not n:
         return {"n": 0}
     out = {k: sum(r[k] for r in rows) / n for k in ("f1", "em", "precision", "recall")}
-    out["sec_per_question"] = sum(r["seconds"] for r in rows) / n
-    out["update_sec_per_question"] = sum(r.get("update_seconds", 0.0) for r in rows) / n
+    # a batched answer's seconds are its batch's: each of the batch's rows costs its share
+    out["sec_per_question"] = sum(r["seconds"] / r.get("batch_rows", 1) for r in rows) / n
+    out["update_sec_per_question"] = sum(r.get("update_seconds", 0.0) / r.get("batch_rows", 1) for r in rows) / n
     out["retrieval_rounds"] = sum(r.get("retrieval_rounds", 0) for r in rows) / n
     out["prompt_tokens"] = sum(r.get("prompt_tokens", 0) for r in rows) / n
     out["empty_answers"] = sum(not str(r.get("prediction", "")).strip() for r in rows)
@@ -136,14 +137,14 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
         todo = [(m, q) for m in methods for q in questions if (m, q.id) not in done]
         device = run_device(pipe) if todo else None
         bar = tqdm(total=len(todo), desc="eval", unit="q", disable=not progress or not todo)
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            answers = pipe.ask_batch([(q.question, method, top_k) for method, q in chunk])
+        for chunk in _batches(pipe, todo, top_k, batch_size):
+            answers = pipe.ask_batch([(q.question, method, top_k) for method, q, _ in chunk],
+                                     [plan for _, _, plan in chunk])
             for res in answers:
                 if isinstance(res, Exception):
                     raise res
-            for (method, q), res in zip(chunk, answers):
-                _log_row(done, log, settings[method], device, method, q, res)
+            for (method, q, _), res in zip(chunk, answers):
+                _log_row(done, log, settings[method], device, method, q, res, len(chunk))
             bar.update(len(chunk))
         bar.close()
     finally:
@@ -154,11 +155,23 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
     return {"methods": {m: summarize(rs) for m, rs in rows.items()}, "device": devices(sum(rows.values(), []))}
 
 
-def _log_row(done: dict, log, setting: dict, device: str, method: str, q, res) -> None:
-    """Record one answer in `done` and append it to the eval log (flushed to disk: a crash loses nothing)."""
+def _batches(pipe, todo: list, top_k: int, batch_size: int):
+    """(method, question, plan) batches: one method per batch, and with batch_size > 1, its questions planned first
+    and sorted by prompt length, so that left padding wastes little (a padded token costs as much as a real one)."""
+    for method in dict.fromkeys(m for m, _ in todo):
+        rows = [(m, q, None) for m, q in todo if m == method]
+        if batch_size > 1 and METHODS.get(method).dynamic is None:
+            rows = sorted(((m, q, pipe.plan(q.question, m, top_k)) for m, q, _ in rows), key=lambda r: len(r[2].prompt))
+        for start in range(0, len(rows), batch_size):
+            yield rows[start:start + batch_size]
+
+
+def _log_row(done: dict, log, setting: dict, device: str, method: str, q, res, batch_rows: int) -> None:
+    """Record one answer in `done` and append it to the eval log (flushed to disk: a crash loses nothing).
+    `seconds` is the wall time of the answer's batch, shared by `batch_rows` questions."""
     row = {"method": method, "id": q.id, "type": q.type, "setting": setting, "prediction": res.answer,
            "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
-           "seconds": res.seconds, "update_seconds": res.update_seconds,
+           "seconds": res.seconds, "update_seconds": res.update_seconds, "batch_rows": batch_rows,
            "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens, "device": device,
            "doc_recall": doc_recall([h.doc.id for h in res.hits], q.gold_doc_ids) if res.hits else None,
            **score(res.answer, q.golden_answers)}

@@ -92,15 +92,16 @@ def _parse_chat(body: dict, model_id: str) -> dict:
 
 class Batcher:
     """The scheduler: requests wait in a queue and one thread answers up to `max_batch` of them per batch, each
-    row with its own method, documents and adapters. A batch starts as soon as the previous one ends, with
-    whatever has arrived by then; requests that arrive meanwhile wait for the next (batches do not yet take
-    new rows between decode steps)."""
+    row with its own method, documents and adapters. Once a request is waiting, the batch gathers more for up to
+    `window` seconds (clients whose answers just came back send their next question in that time), then starts;
+    requests that arrive while it runs wait for the next batch (rows do not yet join between decode steps)."""
 
-    def __init__(self, pipe: Pipeline, max_batch: int = 8):
+    def __init__(self, pipe: Pipeline, max_batch: int = 8, window: float = 0.05):
         if not isinstance(max_batch, int) or max_batch < 1:
             raise PragError(f"max_batch must be a positive integer, not {max_batch!r}")
-        self.pipe, self.max_batch = pipe, max_batch
+        self.pipe, self.max_batch, self.window = pipe, max_batch, window if max_batch > 1 else 0.0
         self.waiting: queue.Queue = queue.Queue()
+        self.batches = self.rows = 0  # answered so far: rows / batches is the mean batch size
         threading.Thread(target=self._run, daemon=True, name="prag-batcher").start()
 
     def submit(self, req: Request, planned=None, streamer=None, cancel: threading.Event | None = None):
@@ -112,9 +113,10 @@ class Batcher:
     def _run(self) -> None:
         while True:
             batch = [self.waiting.get()]
+            until = time.monotonic() + self.window
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self.waiting.get_nowait())
+                    batch.append(self.waiting.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
             try:
@@ -122,6 +124,7 @@ class Batcher:
                                           [b[3] for b in batch])
             except Exception as e:  # noqa: BLE001 - the whole batch failed (a model error): every row hears of it
                 out = [e] * len(batch)
+            self.batches, self.rows = self.batches + 1, self.rows + len(batch)
             for (*_, streamer, _, fut, loop), res in zip(batch, out):
                 if isinstance(res, Exception) and streamer is not None:
                     streamer.end()
@@ -377,7 +380,7 @@ def create_app(pipe: Pipeline, model_id: str | None = None, api_key: str | None 
         svc.stopping.set()  # shutdown (SIGTERM): running generations stop at their next token
 
     app = FastAPI(title="prag", description="Parametric RAG, OpenAI-compatible", lifespan=lifespan)
-    app.state.jobs = svc.jobs
+    app.state.jobs, app.state.batcher = svc.jobs, svc.batcher
     app.add_exception_handler(PragError, lambda request, e: _error(e.status, str(e), e.code))
 
     if api_key is not None:
