@@ -256,3 +256,21 @@ def test_parameterize_options_become_the_kbs_settings(tiny_kb, tiny_lm, monkeypa
                                  "--train-dtype", "float32"])
     assert r.exit_code != 0 and "need a new --kb" in str(r.exception or r.output)
     assert PragConfig.load_toml(tiny_kb.root / "kb.toml").lora.train_dtype == "bfloat16"
+
+
+def test_eval_with_gold_documents_trains_them_and_reports_the_composition_gain(tmp_path, tiny_model_dir):
+    from conftest import small_config, write_jsonl
+
+    KnowledgeBase.create(tmp_path / "kb", FICTIONAL / "corpus.jsonl", small_config(tiny_model_dir, 128, 4))
+    qs = write_jsonl(tmp_path / "q.jsonl", [
+        {"id": f"q{i}", "question": "Is Ostrander Pell older than the Halvard Sorrel?", "golden_answers": ["yes"],
+         "gold_doc_ids": ["fic-01", "fic-05"], "type": "comparison"} for i in range(2)])
+    out = tmp_path / "res.json"
+    r = CliRunner().invoke(app, ["eval", "--kb", str(tmp_path / "kb"), "--questions", str(qs), "--methods",
+                                 "rag,prag", "--doc-source", "gold", "--batch-size", "2", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert res["doc_source"] == "gold" and res["composition"]["prag"]["n"] == 2
+    assert set(res["methods"]) == {"rag@gold", "prag@gold", "prag@gold-1", "prag@gold-2"}
+    kb = KnowledgeBase.open(tmp_path / "kb")
+    assert kb.is_done("fic-01") and kb.is_done("fic-05") and not kb.is_done("fic-02"), "only the gold documents"

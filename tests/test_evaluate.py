@@ -216,3 +216,86 @@ def test_resumed_eval_builds_adapters_only_for_unanswered_questions(tiny_kb, tin
     assert not any(tiny_kb.is_done(d.id) for d in tiny_kb.docs)
     pipe.parameterize([], progress=False)
     assert not any(tiny_kb.is_done(d.id) for d in tiny_kb.docs)
+
+
+# ---------------------------------------------------------------- the gold-document oracle (composition)
+def _two_hop(tmp_path):
+    from conftest import write_jsonl
+
+    rows = [{"id": "h1", "question": "Was Ostrander Pell born before the Halvard Sorrel was built?",
+             "golden_answers": ["yes"], "gold_doc_ids": ["fic-01", "fic-05"], "type": "comparison"},
+            {"id": "h2", "question": "Which river flows through Wrenmoor Gate?", "golden_answers": ["Sallow"],
+             "gold_doc_ids": ["fic-02"], "type": "bridge"},
+            {"id": "h3", "question": "Who commands the ship, and where is Tessaly & Vorn based?",
+             "golden_answers": ["Pellinvar"], "gold_doc_ids": ["fic-05", "fic-03", "fic-02"], "type": "bridge"}]
+    return load_questions(write_jsonl(tmp_path / "q.jsonl", rows))
+
+
+def test_gold_jobs_answer_with_all_gold_documents_and_each_alone(tmp_path):
+    from prag.evaluate import jobs
+
+    qs = _two_hop(tmp_path)
+    got = [(label, m, q.id, ids) for label, m, q, ids in jobs(["rag", "prag"], qs, "gold")]
+    assert ("rag@gold", "rag", "h1", ["fic-01", "fic-05"]) in got and not any(g[0].startswith("rag@gold-") for g in got)
+    assert ("prag@gold", "prag", "h3", ["fic-05", "fic-03", "fic-02"]) in got
+    assert [g for g in got if g[0].startswith("prag@gold-") and g[2] == "h3"] == [
+        ("prag@gold-1", "prag", "h3", ["fic-05"]), ("prag@gold-2", "prag", "h3", ["fic-03"]),
+        ("prag@gold-3", "prag", "h3", ["fic-02"])]
+    assert not any(g[2] == "h2" and g[0].startswith("prag@gold-") for g in got), "one gold document: nothing to compose"
+    assert [(label, q.id, ids) for label, _, q, ids in jobs(["closed"], qs[:1])] == [("closed", "h1", None)]
+
+
+@pytest.mark.parametrize("methods, source, error", [
+    (["prag"], "bm25", "unknown doc source"),
+    (["closed"], "gold", "closed cannot take them"),
+    (["flare"], "gold", "flare cannot take them"),
+])
+def test_bad_oracle_settings_are_refused(tmp_path, methods, source, error):
+    from prag import PragError
+    from prag.evaluate import jobs
+
+    with pytest.raises(PragError, match=error):
+        jobs(methods, _two_hop(tmp_path), source)
+
+
+def test_questions_without_gold_documents_are_refused_by_the_oracle():
+    from prag import PragError
+    from prag.evaluate import jobs
+
+    with pytest.raises(PragError, match="gold_doc_ids"):
+        jobs(["prag"], [type(load_questions(FICTIONAL / "questions.jsonl")[0])("x", "q?", ["a"])], "gold")
+
+
+def test_composition_gain_is_together_minus_the_best_single_document():
+    from prag.evaluate import composition
+
+    rows = {"prag@gold": [{"id": "a", "f1": 0.5, "type": "t1"}, {"id": "b", "f1": 1.0, "type": "t2"},
+                          {"id": "c", "f1": 0.3, "type": "t2"}],  # c has one gold document: not counted
+            "prag@gold-1": [{"id": "a", "f1": 0.2}, {"id": "b", "f1": 0.0}],
+            "prag@gold-2": [{"id": "a", "f1": 0.7}, {"id": "b", "f1": 0.4}]}
+    c = composition(rows, "prag")
+    assert c["n"] == 2 and c["together"] == pytest.approx(0.75) and c["best_single"] == pytest.approx(0.55)
+    assert c["gain"] == pytest.approx(0.2)
+    assert c["by_type"]["t1"]["gain"] == pytest.approx(-0.2) and c["by_type"]["t2"]["gain"] == pytest.approx(0.6)
+    assert composition({}, "prag") == {"n": 0}
+
+
+def test_an_oracle_eval_runs_every_condition_and_resumes(tiny_kb, tiny_lm, tmp_path):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.config.generation.max_new_tokens = 4
+    qs = _two_hop(tmp_path)
+    log = tmp_path / "log.jsonl"
+    res = run_eval(pipe, qs, ["rag", "prag"], 3, log, progress=False, batch_size=2, doc_source="gold")
+    assert set(res["methods"]) == {"rag@gold", "prag@gold", "prag@gold-1", "prag@gold-2", "prag@gold-3"}
+    assert res["methods"]["prag@gold"]["n"] == 3 and res["methods"]["prag@gold-3"]["n"] == 1
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert {tuple(r["doc_ids"]) for r in rows if r["method"] == "prag@gold" and r["id"] == "h3"} == \
+        {("fic-05", "fic-03", "fic-02")}
+    assert all(r["setting"]["doc_source"] == "gold" for r in rows)
+    assert res["composition"]["prag"]["n"] == 2 and "rag" not in res["composition"]
+    n = len(rows)
+    again = run_eval(pipe, qs, ["rag", "prag"], 3, log, progress=False, doc_source="gold")
+    assert len(log.read_text().splitlines()) == n and again["composition"] == res["composition"]
+    plain = run_eval(pipe, qs, ["prag"], 3, log, progress=False)  # BM25 rows are another setting
+    assert plain["methods"]["prag"]["n"] == 3 and len(log.read_text().splitlines()) == n + 3
+    pipe.injector.remove()

@@ -243,6 +243,7 @@ def eval_(ctx: typer.Context,
           backend: Optional[str] = BACKEND,
           adapters: Optional[str] = ADAPTERS,
           translator: Optional[str] = TRANSLATOR,
+          doc_source: str = typer.Option("retrieved", help="retrieved: BM25 top-k. gold: the oracle that isolates composition from retrieval: each method on the question's gold_doc_ids together (M@gold) and, with adapters, on each alone (M@gold-1, ...); the JSON's `composition` is together minus the best single document, on questions with two or more."),
           batch_size: int = typer.Option(1, min=1, help="Questions answered together in one batch, each with its own documents' adapters (the same answers as 1, up to float rounding; faster per question)."),
           json_out: Optional[Path] = typer.Option(None, "--json", help="Write results JSON here, and a Markdown table beside it (.md); a .log.jsonl beside it lets an interrupted run resume.")):
     """Score methods on a question set: EM, F1, precision, recall (SQuAD normalization, max over golden answers;
@@ -284,13 +285,17 @@ def eval_(ctx: typer.Context,
     qs = [q for q in split_qs(all_qs, split) if q.id not in shown and q.question not in shown][: limit or None]
     log = json_out.with_suffix(".log.jsonl") if json_out else None
     with_adapters = parametric(ms)
-    if with_adapters:  # adapters of every document retrieved for a question still to answer: batched, resumable
+    gold = sorted({d for q in qs for d in q.gold_doc_ids}) if doc_source == "gold" else None
+    if with_adapters and gold is not None:  # the oracle's documents: every gold one
+        if pipe.config.generation.adapters != "translated":
+            pipe.parameterize(gold)
+    elif with_adapters:  # adapters of every document retrieved for a question still to answer: batched, resumable
         pipe.parameterize_retrieved(pending(pipe, qs, with_adapters, top_k, log), top_k)
     if pending(pipe, qs, ms, top_k, log):
         pipe.backend.start()  # before timing: its start-up is not the first question's
-    res = run_eval(pipe, qs, ms, top_k, log, batch_size=batch_size)
+    res = run_eval(pipe, qs, ms, top_k, log, batch_size=batch_size, doc_source=doc_source)
     res.update(dataset=ds_dir.name if ds_dir else questions.parent.name, questions=str(questions), split=split,
-               limit=limit, top_k=top_k, batch_size=batch_size, model=pipe.config.model, merge=pipe.config.generation.merge,
+               limit=limit, top_k=top_k, doc_source=doc_source, batch_size=batch_size, model=pipe.config.model, merge=pipe.config.generation.merge,
                scale=pipe.config.generation.scale, few_shot=[q.id for q in shots],
                settings={"scale": pipe.config.generation.scale, "few_shot": len(pipe.examples),
                          "source": "flags" if scale is not None else source},
@@ -299,7 +304,7 @@ def eval_(ctx: typer.Context,
                kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")})  # how its adapters were made
     if with_adapters:  # the offline cost of the adapters these questions use, whichever run made them
         pipe.kb.refresh()  # adapters another process wrote to this kb count too
-        res["encoding"] = pipe.kb.encoding_cost(pipe.retrieved_ids(qs, top_k))
+        res["encoding"] = pipe.kb.encoding_cost(gold if gold is not None else pipe.retrieved_ids(qs, top_k))
     text = json.dumps(res, indent=2)
     if json_out:
         atomic_write(json_out, text)

@@ -124,44 +124,105 @@ def run_device(pipe) -> str:
     return pipe.backend.device()
 
 
+DOC_SOURCES = ("retrieved", "gold")
+
+
+def jobs(methods: list[str], questions, doc_source: str = "retrieved") -> list[tuple[str, str, object, list | None]]:
+    """What an eval answers: (label, method, question, doc_ids) rows. "retrieved": each method as it is (BM25 top-k;
+    label = method). "gold", the oracle that isolates composition from retrieval: each method on the question's
+    `gold_doc_ids` together (label "M@gold") and, for methods with adapters, on each gold document alone
+    ("M@gold-1", "M@gold-2", ...; only where a question has two or more)."""
+    if doc_source not in DOC_SOURCES:
+        raise PragError(f"unknown doc source {doc_source!r}: use {' or '.join(DOC_SOURCES)}")
+    if doc_source == "retrieved":
+        return [(m, m, q, None) for m in methods for q in questions]
+    missing = [q.id for q in questions if not q.gold_doc_ids]
+    if missing:
+        raise PragError(f"--doc-source gold needs gold_doc_ids on every question; {len(missing)} have none "
+                        f"(first: {missing[0]})")
+    dynamic = [m for m in methods if METHODS.get(m).dynamic is not None or not METHODS.get(m).retrieves]
+    if dynamic:
+        raise PragError(f"--doc-source gold answers with given documents; {', '.join(dynamic)} cannot take them")
+    out = []
+    for m in methods:
+        out += [(f"{m}@gold", m, q, list(q.gold_doc_ids)) for q in questions]
+        if METHODS.get(m).adapters:
+            out += [(f"{m}@gold-{i}", m, q, [d]) for q in questions if len(q.gold_doc_ids) > 1
+                    for i, d in enumerate(q.gold_doc_ids, 1)]
+    return out
+
+
 def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | None = None,
-             progress: bool = True, batch_size: int = 1) -> dict:
+             progress: bool = True, batch_size: int = 1, doc_source: str = "retrieved") -> dict:
     """Answer every question with every method, `batch_size` questions per batch (`Pipeline.ask_batch`: the same
-    answers as one at a time); rows already in `log_path` (JSONL) are reused (resume)."""
+    answers as one at a time); rows already in `log_path` (JSONL) are reused (resume). With `doc_source` "gold",
+    the oracle conditions of `jobs`, and each adapter method's composition gain (`composition`)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PragError(f"batch size must be a positive integer, not {batch_size!r}")
-    settings = {m: _setting(pipe, top_k, m) for m in methods}
+    todo_all = jobs(methods, questions, doc_source)
+    settings = {label: _setting(pipe, top_k, m) | ({"doc_source": doc_source} if doc_source != "retrieved" else {})
+                for label, m, _, _ in todo_all}
     done = _logged(log_path, settings)
     log = open(log_path, "a", encoding="utf-8") if log_path else None
     try:
-        todo = [(m, q) for m in methods for q in questions if (m, q.id) not in done]
+        todo = [j for j in todo_all if (j[0], j[2].id) not in done]
         device = run_device(pipe) if todo else None
         bar = tqdm(total=len(todo), desc="eval", unit="q", disable=not progress or not todo)
         for chunk in _batches(pipe, todo, top_k, batch_size):
-            answers = pipe.ask_batch([(q.question, method, top_k) for method, q, _ in chunk],
-                                     [plan for _, _, plan in chunk])
+            answers = pipe.ask_batch([(q.question, m, top_k, ids) for _, m, q, ids, _ in chunk],
+                                     [plan for *_, plan in chunk])
             for res in answers:
                 if isinstance(res, Exception):
                     raise res
-            for (method, q, _), res in zip(chunk, answers):
-                _log_row(done, log, settings[method], device, method, q, res, len(chunk))
+            for (label, _, q, _, _), res in zip(chunk, answers):
+                _log_row(done, log, settings[label], device, label, q, res, len(chunk))
             bar.update(len(chunk))
         bar.close()
     finally:
         if log:
             log.close()
     ids = {q.id for q in questions}
-    rows = {m: [r for (mm, i), r in done.items() if mm == m and i in ids] for m in methods}
-    return {"methods": {m: summarize(rs) for m, rs in rows.items()}, "device": devices(sum(rows.values(), []))}
+    labels = list(dict.fromkeys(j[0] for j in todo_all))
+    rows = {label: [r for (mm, i), r in done.items() if mm == label and i in ids] for label in labels}
+    out = {"methods": {label: summarize(rs) for label, rs in rows.items()}, "device": devices(sum(rows.values(), []))}
+    if doc_source == "gold":
+        out["composition"] = {m: composition(rows, m) for m in methods if METHODS.get(m).adapters}
+    return out
+
+
+def composition(rows: dict[str, list[dict]], method: str) -> dict:
+    """On the questions with two or more gold documents: F1 with all of them together, F1 of the best single one
+    (per question, the best of `method@gold-i`), and the composition gain (together minus best single), overall
+    and per question type."""
+    singles: dict[str, float] = {}
+    for label, rs in rows.items():
+        if label.startswith(f"{method}@gold-"):
+            for r in rs:
+                singles[r["id"]] = max(singles.get(r["id"], 0.0), r["f1"])
+    both = {r["id"]: r for r in rows.get(f"{method}@gold", []) if r["id"] in singles}
+
+    def table(ids: list[str]) -> dict:
+        if not ids:
+            return {"n": 0}
+        t, b = sum(both[i]["f1"] for i in ids) / len(ids), sum(singles[i] for i in ids) / len(ids)
+        return {"n": len(ids), "together": t, "best_single": b, "gain": t - b}
+
+    out = table(sorted(both))
+    types = sorted({r.get("type", "") for r in both.values()} - {""})
+    if types:
+        out["by_type"] = {t: table([i for i, r in both.items() if r.get("type", "") == t]) for t in types}
+    return out
 
 
 def _batches(pipe, todo: list, top_k: int, batch_size: int):
-    """(method, question, plan) batches: one method per batch, and with batch_size > 1, its questions planned first
-    and sorted by prompt length, so that left padding wastes little (a padded token costs as much as a real one)."""
-    for method in dict.fromkeys(m for m, _ in todo):
-        rows = [(m, q, None) for m, q in todo if m == method]
-        if batch_size > 1 and METHODS.get(method).dynamic is None:
-            rows = sorted(((m, q, pipe.plan(q.question, m, top_k)) for m, q, _ in rows), key=lambda r: len(r[2].prompt))
+    """(label, method, question, doc_ids, plan) batches: one label per batch, and with batch_size > 1, its
+    questions planned first and sorted by prompt length, so that left padding wastes little (a padded token costs
+    as much as a real one)."""
+    for label in dict.fromkeys(j[0] for j in todo):
+        rows = [(*j, None) for j in todo if j[0] == label]
+        if batch_size > 1 and METHODS.get(rows[0][1]).dynamic is None:
+            rows = sorted(((lb, m, q, ids, pipe.plan(q.question, m, top_k, ids)) for lb, m, q, ids, _ in rows),
+                          key=lambda r: len(r[4].prompt))
         for start in range(0, len(rows), batch_size):
             yield rows[start:start + batch_size]
 
