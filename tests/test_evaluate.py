@@ -275,7 +275,7 @@ def test_composition_gain_is_together_minus_the_best_single_document():
             "prag@gold-2": [{"id": "a", "f1": 0.7}, {"id": "b", "f1": 0.4}]}
     c = composition(rows, "prag")
     assert c["n"] == 2 and c["together"] == pytest.approx(0.75) and c["best_single"] == pytest.approx(0.55)
-    assert c["gain"] == pytest.approx(0.2)
+    assert c["gain"] == pytest.approx(0.2) and c["mean_single"] == pytest.approx((0.45 + 0.2) / 2)
     assert c["by_type"]["t1"]["gain"] == pytest.approx(-0.2) and c["by_type"]["t2"]["gain"] == pytest.approx(0.6)
     assert composition({}, "prag") == {"n": 0}
 
