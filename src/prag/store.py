@@ -76,6 +76,14 @@ def _rounded(adapter: Adapter, dtype: torch.dtype) -> Adapter:
                    adapter.r, adapter.alpha)
 
 
+
+def _mismatch(folder: Path, rec: dict) -> str | None:
+    """The first of an adapter folder's PEFT files whose sha256 differs from its manifest record `rec`, or None."""
+    for name, key in ((ADAPTER_FILE, "sha256"), (ADAPTER_CONFIG_FILE, "config_sha256")):
+        if key in rec and sha256_file(folder / name) != rec[key]:
+            return name
+    return None
+
 class KnowledgeBase:
     def __init__(self, root: Path, config: PragConfig, docs: list[Document]):
         self.root = Path(root)
@@ -368,11 +376,10 @@ class KnowledgeBase:
             return self._cache[key]
         if not self.has_translated(doc_id):
             raise NotFound(f"document {doc_id!r} has no translated adapter (run `prag parameterize --translator`)")
-        folder, rec = self.translated_dir(doc_id), self._translated[doc_id]
-        for name, field_ in ((ADAPTER_FILE, "sha256"), (ADAPTER_CONFIG_FILE, "config_sha256")):
-            if sha256_file(folder / name) != rec[field_]:
-                raise PragError(f"{folder / name}: checksum mismatch (corrupt translated adapter); run `prag "
-                                "parameterize --translator ... --force` to redo it")
+        folder = self.translated_dir(doc_id)
+        if (bad := _mismatch(folder, self._translated[doc_id])) is not None:
+            raise PragError(f"{folder / bad}: checksum mismatch (corrupt translated adapter); run `prag "
+                            "parameterize --translator ... --force` to redo it")
         return self._remember(key, read_adapter(folder))
 
     def _remember(self, key, ad: Adapter) -> Adapter:
@@ -494,15 +501,12 @@ class KnowledgeBase:
         if not self.is_done(doc_id):
             raise NotFound(f"document {doc_id!r} has no adapter yet (run `prag parameterize`)")
         folder = self.doc_dir(doc_id)
-        rec = self._manifest[doc_id]
-        for name, key in ((ADAPTER_FILE, "sha256"), (ADAPTER_CONFIG_FILE, "config_sha256")):
-            if key in rec and sha256_file(folder / name) != rec[key]:
-                try:
-                    self._append_manifest({"id": doc_id, "status": "corrupt", "error": f"{name} checksum mismatch"})
-                except OSError:  # a read-only kb: reported, not recorded
-                    pass
-                raise PragError(f"{folder / name}: checksum mismatch (corrupt adapter); run `prag parameterize` "
-                                "to redo it")
+        if (bad := _mismatch(folder, self._manifest[doc_id])) is not None:
+            try:
+                self._append_manifest({"id": doc_id, "status": "corrupt", "error": f"{bad} checksum mismatch"})
+            except OSError:  # a read-only kb: reported, not recorded
+                pass
+            raise PragError(f"{folder / bad}: checksum mismatch (corrupt adapter); run `prag parameterize` to redo it")
         return self._remember(doc_id, read_adapter(folder))
 
     @property
