@@ -18,7 +18,7 @@ mid-answer. `max_batch` = 1 answers one request at a time. Errors map by type (a
 404, Conflict 409, others 400) to an OpenAI-style {"error": {"message", "type", "code"}} body. Generation stops
 when its client disconnects or the server shuts down.
 
-With an API key (`prag serve --api-key-file F` or $PRAG_API_KEY) every endpoint but /health asks for
+With an API key (`prag serve --api-key-file F` or $PRAG_API_KEY) every endpoint but /health and the page asks for
 `Authorization: Bearer KEY`; a missing or wrong key gets an OpenAI-style 401. The key is never logged.
 """
 from __future__ import annotations
@@ -192,7 +192,10 @@ class Service:
         """The request's answer from the batcher, cancelled (its row stops at its next token) when the client
         disconnects or the server shuts down."""
         cancel = threading.Event()
-        job = self.batcher.submit(args, cancel=cancel)
+        # Planned here, in a worker thread, so that retrieval, reading adapters (or making a missing one, when the
+        # kb says trained) never holds up the batcher; methods that retrieve while generating plan as they go.
+        planned = None if METHODS.get(args.method).dynamic else await run_in_threadpool(self.pipe.plan, *args)
+        job = self.batcher.submit(args, planned, cancel=cancel)
         try:
             while not job.done():
                 await asyncio.wait({job}, timeout=0.25)
