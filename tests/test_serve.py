@@ -2,7 +2,6 @@
 concurrent requests with different documents, and a 4xx for every bad request with the server staying up."""
 import json
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,21 +34,11 @@ def client(served):
 
 @pytest.fixture(scope="module")
 def live_url(served):
-    import uvicorn
+    from prag.serve import serve_in_thread
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(served[1], host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
+    server, url = serve_in_thread(served[1], log_level="warning")
+    yield f"{url}/v1"
     server.should_exit = True
-    t.join(5)
 
 
 Q = "Who commands the icebreaker Halvard Sorrel?"

@@ -1,9 +1,6 @@
 """The web page at / in a real headless browser (Debian's chromium driven by Playwright): ask a question and see
 the streamed answer and the documents used, expand one, add a document and see it listed, with an API key."""
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 
@@ -15,28 +12,17 @@ Q = "Who commands the icebreaker Halvard Sorrel?"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, tiny_model_dir, tiny_lm):
-    import uvicorn
-
     from prag.pipeline import Pipeline
-    from prag.serve import create_app
+    from prag.serve import create_app, serve_in_thread
     from prag.store import KnowledgeBase
 
     cfg = small_config(tiny_model_dir, max_seq_len=128, max_new_tokens=6)
     kb = KnowledgeBase.create(tmp_path_factory.mktemp("web") / "kb", FICTIONAL / "corpus.jsonl", cfg)
     pipe = Pipeline(kb, tiny_lm)
     pipe.parameterize(["fic-05", "fic-03"], progress=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(pipe, "prag-tiny", api_key=KEY), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield pipe, f"http://127.0.0.1:{port}"
+    server, url = serve_in_thread(create_app(pipe, "prag-tiny", api_key=KEY), log_level="warning")
+    yield pipe, url
     server.should_exit = True
-    t.join(5)
 
 
 @pytest.fixture(scope="module")

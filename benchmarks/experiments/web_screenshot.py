@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
 from playwright.sync_api import sync_playwright
 
 from prag.pipeline import Pipeline
-from prag.serve import create_app
+from prag.serve import create_app, serve_in_thread
 from prag.store import KnowledgeBase
 
 
@@ -30,17 +26,11 @@ def main() -> None:
     args = ap.parse_args()
     pipe = Pipeline(KnowledgeBase.open(Path(args.kb)))
     pipe.backend.start()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(pipe), host="127.0.0.1", port=port, log_level="error"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
+    server, url = serve_in_thread(create_app(pipe))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1200, "height": 760})
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(url + "/")
         page.wait_for_selector("#doc-list li.doc-row")
         page.fill("#question", args.question)
         page.select_option("#method", args.method)

@@ -287,13 +287,11 @@ def bench_serve(pipe, questions: list[str], clients: int = 16, seconds: float = 
     one of the first 4 questions with an explicit set of 1-3 parameterized documents; every answer is compared
     with the one `Pipeline.ask` gives it alone (mismatches), and every failed request counts as an error."""
     import random
-    import socket
     import threading
 
     import httpx
-    import uvicorn
 
-    from .serve import create_app
+    from .serve import create_app, serve_in_thread
 
     if clients < 1 or seconds <= 0 or max_batch < 1:
         raise PragError("clients and max_batch must be at least 1, seconds above 0")
@@ -305,15 +303,9 @@ def bench_serve(pipe, questions: list[str], clients: int = 16, seconds: float = 
     reference = {c: pipe.ask(c[0], "prag", doc_ids=list(c[1]), max_new_tokens=max_tokens).raw.strip() for c in cases}
 
     def run(batch: int) -> dict:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         app = create_app(pipe, "prag", max_batch=batch)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-        threading.Thread(target=server.run, daemon=True).start()
-        while not server.started:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        server, base = serve_in_thread(app)
+        url = f"{base}/v1/chat/completions"
         lat: list[float] = []
         stats = {"requests": 0, "errors": 0, "mismatches": 0}
         lock = threading.Lock()

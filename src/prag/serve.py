@@ -30,11 +30,13 @@ import ipaddress
 import json
 import queue
 import re
+import socket
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI  # module level: endpoint annotations are resolved from module globals
 from fastapi import Request as HTTPRequest
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -439,3 +441,16 @@ def _extension(ans: Answer) -> dict:
     d = ans.to_dict()
     return {"method": d["method"], "answer": d["answer"], "documents": d["documents"],
             "update_seconds": d["update_seconds"], **({"adapters": d["adapters"]} if "adapters" in d else {})}
+
+
+def serve_in_thread(app: FastAPI, log_level: str = "error") -> tuple[uvicorn.Server, str]:
+    """Run `app` with uvicorn on a free loopback port in a daemon thread (benchmarks, tests, screenshots): the
+    started server (set `should_exit` to stop it) and its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
+    threading.Thread(target=server.run, daemon=True, name="prag-uvicorn").start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}"
