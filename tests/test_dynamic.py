@@ -151,3 +151,40 @@ def test_eval_reports_retrieval_rounds(pipe, tiny_kb):
 def test_dynamic_methods_refuse_doc_ids(pipe):
     with pytest.raises(PragError, match="doc_ids"):
         pipe.ask(Q, method="flare", doc_ids=[pipe.kb.docs[0].id])
+
+
+def test_chain_query_carries_hop_one_answer_and_answers_as_prag_on_its_documents(pipe):
+    pipe.config.dynamic.chain_hops = 2
+    a = pipe.ask(Q, method="prag-chain", max_new_tokens=8)
+    ids = [h.doc.id for h in a.hits]
+    assert 1 <= a.retrieval_rounds == len(ids) == len(set(ids)) <= 2
+    assert pipe.queries[0] == Q
+    if len(pipe.queries) > 1:
+        assert pipe.queries[1].startswith(Q + " ") and len(pipe.queries[1]) > len(Q) + 1
+    # the chain's answer is prag's with the chain's documents given
+    assert pipe.ask(Q, method="prag", doc_ids=ids, max_new_tokens=8).raw == a.raw
+
+
+@pytest.mark.parametrize("base", ["prag", "combine", "rag"])
+def test_one_hop_chain_is_the_base_method_on_the_top_document(pipe, base):
+    pipe.config.dynamic.chain_hops = 1
+    a = pipe.ask(Q, method=f"{base}-chain", max_new_tokens=8)
+    top = pipe.retrieve(Q, 1)[0].doc.id
+    assert [h.doc.id for h in a.hits] == [top] and a.retrieval_rounds == 1
+    assert pipe.ask(Q, method=base, doc_ids=[top], max_new_tokens=8).raw == a.raw
+
+
+def test_chain_hops_must_be_positive():
+    from prag.config import DynamicConfig
+
+    with pytest.raises(PragError, match="chain_hops"):
+        DynamicConfig(chain_hops=0).validate()
+
+
+def test_eval_settings_record_changed_dynamic_config(pipe):
+    from prag.evaluate import _setting
+
+    assert "dynamic" not in _setting(pipe, 3, "prag-chain")
+    pipe.config.dynamic.chain_hops = 3
+    assert _setting(pipe, 3, "prag-chain")["dynamic"]["chain_hops"] == 3
+    assert "dynamic" not in _setting(pipe, 3, "prag")

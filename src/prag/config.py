@@ -178,18 +178,20 @@ class GenerationConfig:
 
 @dataclass
 class DynamicConfig:
-    """FLARE and DRAGIN (dynamic.py): when to retrieve during generation and how to form the query."""
+    """FLARE, DRAGIN and the chains (dynamic.py): when to retrieve during generation and how to form the query."""
     flare_threshold: float = 0.2    # θ: retrieve when a look-ahead token's probability is below it
     flare_query_with_question: bool = True  # prefix the masked look-ahead sentence with the question
     dragin_threshold: float = 0.35  # θ: retrieve at the first token whose RIND score exceeds it
     qfs_tokens: int = 8             # DRAGIN query length (tokens picked by attention)
     max_rounds: int = 3             # retrievals per question at most
+    chain_hops: int = 2             # prag-chain, combine-chain, rag-chain: documents in the chain at most
 
     def validate(self) -> None:
         _positive(self.flare_threshold, "dynamic.flare_threshold", zero=True)
         _positive(self.dragin_threshold, "dynamic.dragin_threshold", zero=True)
         _at_least(self.qfs_tokens, 1, "dynamic.qfs_tokens")
         _at_least(self.max_rounds, 0, "dynamic.max_rounds")
+        _at_least(self.chain_hops, 1, "dynamic.chain_hops")
 
 
 SECTIONS = ("lora", "augment", "retrieval", "generation", "dynamic")

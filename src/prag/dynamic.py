@@ -12,6 +12,12 @@ output before it, form the query by QFS (the `qfs_tokens` content tokens of the 
 far that the cut token attends to most, in their original order), retrieve, and continue generating from the
 cut with the documents in context.
 
+Chains (issue 26; prag-chain, combine-chain, rag-chain): iterative retrieval for multi-hop questions, parametric
+when the base method applies adapters. Hop 1 answers with the question's best document; the question followed by
+that answer is hop 2's query, whose best document not yet in the chain joins it (its adapter beside the first,
+merged as `generation.merge` says); the chain answers again, for `chain_hops` hops or until no new document
+comes. A bridge entity the first document names ("designed by Ermina Tolvane") thus fetches the second document.
+
 Both use the same BM25 top-k as every other method, at most `max_rounds` retrievals per question. The rules
 and query formation are pure functions of token texts, probabilities, entropies and attentions (tested with
 controlled values); `flare()` and `dragin()` run them on a model.
@@ -162,6 +168,24 @@ def last_layer_attention(lm, ids: list[int]) -> torch.Tensor:
     finally:
         model.set_attn_implementation(impl)
     return out.attentions[-1][0].float().mean(0).cpu()
+
+
+def chain(pipe, question: str, top_k: int, max_new_tokens: int, base: str = "prag") -> tuple[str, list, int]:
+    """Answer by a retrieval chain with `base`'s form (prag: the chain's adapters; combine: adapters and the
+    documents in context; rag: the documents in context); returns (raw answer, the chain's hits, hops). Each hop
+    looks for its new document among the query's top-k."""
+    hits: list = []
+    query, raw = question, ""
+    for _ in range(max(1, pipe.config.dynamic.chain_hops)):
+        new = next((h for h in _retrieve(pipe, query, question, top_k) if h.doc.id not in
+                    {c.doc.id for c in hits}), None)
+        if new is None:
+            break
+        hits.append(new)
+        plan = pipe.plan(question, base, doc_ids=[h.doc.id for h in hits], max_new_tokens=max_new_tokens)
+        raw, _ = pipe.backend.answer(plan.prompt, plan.hits, plan.adapters, plan.weights, max_new_tokens)
+        query = f"{question} {raw.strip()}"
+    return raw, hits, len(hits)
 
 
 def dragin(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, list, int]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import collections
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import recipe_key
+from .config import DynamicConfig, recipe_key
 from .errors import PragError
 from .methods import METHODS
 from .text import normalize_answer
@@ -87,6 +88,8 @@ def _setting(pipe, top_k: int, method: str) -> dict:
         setting["few_shot"] = [q for q, _ in pipe.examples]
     if METHODS.get(method).adapters:
         setting["adapters"] = recipe_key(pipe.config)
+    if METHODS.get(method).dynamic is not None and pipe.config.dynamic != DynamicConfig():
+        setting["dynamic"] = asdict(pipe.config.dynamic)  # only when changed: older logs at the defaults resume
     return setting
 
 

@@ -8,12 +8,16 @@ and whether it retrieves during generation. The pipeline reads these flags; it n
     dragin    DRAGIN: retrieval triggered by uncertain, attended tokens (dynamic.py)
     prag      P-RAG: the documents' adapters merged into the FFN, the bare question
     combine   P-RAG and the documents in context
+    prag-chain, combine-chain, rag-chain
+              iterative retrieval for multi-hop questions: hop 1's answer joins the question as hop 2's query
+              and the new document joins the chain (its adapter beside the first's, for the parametric ones)
 
 A new method is one `METHODS.register(name, Method(...))`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from . import dynamic
@@ -41,6 +45,9 @@ METHODS.register("flare", Method(dynamic=dynamic.flare))
 METHODS.register("dragin", Method(dynamic=dynamic.dragin, needs_attention=True))
 METHODS.register("prag", Method(adapters=True))
 METHODS.register("combine", Method(context="documents", adapters=True))
+for _base in ("prag", "combine", "rag"):
+    METHODS.register(f"{_base}-chain", Method(dynamic=partial(dynamic.chain, base=_base),
+                                              adapters=METHODS.get(_base).adapters))
 
 
 def parametric(methods: list[str]) -> list[str]:
