@@ -188,3 +188,20 @@ def test_eval_settings_record_changed_dynamic_config(pipe):
     pipe.config.dynamic.chain_hops = 3
     assert _setting(pipe, 3, "prag-chain")["dynamic"]["chain_hops"] == 3
     assert "dynamic" not in _setting(pipe, 3, "prag")
+
+
+def test_chain_carry_asks_the_last_hop_with_the_first_answer(pipe):
+    from prag.dynamic import chain_question
+
+    pipe.config.dynamic.chain_hops = 2
+    pipe.config.dynamic.chain_carry = True
+    asked = []
+    real = pipe.plan
+    pipe.plan = lambda q, *a, **k: (asked.append(q), real(q, *a, **k))[1]
+    a = pipe.ask(Q, method="prag-chain", max_new_tokens=8)
+    last = asked[-1]
+    first = pipe.ask(Q, method="prag", doc_ids=[a.hits[0].doc.id], max_new_tokens=8).raw
+    assert a.retrieval_rounds == 2, "the tiny kb has more than one document that matches"
+    assert last == chain_question(Q, first) and last.startswith(Q)
+    ids = [h.doc.id for h in a.hits]
+    assert pipe.ask(chain_question(Q, first), method="prag", doc_ids=ids, max_new_tokens=8).raw == a.raw

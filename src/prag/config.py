@@ -185,6 +185,7 @@ class DynamicConfig:
     qfs_tokens: int = 8             # DRAGIN query length (tokens picked by attention)
     max_rounds: int = 3             # retrievals per question at most
     chain_hops: int = 2             # prag-chain, combine-chain, rag-chain: documents in the chain at most
+    chain_carry: bool = False       # a later hop reads the previous hop's answer after the question
 
     def validate(self) -> None:
         _positive(self.flare_threshold, "dynamic.flare_threshold", zero=True)

@@ -16,9 +16,10 @@ Chains (issue 26; prag-chain, combine-chain, rag-chain): iterative retrieval for
 when the base method applies adapters. Hop 1 answers with the question's best document; the question followed by
 that answer is hop 2's query, whose best document not yet in the chain joins it (its adapter beside the first,
 merged as `generation.merge` says); the chain answers again, for `chain_hops` hops or until no new document
-comes. A bridge entity the first document names ("designed by Ermina Tolvane") thus fetches the second document.
+comes. A bridge entity that hop 1 names ("designed by Ermina Tolvane") thus fetches the second document. With
+`chain_carry`, each later hop also reads the previous hop's answer after the question.
 
-Both use the same BM25 top-k as every other method, at most `max_rounds` retrievals per question. The rules
+FLARE and DRAGIN use the same BM25 top-k as every other method, at most `max_rounds` retrievals per question. The rules
 and query formation are pure functions of token texts, probabilities, entropies and attentions (tested with
 controlled values); `flare()` and `dragin()` run them on a model.
 """
@@ -174,18 +175,26 @@ def chain(pipe, question: str, top_k: int, max_new_tokens: int, base: str = "pra
     """Answer by a retrieval chain with `base`'s form (prag: the chain's adapters; combine: adapters and the
     documents in context; rag: the documents in context); returns (raw answer, the chain's hits, hops). Each hop
     looks for its new document among the query's top-k."""
+    cfg = pipe.config.dynamic
     hits: list = []
-    query, raw = question, ""
-    for _ in range(max(1, pipe.config.dynamic.chain_hops)):
+    query, asked, raw = question, question, ""
+    for _ in range(max(1, cfg.chain_hops)):
         new = next((h for h in _retrieve(pipe, query, question, top_k) if h.doc.id not in
                     {c.doc.id for c in hits}), None)
         if new is None:
             break
         hits.append(new)
-        plan = pipe.plan(question, base, doc_ids=[h.doc.id for h in hits], max_new_tokens=max_new_tokens)
+        plan = pipe.plan(asked, base, doc_ids=[h.doc.id for h in hits], max_new_tokens=max_new_tokens)
         raw, _ = pipe.backend.answer(plan.prompt, plan.hits, plan.adapters, plan.weights, max_new_tokens)
         query = f"{question} {raw.strip()}"
+        if cfg.chain_carry:  # the next hop reads this hop's answer (often the bridge entity) after the question
+            asked = chain_question(question, raw)
     return raw, hits, len(hits)
+
+
+def chain_question(question: str, answer: str) -> str:
+    """The question a later hop asks when `chain_carry` is on: the question, then the previous hop's answer."""
+    return f"{question}\nKnown so far: {answer.strip()}"
 
 
 def dragin(pipe, question: str, top_k: int, max_new_tokens: int) -> tuple[str, list, int]:
