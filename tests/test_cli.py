@@ -220,6 +220,16 @@ def test_eval_cli_prints_the_empty_answer_warning(tiny_kb, tiny_lm, tmp_path, mo
     assert json.loads((tmp_path / "r.json").read_text())["methods"]["closed"]["empty_answers"] == 2
 
 
+def test_eval_json_into_a_folder_that_does_not_exist_yet(tiny_kb, tiny_lm, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "_pipeline",
+                        lambda kb_dir, flags=None: Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override(flags or {})))
+    out = tmp_path / "new" / "deeper" / "r.json"
+    r = CliRunner().invoke(app, ["eval", "--kb", str(tiny_kb.root), "--questions", str(FICTIONAL / "questions.jsonl"),
+                                 "--limit", "1", "--methods", "closed", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["methods"]["closed"]["n"] == 1 and out.with_suffix(".log.jsonl").exists()
+
+
 # ---------------------------------------------------------------- warmup and parameterize
 def test_warmup_cli_warns_when_the_loss_rises(tiny_kb, tiny_lm, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "_pipeline", lambda kb_dir, flags=None: Pipeline(tiny_kb, tiny_lm))

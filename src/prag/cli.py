@@ -253,6 +253,8 @@ def eval_(ctx: typer.Context,
         raise PragError("give exactly one of --questions FILE or --dataset NAME")
     if split not in ("dev", "test", "all"):
         raise PragError(f"unknown split {split!r}: use dev, test or all")
+    if json_out is not None:  # before any work: a missing folder must not fail a run at its end
+        json_out.parent.mkdir(parents=True, exist_ok=True)
     ds_dir = dataset_dir(dataset) if dataset else None
     questions = questions or ds_dir / "questions.jsonl"
     all_qs = load_questions(questions)
