@@ -39,12 +39,12 @@ def layers_of(model):
 def capture(model, ids, mask, layers, positions):
     """Run the model; return per layer (down_proj inputs, layer outputs) at `positions` (list of index tensors)."""
     keys, outs, hs = {}, {}, []
-    for l in layers:
-        lay = layers_of(model)[l]
+    for li in layers:
+        lay = layers_of(model)[li]
         hs.append(lay.mlp.down_proj.register_forward_pre_hook(
-            lambda m, a, l=l: keys.__setitem__(l, a[0].detach())))
+            lambda m, a, li=li: keys.__setitem__(li, a[0].detach())))
         hs.append(lay.register_forward_hook(
-            lambda m, a, o, l=l: outs.__setitem__(l, (o[0] if isinstance(o, tuple) else o).detach())))
+            lambda m, a, o, li=li: outs.__setitem__(li, (o[0] if isinstance(o, tuple) else o).detach())))
     try:
         with torch.no_grad():
             model(input_ids=ids, attention_mask=mask)
@@ -52,7 +52,7 @@ def capture(model, ids, mask, layers, positions):
         for h in hs:
             h.remove()
     pick = lambda t: torch.cat([t[i, p] for i, p in enumerate(positions)])  # noqa: E731
-    return {l: pick(keys[l]) for l in layers}, {l: pick(outs[l]) for l in layers}
+    return {li: pick(keys[li]) for li in layers}, {li: pick(outs[li]) for li in layers}
 
 
 def pad(tok, seqs, pad_id):
@@ -101,11 +101,11 @@ def delta_adapter(lm, pipe, doc, probes, layers, lam, rank, frac, target="ctx"):
     _, target = capture(model, ids_c, m_c, layers, pos_c)
     factors = {}
     inj = pipe.injector
-    names = {l: f"model.layers.{l}.mlp.down_proj" for l in layers}
-    for j, l in enumerate(layers):
+    names = {li: f"model.layers.{li}.mlp.down_proj" for li in layers}
+    for j, li in enumerate(layers):
         with inj.applied([as_adapter(factors)], [1.0]) if factors else _null():
-            keys, outs = capture(model, ids_b, m_b, [l], pos_b)
-        k, gap = keys[l].float(), (target[l] - outs[l]).float()
+            keys, outs = capture(model, ids_b, m_b, [li], pos_b)
+        k, gap = keys[li].float(), (target[li] - outs[li]).float()
         share = frac if frac > 0 else 1.0 / (len(layers) - j)
         gap = gap * share
         gram = k @ k.T
@@ -115,7 +115,7 @@ def delta_adapter(lm, pipe, doc, probes, layers, lam, rank, frac, target="ctx"):
         if rank and rank < len(k):
             u, s, vh = torch.linalg.svd(b_mat @ a_mat, full_matrices=False)
             b_mat, a_mat = u[:, :rank] * s[:rank], vh[:rank]
-        factors[names[l]] = (a_mat, b_mat)
+        factors[names[li]] = (a_mat, b_mat)
     return as_adapter(factors)
 
 
