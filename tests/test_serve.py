@@ -332,6 +332,17 @@ def test_a_missing_or_wrong_key_gets_an_openai_style_401(keyed, served, auth, me
     assert len(served[0].kb.docs) == n and "fic-01" in served[0].kb.by_id, "nothing may change without the key"
 
 
+def test_health_lists_the_methods_with_what_the_page_needs(keyed):
+    from prag.methods import METHODS
+
+    got = {m["id"]: m for m in keyed.get("/health").json()["methods"]}
+    assert list(got) == METHODS.names()
+    assert got["prag"] == {"id": "prag", "retrieves": True, "streams": True}
+    assert got["closed"]["retrieves"] is False and got["closed"]["streams"] is True
+    for dyn in ("flare", "dragin", "prag-chain"):
+        assert got[dyn]["streams"] is False and got[dyn]["retrieves"] is True
+
+
 def test_the_right_key_opens_every_endpoint_and_health_and_the_page_need_none(keyed):
     from openai import AuthenticationError, OpenAI
 

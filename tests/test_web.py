@@ -56,6 +56,11 @@ def test_the_page_asks_shows_the_documents_and_adds_one(site, browser):
     assert page.locator("#doc-list li.doc-row").count() == len(pipe.kb.docs)
     assert page.locator('#doc-list li[data-id="fic-05"] .status').inner_text() == "done"
 
+    # the method list is the server's registry, so a new method shows up without touching the page
+    from prag.methods import METHODS
+    assert page.eval_on_selector_all("#method option", "os => os.map(o => o.value)") == METHODS.names()
+    assert page.input_value("#method") == "prag"
+
     page.fill("#question", Q)
     page.select_option("#method", "prag")
     page.fill("#top-k", "2")

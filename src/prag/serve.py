@@ -54,6 +54,13 @@ MAX_TOKENS_LIMIT = 256
 PAGE = Path(__file__).parent / "web" / "index.html"  # the web page at /: one file, no build step
 
 
+def method_list() -> list[dict]:
+    """The methods a request may name, as the page offers them: whether each retrieves (takes top_k) and whether
+    it can stream (a method that retrieves while generating cannot)."""
+    return [{"id": n, "retrieves": METHODS.get(n).retrieves or METHODS.get(n).dynamic is not None,
+             "streams": METHODS.get(n).dynamic is None} for n in METHODS.names()]
+
+
 class HTTPError(PragError):
     """A request error with an explicit HTTP status (the body's shape, size, model name)."""
 
@@ -170,7 +177,7 @@ class Service:
     def health(self) -> dict:
         s = self.pipe.kb.summary()
         return {"status": "ok", "model": self.model_id, "documents": s["documents"], "parameterized": s["parameterized"],
-                "translated": s["translated"]}
+                "translated": s["translated"], "methods": method_list()}
 
     def models(self) -> dict:
         return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0, "owned_by": "prag"}]}
