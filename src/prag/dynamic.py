@@ -178,7 +178,7 @@ def chain(pipe, question: str, top_k: int, max_new_tokens: int, base: str = "pra
     cfg = pipe.config.dynamic
     hits: list = []
     query, asked, raw = question, question, ""
-    for _ in range(max(1, cfg.chain_hops)):
+    for _ in range(cfg.chain_hops):
         new = next((h for h in _retrieve(pipe, query, question, top_k) if h.doc.id not in
                     {c.doc.id for c in hits}), None)
         if new is None:
