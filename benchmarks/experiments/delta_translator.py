@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -103,7 +104,7 @@ def delta_adapter(lm, pipe, doc, probes, layers, lam, rank, frac, target="ctx"):
     inj = pipe.injector
     names = {li: f"model.layers.{li}.mlp.down_proj" for li in layers}
     for j, li in enumerate(layers):
-        with inj.applied([as_adapter(factors)], [1.0]) if factors else _null():
+        with inj.applied([as_adapter(factors)], [1.0]) if factors else nullcontext():
             keys, outs = capture(model, ids_b, m_b, [li], pos_b)
         k, gap = keys[li].float(), (target[li] - outs[li]).float()
         share = frac if frac > 0 else 1.0 / (len(layers) - j)
@@ -125,14 +126,6 @@ def as_adapter(factors):
     padded = {n: (torch.cat([a, a.new_zeros(r - a.shape[0], a.shape[1])]),
                   torch.cat([b, b.new_zeros(b.shape[0], r - b.shape[1])], 1)) for n, (a, b) in factors.items()}
     return Adapter(padded, r=r, alpha=float(r))
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def main() -> None:

@@ -179,8 +179,8 @@ def chain(pipe, question: str, top_k: int, max_new_tokens: int, base: str = "pra
     hits: list = []
     query, asked, raw = question, question, ""
     for _ in range(cfg.chain_hops):
-        new = next((h for h in _retrieve(pipe, query, question, top_k) if h.doc.id not in
-                    {c.doc.id for c in hits}), None)
+        seen = {h.doc.id for h in hits}
+        new = next((h for h in _retrieve(pipe, query, question, top_k) if h.doc.id not in seen), None)
         if new is None:
             break
         hits.append(new)

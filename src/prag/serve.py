@@ -57,8 +57,11 @@ PAGE = Path(__file__).parent / "web" / "index.html"  # the web page at /: one fi
 def method_list() -> list[dict]:
     """The methods a request may name, as the page offers them: whether each retrieves (takes top_k) and whether
     it can stream (a method that retrieves while generating cannot)."""
-    return [{"id": n, "retrieves": METHODS.get(n).retrieves or METHODS.get(n).dynamic is not None,
-             "streams": METHODS.get(n).dynamic is None} for n in METHODS.names()]
+    out = []
+    for n in METHODS.names():
+        m = METHODS.get(n)
+        out.append({"id": n, "retrieves": m.retrieves or m.dynamic is not None, "streams": m.dynamic is None})
+    return out
 
 
 class HTTPError(PragError):

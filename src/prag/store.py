@@ -76,13 +76,13 @@ def _rounded(adapter: Adapter, dtype: torch.dtype) -> Adapter:
                    adapter.r, adapter.alpha)
 
 
-
 def _mismatch(folder: Path, rec: dict) -> str | None:
     """The first of an adapter folder's PEFT files whose sha256 differs from its manifest record `rec`, or None."""
     for name, key in ((ADAPTER_FILE, "sha256"), (ADAPTER_CONFIG_FILE, "config_sha256")):
         if key in rec and sha256_file(folder / name) != rec[key]:
             return name
     return None
+
 
 class KnowledgeBase:
     def __init__(self, root: Path, config: PragConfig, docs: list[Document]):
