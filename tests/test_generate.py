@@ -67,3 +67,161 @@ def test_a_batch_streams_and_cancels_row_by_row(tiny_lm):
     assert len(s0.puts) == 1 + 6 + 1 and s0.puts[-1] == "end"  # the prompt, 6 tokens, the end
     streamed = [t for p in s0.puts[1:-1] for t in p]
     assert tiny_lm.tokenizer.decode(streamed, skip_special_tokens=True) == out[0]
+
+
+# ---------------------------------------------------------------- the continuous batch
+LIMITS = [12, 3, 20, 7, 15]
+SETS = [[0], [1, 2], [], [2, 0], [1]]  # each row's adapters (indices into three random ones), at weights 1, 0.5
+
+
+@pytest.fixture()
+def rows_and_alone(tiny_lm):
+    """Five prompts with different adapter sets and limits, and each one's text alone (`generate` with only its
+    adapters installed). Yields (make_rows, alone, injector)."""
+    from conftest import random_adapter
+    from prag.generate import Row, generate
+    from prag.update import Injector
+
+    inj = Injector(tiny_lm.model, ["gate_proj", "up_proj", "down_proj"])
+    ads = [random_adapter(inj, s) for s in range(3)]
+    prompts = [tiny_lm.prompter.format(f"Question: {q}") for q in PROMPTS + ["Why not?", "x"]]
+    sets = [([ads[i] for i in s], [1.0, 0.5][:len(s)]) for s in SETS]
+    alone = []
+    for p, n, (a, w) in zip(prompts, LIMITS, sets):
+        with inj.applied(a, w):
+            alone.append(generate(tiny_lm, p, n, stop_at_newline=False))
+    assert len(set(alone)) == 5, "the rows must differ, or the test shows nothing"
+
+    def make_rows(out: dict) -> list:
+        return [Row(p, n, a, w, done=lambda text, u, i=i: out.__setitem__(i, text))
+                for i, (p, n, (a, w)) in enumerate(zip(prompts, LIMITS, sets))]
+
+    yield make_rows, alone, inj
+    inj.remove()
+
+
+def _feed(rows: list, per_call: int | None = None):
+    """A `take` over a list: up to n rows per call (at most `per_call`: rows arriving one by one)."""
+    def take(n, idle):
+        k = min(n, per_call or n)
+        got = rows[:k]
+        del rows[:k]
+        return got
+    return take
+
+
+@pytest.mark.parametrize("max_rows, per_call", [(1, None), (2, None), (3, 1), (5, None), (8, 2)])
+def test_a_continuous_batch_gives_each_row_its_own_answer(tiny_lm, rows_and_alone, max_rows, per_call):
+    """Rows with their own adapters and limits join as places free up (or as they arrive) and leave when done:
+    each row's text is the one it gets alone, and the model is the base model again afterwards."""
+    from prag.generate import generate_continuous
+
+    make_rows, alone, inj = rows_and_alone
+    out: dict = {}
+    widths = []
+    real = inj.apply_rows
+    inj.apply_rows = lambda rows: widths.append(len(rows)) or real(rows)
+    generate_continuous(tiny_lm, inj, _feed(make_rows(out), per_call), max_rows, stop_at_newline=False)
+    assert [out[i] for i in range(5)] == alone
+    assert max(widths) <= max_rows and (max_rows == 1 or max(widths) > 1), widths  # rows did share passes
+    assert not inj.active and all(not t for t in inj.terms.values())
+
+
+def test_between_steps_the_model_is_the_base_model(tiny_lm, rows_and_alone):
+    """`take` runs between decode steps, outside the lock: whoever takes the lock then (training a document, a
+    method that retrieves while generating) must not see the running rows' factors."""
+    from prag.generate import generate_continuous
+
+    make_rows, alone, inj = rows_and_alone
+    rows, out, seen = make_rows({}), {}, []
+
+    def take(n, idle):
+        seen.append(dict(inj.active))
+        inj.apply([], [])  # another user installs (nothing) meanwhile: the running rows must get theirs back
+        got = rows[:1]
+        del rows[:1]
+        return got
+
+    for r in rows:
+        r.done = (lambda i: lambda text, u: out.__setitem__(i, text))(len(out) + rows.index(r))
+    generate_continuous(tiny_lm, inj, take, 3, stop_at_newline=False)
+    assert len(seen) > 5 and not any(seen)
+    assert [out[i] for i in range(5)] == alone
+
+
+def test_a_continuous_batch_streams_cancels_and_refuses_row_by_row(tiny_lm, rows_and_alone):
+    import threading
+
+    from prag.generate import generate_continuous
+
+    class Collect:
+        def __init__(self):
+            self.puts = []
+
+        def put(self, value):
+            self.puts.append(value.tolist())
+
+        def end(self):
+            self.puts.append("end")
+
+    make_rows, alone, inj = rows_and_alone
+    out: dict = {}
+    rows = make_rows(out)
+    n_tok = [len(tiny_lm.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in alone]
+    s = max(range(5), key=lambda i: n_tok[i])  # the row with the longest answer is streamed
+    c = next(i for i in range(5) if i != s and n_tok[i] > 1)  # a row that would say more is cancelled
+    x = next(i for i in range(5) if i not in (s, c))  # a row whose documents went away is refused
+    rows[s].streamer, rows[c].cancel = Collect(), threading.Event()
+    rows[c].cancel.set()  # its client went away: it stops after its first token
+    rows[x].admit = lambda: KeyError("deleted")
+    generate_continuous(tiny_lm, inj, _feed(list(rows)), 2, stop_at_newline=False)
+    assert all(out[i] == alone[i] for i in range(5) if i not in (c, x))
+    assert len(tiny_lm.tokenizer(out[c], add_special_tokens=False)["input_ids"]) <= 1 < n_tok[c]
+    assert isinstance(out[x], KeyError), "a refused row hears why, and never runs"
+    puts = rows[s].streamer.puts
+    assert puts[-1] == "end" and len(puts) == 1 + n_tok[s] + 1  # the prompt, its tokens, the end
+    assert tiny_lm.tokenizer.decode([t for p in puts[1:-1] for t in p], skip_special_tokens=True) == out[s]
+
+
+def test_a_base_model_row_ends_at_its_first_line_break(tmp_path):
+    """No chat template: an answer ends with the token that holds a line break, as `generate`'s stop string does."""
+    from conftest import make_tiny_model_dir
+    from prag.generate import Row, generate, generate_continuous
+    from prag.models import load_model
+    from prag.update import Injector
+
+    lm = load_model(str(make_tiny_model_dir(tmp_path / "base", seed=4, chat=False)))  # a seed that writes "\n"
+    inj = Injector(lm.model, ["down_proj"])
+    prompts = [lm.prompter.format(f"Question: {q}") for q in PROMPTS]
+    alone = [generate(lm, p, 30) for p in prompts]
+    assert any("\n" in a for a in alone), "some row must stop at a line break, or the test shows nothing"
+    out: dict = {}
+    rows = [Row(p, 30, done=lambda t, u, i=i: out.__setitem__(i, t)) for i, p in enumerate(prompts)]
+    generate_continuous(lm, inj, _feed(rows), 2)
+    assert [out[i] for i in range(3)] == alone
+
+
+def test_a_failing_batch_tells_every_running_row(tiny_lm, rows_and_alone):
+    from prag.generate import generate_continuous
+
+    make_rows, alone, inj = rows_and_alone
+    out: dict = {}
+    rows = make_rows(out)
+    calls = []
+
+    def boom(module, args, output):
+        calls.append(1)
+        if len(calls) > 3:  # after the prefill, in a decode step
+            raise RuntimeError("device lost")
+
+    h = tiny_lm.model.lm_head.register_forward_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="device lost"):
+            generate_continuous(tiny_lm, inj, _feed(rows), 3, stop_at_newline=False)
+    finally:
+        h.remove()
+    assert sorted(out) == [0, 1, 2, 3], "every row taken hears how it ended"  # row 4 was never taken
+    assert any(isinstance(v, RuntimeError) for v in out.values())
+    assert all(v == alone[i] for i, v in out.items() if not isinstance(v, RuntimeError)), "rows done before: theirs"
+    with pytest.raises(ValueError, match="max_rows"):
+        generate_continuous(tiny_lm, inj, _feed([]), 0)

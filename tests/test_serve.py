@@ -76,17 +76,18 @@ def test_concurrent_requests_see_only_their_documents(client, served):
     reference = {tuple(s): _ask(client, Q, s) for s in sets}
     assert len(set(reference.values())) > 1, "different documents must give different answers on this model"
     jobs = [sets[i % len(sets)] for i in range(40)]
-    sizes = []
-    real = pipe.ask_batch
-    pipe.ask_batch = lambda reqs, *a: sizes.append(len(reqs)) or real(reqs, *a)
+    widths = []  # rows per forward pass
+    real = pipe.injector.apply_rows
+    pipe.injector.apply_rows = lambda rows: widths.append(len(rows)) or real(rows)
+    batcher, before = served[1].state.batcher, served[1].state.batcher.rows
     try:
         with ThreadPoolExecutor(8) as ex:
             got = list(ex.map(lambda s: (tuple(s), _ask(client, Q, s)), jobs))
     finally:
-        pipe.ask_batch = real
+        pipe.injector.apply_rows = real
     for s, ans in got:
         assert ans == reference[s], s
-    assert sum(sizes) == 40 and max(sizes) > 1, f"the requests must have shared batches: {sizes}"
+    assert batcher.rows - before == 40 and max(widths) > 1, f"the requests must have shared batches: {widths}"
     assert all(not t for t in pipe.injector.terms.values()) and not pipe.injector.active
 
 
@@ -280,16 +281,16 @@ def test_generation_is_cancelled_when_the_client_goes_away(served, live_url, str
 
     pipe = served[0]
     seen = {}
-    real_ask = pipe.ask_batch
+    real_row = pipe._row
 
-    def slow_ask(reqs, planned=None, streamers=None, cancels=None):  # runs until cancelled (10 s at most)
+    def slow_row(job):  # the request's row waits until cancelled (10 s at most)
         t0 = time.perf_counter()
-        while not (cancels[0] is not None and cancels[0].is_set()) and time.perf_counter() - t0 < 10:
+        while not (job.cancel is not None and job.cancel.is_set()) and time.perf_counter() - t0 < 10:
             time.sleep(0.02)
         seen["cancelled_after"] = time.perf_counter() - t0
-        return real_ask(reqs, planned, streamers, cancels)
+        return real_row(job)
 
-    pipe.ask_batch = slow_ask
+    pipe._row = slow_row
     try:
         body = {"messages": [{"role": "user", "content": Q}], "stream": stream}
         with pytest.raises(httpx.ReadTimeout):
@@ -304,7 +305,7 @@ def test_generation_is_cancelled_when_the_client_goes_away(served, live_url, str
             time.sleep(0.05)
         assert seen.get("cancelled_after", 99) < 5, seen
     finally:
-        pipe.ask_batch = real_ask
+        pipe._row = real_row
 
 
 # ---------------------------------------------------------------- API keys, the document list, the page

@@ -3,16 +3,18 @@
 # 1. the no-dev defaults: P-RAG at each strength, no worked examples, on the fictional sets (68 documents);
 #    the four datasets' dev points come from the tuning tables that step 2 writes;
 # 2. `prag eval --dataset D --split test` with no other flags (it tunes a new kb on dev first) per dataset.
-#   LIMIT=20 DATASETS="popqa hotpotqa" MODEL=smollm2 bash benchmarks/experiments/auto_eval.sh
+#   LIMIT=100 DATASETS="popqa hotpotqa" MODEL=smollm2 BATCH=8 FICTIONAL=0 bash benchmarks/experiments/auto_eval.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LIMIT=${LIMIT:-20}
 MODEL=${MODEL:-smollm2}
 DATASETS=${DATASETS:-"popqa hotpotqa 2wikimultihopqa"}
 SCALES=${SCALES:-"0.25 0.5 1.0"}
+BATCH=${BATCH:-1}          # questions answered per batch (same answers, up to float rounding)
+FICTIONAL=${FICTIONAL:-1}  # 0: skip step 1
 OUT=benchmarks/results/tuning-auto
 mkdir -p "$OUT/fictional"
-for set in fictional30 fictional-heldout; do
+for set in $([ "$FICTIONAL" = 1 ] && echo fictional30 fictional-heldout); do
   KB=runs/kb-$set-$MODEL
   [ -d "$KB" ] || .venv/bin/prag index --corpus benchmarks/data/$set/corpus.jsonl --kb "$KB" --model "$MODEL"
   for s in $SCALES; do
@@ -22,6 +24,6 @@ for set in fictional30 fictional-heldout; do
 done
 for d in $DATASETS; do
   .venv/bin/prag eval --dataset "$d" --model "$MODEL" --split test --limit "$LIMIT" \
-    --methods closed,rag,prag,combine --json "$OUT/$d-$MODEL-test$LIMIT.json" > /dev/null
+    --methods closed,rag,prag,combine --batch-size "$BATCH" --json "$OUT/$d-$MODEL-test$LIMIT.json" > /dev/null
   cp "runs/kb-$d-$MODEL/tuning.json" "$OUT/$d-$MODEL-tuning.json"
 done

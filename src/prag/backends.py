@@ -6,20 +6,19 @@
 A backend is a class registered with `@BACKENDS.register("name")`: a classmethod `check(config)` that rejects what
 it cannot run before any model is loaded, `__init__(pipe)`, and the methods of `Backend`. Every backend answers
 the same planned prompt with the same adapters and weights under a lock, so concurrent requests never see each
-other's documents. A backend that also has `answer_batch` answers several planned questions in one batch, each
-row with its own documents' adapters (transformers); without it, a batch is answered one row at a time
+other's documents. A backend that also has `answer_rows` answers many planned questions as a continuous batch,
+each row with its own documents' adapters (transformers); without it, they are answered one at a time
 (llamacpp).
 """
 from __future__ import annotations
 
 import threading
-import time
 from typing import Protocol
 
 from .errors import PragError
-from .generate import generate_batch, generate_scored
+from .generate import Row, generate_continuous, generate_scored
 from .llamacpp import LlamaCppBackend, dequantized_gguf, generate_text, require_llama_cpp
-from .models import cache_dir, is_gguf, resolve_gguf, sync
+from .models import cache_dir, is_gguf, resolve_gguf
 from .registry import Registry
 from .update import MERGES
 
@@ -69,24 +68,23 @@ class TransformersBackend:
         return int(getattr(self.pipe.lm.model.config, "max_position_embeddings", None) or 2048)
 
     def answer(self, prompt, hits, adapters, weights, max_new_tokens, streamer=None, cancel=None):
-        texts, update_s = self.answer_batch([(prompt, hits, adapters, weights)], [max_new_tokens], [streamer],
-                                            [cancel])
-        return texts[0], update_s
+        out = []
+        rows = [Row(prompt, max_new_tokens, adapters, weights, streamer, cancel, lambda *res: out.append(res))]
+        self.answer_rows(lambda n, idle: [rows.pop()] if rows else [], 1)
+        text, update_s = out[0]
+        if isinstance(text, Exception):
+            raise text
+        return text, update_s
 
-    def answer_batch(self, plans, max_new_tokens, streamers=None, cancels=None):
-        """Planned questions (prompt, hits, adapters, weights, ...) in one left-padded batch, row i with its own
-        adapters at its own weights: (texts, Update seconds)."""
-        injector = self.pipe.injector
-        with injector.lock:
-            t0 = time.perf_counter()
-            injector.apply_rows([(p[2], p[3]) for p in plans])
-            sync(injector.device)  # the Update's queued GPU work counts as Update, not generation
-            update_s = time.perf_counter() - t0
-            try:
-                return generate_batch(self.pipe.lm, [p[0] for p in plans], max_new_tokens, streamers=streamers,
-                                      cancels=cancels), update_s
-            finally:
-                injector.clear()
+    def answer_rows(self, take, max_rows):
+        """A continuous batch (`generate_continuous`): rows from `take` join and leave between decode steps, each
+        with its own adapters at its own weights through the Injector's per-row factors. The model loads once a
+        first row is ready: a request refused while planning never loads it."""
+        first = take(max_rows, True)
+        if first:
+            waiting = [first]
+            generate_continuous(self.pipe.lm, self.pipe.injector,
+                                lambda n, idle: waiting.pop() if waiting else take(n, idle), max_rows)
 
     def scored(self, prompt, max_new_tokens):
         with self.pipe.injector.lock:  # the bare base model

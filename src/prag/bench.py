@@ -340,7 +340,7 @@ def bench_serve(pipe, questions: list[str], clients: int = 16, seconds: float = 
         server.should_exit = True
         b = app.state.batcher
         return {**stats, "seconds": round(wall, 1), "rps": round(stats["requests"] / wall, 2),
-                "mean_batch_rows": round(b.rows / max(b.batches, 1), 2),
+                "mean_rows_per_join": round(b.rows / max(b.batches, 1), 2),  # requests prefilled together
                 "p50_ms": round(_percentile(lat, 0.5) * 1000, 1), "p95_ms": round(_percentile(lat, 0.95) * 1000, 1)}
 
     pipe.backend.start()

@@ -173,7 +173,7 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
         bar = tqdm(total=len(todo), desc="eval", unit="q", disable=not progress or not todo)
         for chunk in _batches(pipe, todo, top_k, batch_size):
             answers = pipe.ask_batch([(q.question, m, top_k, ids) for _, m, q, ids, _ in chunk],
-                                     [plan for *_, plan in chunk])
+                                     [plan for *_, plan in chunk], max_rows=batch_size)
             for res in answers:
                 if isinstance(res, Exception):
                     raise res
@@ -219,17 +219,21 @@ def composition(rows: dict[str, list[dict]], method: str) -> dict:
     return out
 
 
+ROWS_PER_CHUNK = 4  # with batch_size > 1, a chunk holds 4 batches' questions: a row that ends makes room for the next
+
+
 def _batches(pipe, todo: list, top_k: int, batch_size: int):
-    """(label, method, question, doc_ids, plan) batches: one label per batch, and with batch_size > 1, its
+    """(label, method, question, doc_ids, plan) chunks: one label per chunk, and with batch_size > 1, its
     questions planned first and sorted by prompt length, so that left padding wastes little (a padded token costs
-    as much as a real one)."""
+    as much as a real one), `ROWS_PER_CHUNK` batches' worth per chunk (the log is written after each)."""
     for label in dict.fromkeys(j[0] for j in todo):
         rows = [(*j, None) for j in todo if j[0] == label]
         if batch_size > 1 and METHODS.get(rows[0][1]).dynamic is None:
             rows = sorted(((lb, m, q, ids, pipe.plan(q.question, m, top_k, ids)) for lb, m, q, ids, _ in rows),
                           key=lambda r: len(r[4].prompt))
-        for start in range(0, len(rows), batch_size):
-            yield rows[start:start + batch_size]
+        size = batch_size * ROWS_PER_CHUNK if batch_size > 1 else 1
+        for start in range(0, len(rows), size):
+            yield rows[start:start + size]
 
 
 def _log_row(done: dict, log, setting: dict, device: str, method: str, q, res, batch_rows: int) -> None:

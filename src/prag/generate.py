@@ -1,14 +1,25 @@
 """Generation: greedy decoding with the base model (plus whatever adapters the Injector has applied), the
-question prompt shared by every method, and answer extraction."""
+question prompt shared by every method, and answer extraction.
+
+Two batched paths: `generate_batch` runs a fixed set of prompts to the end through `model.generate`;
+`generate_continuous` is a continuous batch, our own greedy loop over a KV cache in which rows join and leave
+between decode steps, each with its own adapters (the Injector's per-row factors) and its own limit, stream and
+cancel: a finished row's place goes to the next waiting prompt at once.
+"""
 from __future__ import annotations
 
 import re
 import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from .corpus import Document
-from .models import INSTRUCTION, LoadedModel
+from .models import INSTRUCTION, LoadedModel, sync
 
 
 def question_message(question: str, docs: list[Document] | None = None) -> str:
@@ -92,6 +103,174 @@ def generate_batch(lm: LoadedModel, prompts: list[str], max_new_tokens: list[int
         kw["streamer"] = streamers[0] if len(streamers) == 1 else RowStreamers(streamers, max_new_tokens)
     out = lm.model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max(max_new_tokens), **kw)
     return [tok.decode(row[width:width + n], skip_special_tokens=True) for row, n in zip(out, max_new_tokens)]
+
+
+@dataclass(eq=False)
+class Row:
+    """One prompt of a continuous batch. `done(text, update_seconds)` is called once when it ends (its end token,
+    a line break for base models, its own `max_new_tokens`, or `cancel`), with its text and its share of the
+    seconds the Update (installing the rows' factors) took while it ran; `done(error, 0.0)` if the batch failed. `admit()`, called under
+    the Injector's lock just before the row's prefill, may refuse it by returning an exception (its documents
+    were deleted meanwhile): `done` then gets that exception."""
+    prompt: str
+    max_new_tokens: int
+    adapters: list = field(default_factory=list)
+    weights: list = field(default_factory=list)
+    streamer: object = None
+    cancel: threading.Event | None = None
+    done: Callable = lambda text, update_s: None
+    admit: Callable[[], Exception | None] = lambda: None
+    meta: object = None  # the caller's (the pipeline's plan)
+    ids: list[int] = field(default_factory=list)  # generated so far
+    update_s: float = 0.0
+    finished: bool = False
+
+
+_NEWLINE_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def newline_ids(tokenizer) -> frozenset[int]:
+    """The token ids whose text holds a line break: a base model's answer ends with the first of them (what
+    `model.generate`'s stop string "\n" does). Computed once per tokenizer."""
+    ids = _NEWLINE_IDS.get(tokenizer)
+    if ids is None:
+        ids = frozenset(i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i]))
+        _NEWLINE_IDS[tokenizer] = ids
+    return ids
+
+
+def _join_caches(cache, mask: torch.Tensor | None, new_cache, new_mask: torch.Tensor):
+    """The running batch's KV cache and mask with the new rows' appended: both left-padded to the wider."""
+    if cache is None:
+        return new_cache, new_mask
+    width = max(mask.shape[1], new_mask.shape[1])
+    for old, new in zip(cache.layers, new_cache.layers, strict=True):
+        old.keys = torch.cat([F.pad(old.keys, (0, 0, width - old.keys.shape[-2], 0)),
+                              F.pad(new.keys, (0, 0, width - new.keys.shape[-2], 0))])
+        old.values = torch.cat([F.pad(old.values, (0, 0, width - old.values.shape[-2], 0)),
+                                F.pad(new.values, (0, 0, width - new.values.shape[-2], 0))])
+    return cache, torch.cat([F.pad(mask, (width - mask.shape[1], 0)), F.pad(new_mask, (width - new_mask.shape[1], 0))])
+
+
+def _keep_rows(cache, mask: torch.Tensor, keep: list[int]):
+    """The cache and mask of the rows `keep` only, without the leading columns no remaining row uses."""
+    idx = torch.tensor(keep, device=mask.device)
+    mask = mask.index_select(0, idx)
+    start = int((mask.sum(0) > 0).nonzero()[0])
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, idx)[:, :, start:]
+        layer.values = layer.values.index_select(0, idx)[:, :, start:]
+    return cache, mask[:, start:]
+
+
+def generate_continuous(lm: LoadedModel, injector, take: Callable[[int, bool], list[Row]], max_rows: int,
+                        stop_at_newline: bool = True) -> None:
+    """Greedy decoding of a stream of prompts, at most `max_rows` at a time. Between decode steps, finished rows
+    leave (their `done` is called) and `take(free, idle)` is asked for up to `free` new rows (`idle`: no row is
+    running, so the caller may wait for one); new rows are prefilled together, left-padded, and join the running
+    batch's KV cache. The loop ends when `take` returns nothing while no row runs. Each forward pass holds the
+    Injector's lock and installs the running rows' adapters (per-row factors), so no row sees another's documents
+    and other users of the model (training) run between steps. Row i's text is the one `generate` gives its
+    prompt alone, up to float rounding in the padded batch's kernels."""
+    if not isinstance(max_rows, int) or max_rows < 1:
+        raise ValueError(f"max_rows must be a positive integer, not {max_rows!r}")
+    from transformers import DynamicCache  # here: importing prag must not import transformers
+
+    tok, model = lm.tokenizer, lm.model
+    kw = greedy_kwargs(lm, stop_at_newline)
+    pad, ends = kw["pad_token_id"], frozenset(kw["eos_token_id"] or [])
+    stops = ends | (newline_ids(tok) if "stop_strings" in kw else frozenset())
+    device = model.device
+    running: list[Row] = []
+    cache = mask = last = None
+    installed = None  # (factors, Injector.version) as we installed them for `running`; None after a change
+
+    def step(row: Row, token: int) -> None:
+        row.ids.append(token)
+        if row.streamer is not None and len(row.ids) <= row.max_new_tokens:
+            row.streamer.put(torch.tensor([token]))
+        row.finished = (token in stops or len(row.ids) >= row.max_new_tokens
+                        or (row.cancel is not None and row.cancel.is_set()))
+
+    def install(rows: list[Row]) -> None:
+        t0 = time.perf_counter()
+        injector.apply_rows([(r.adapters, r.weights) for r in rows])
+        sync(injector.device)  # the Update's queued GPU work counts as Update, not generation
+        share = (time.perf_counter() - t0) / len(rows)
+        for r in rows:
+            r.update_s += share
+
+    new: list[Row] = []
+    try:
+        while True:
+            new = take(max_rows - len(running), not running) if len(running) < max_rows else []
+            if not new and not running:
+                return
+            ended: list[Row] = []
+            with injector.lock:  # the factors are installed outside inference mode: adapters cache their packing
+                refused = [(r, r.admit()) for r in new]
+                new = [r for r, err in refused if err is None]
+                try:
+                    if new:  # prefill the new rows together; they join with their first token
+                        ids = [tok(r.prompt, add_special_tokens=False)["input_ids"] for r in new]
+                        width = max(map(len, ids))
+                        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
+                        new_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+                        install(new)
+                        installed = None
+                        with torch.inference_mode():
+                            new_cache = DynamicCache()
+                            logits = model(input_ids=input_ids, attention_mask=new_mask,
+                                           position_ids=(new_mask.cumsum(-1) - 1).masked_fill(new_mask == 0, 1),
+                                           cache=new_cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                            first = logits.argmax(-1)
+                            cache, mask = _join_caches(cache, mask, new_cache, new_mask)
+                            last = first if last is None else torch.cat([last, first])
+                        running, new = running + new, []
+                        for i, r in enumerate(running[len(running) - len(first):]):
+                            if r.streamer is not None:
+                                r.streamer.put(input_ids[i:i + 1])
+                            step(r, int(first[i]))
+                    elif running:  # one decode step for every running row
+                        if installed is not None and injector.version == installed[1]:
+                            injector.active = installed[0]  # nobody installed anything since our last step
+                        else:
+                            install(running)
+                            installed = (injector.active, injector.version)
+                        with torch.inference_mode():
+                            mask = F.pad(mask, (0, 1), value=1)
+                            logits = model(input_ids=last[:, None], attention_mask=mask,
+                                           position_ids=mask.sum(-1, keepdim=True) - 1, cache=cache,
+                                           use_cache=True).logits[:, -1]
+                            last = logits.argmax(-1)
+                        for r, t in zip(running, last.tolist()):
+                            step(r, t)
+                finally:
+                    injector.clear()  # between steps the model is the base model, for whoever takes the lock next
+                keep = [i for i, r in enumerate(running) if not r.finished]
+                if len(keep) < len(running):
+                    ended = [r for r in running if r.finished]
+                    running = [running[i] for i in keep]
+                    installed = None
+                    if running:
+                        with torch.inference_mode():
+                            cache, mask = _keep_rows(cache, mask, keep)
+                            last = last.index_select(0, torch.tensor(keep, device=device))
+                    else:
+                        cache = mask = last = None
+            for r, err in refused:
+                if err is not None:
+                    r.done(err, 0.0)
+            for r in ended:
+                if r.streamer is not None:
+                    r.streamer.end()
+                r.done(tok.decode(r.ids[:r.max_new_tokens], skip_special_tokens=True), r.update_s)
+    except Exception as e:
+        for r in running + new:
+            if r.streamer is not None:
+                r.streamer.end()
+            r.done(e, 0.0)
+        raise
 
 
 @torch.inference_mode()

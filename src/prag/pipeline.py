@@ -14,8 +14,9 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -35,7 +36,7 @@ from .encode import (
     training_sequences,
 )
 from .errors import NotFound, PragError
-from .generate import extract_answer, question_message
+from .generate import Row, extract_answer, question_message
 from .methods import METHODS
 from .models import LoadedModel, load_model
 from .retrieval import Hit
@@ -57,6 +58,16 @@ class Plan(NamedTuple):
     adapters: list[Adapter]
     weights: list[float]
     kinds: list[str] = []
+
+
+class Job(NamedTuple):
+    """One question waiting for `Pipeline.answer_jobs`: the request, its plan if made already, its stream and
+    cancel event, and `settle(answer or error)`, called once."""
+    request: Request | tuple
+    planned: Plan | tuple | None = None
+    streamer: object = None
+    cancel: threading.Event | None = None
+    settle: Callable = lambda result: None
 
 
 class Request(NamedTuple):
@@ -535,58 +546,92 @@ class Pipeline:
         return ans
 
     def ask_batch(self, requests: list[Request | tuple], planned: list | None = None, streamers: list | None = None,
-                  cancels: list | None = None) -> list[Answer | PragError]:
-        """Answer several questions in one batch (`answer_batch` on the backend), each row with its own method,
-        documents and adapters, as `ask` would answer it alone. A request that cannot be answered (bad input, a
-        document deleted meanwhile) gets its `PragError` in its place; the others are answered. Methods that
-        retrieve while generating run one by one."""
+                  cancels: list | None = None, max_rows: int | None = None) -> list[Answer | PragError]:
+        """Answer several questions together (`answer_jobs`), each row with its own method, documents and adapters,
+        as `ask` would answer it alone, at most `max_rows` generating at once (default: all): a row that ends makes
+        room for the next. A request that cannot be answered (bad input, a document deleted meanwhile) gets its
+        `PragError` in its place; the others are answered. Every answer's `seconds` and `update_seconds` are the
+        whole call's (a share each: divide by the rows). Methods that retrieve while generating run one by one."""
         n = len(requests)
         planned, streamers, cancels = planned or [None] * n, streamers or [None] * n, cancels or [None] * n
-        t0 = time.perf_counter()
         out: list = [None] * n
-        rows = []
-        for i, req in enumerate(requests):
-            req = Request(*req)
-            try:
-                if METHODS.get(req.method).dynamic is not None:
-                    out[i] = self.ask(*req, streamer=streamers[i], cancel=cancels[i])
-                else:
-                    rows.append((i, req, planned[i] or self.plan(*req)))
-            except PragError as e:
-                out[i] = e
-        if not rows:
-            return out
-        with self.injector.lock:  # a deletion (which takes this lock) comes before this check or after the answer
-            live = []
-            for i, req, plan in rows:
-                gone = [h.doc.id for h in plan.hits if self.kb.by_id.get(h.doc.id) != h.doc]
-                if gone:
-                    out[i] = NotFound(f"document(s) {', '.join(gone)} deleted or changed while this question was "
-                                      "planned")
-                else:
-                    live.append((i, req, Plan(*plan)))
-            if live:
-                maxes = [req.max_new_tokens or self.config.generation.max_new_tokens for _, req, _ in live]
-                raws, update_s = self._generate([p for _, _, p in live], maxes, [streamers[i] for i, _, _ in live],
-                                                [cancels[i] for i, _, _ in live])
-                seconds = time.perf_counter() - t0
-                for (i, req, p), raw in zip(live, raws):
-                    out[i] = Answer(req.question, req.method, extract_answer(raw), raw, p.hits, p.weights, update_s,
-                                    seconds, self.count_tokens(p.prompt), adapter_kinds=p.kinds)
+        pending = [Job(req, planned[i], streamers[i], cancels[i], partial(out.__setitem__, i))
+                   for i, req in enumerate(requests)]
+
+        def take(k: int, idle: bool) -> list[Job]:
+            got = pending[:k]
+            del pending[:k]
+            return got
+
+        t0 = time.perf_counter()
+        self.answer_jobs(take, max_rows or max(n, 1))
+        seconds = time.perf_counter() - t0
+        update_s = sum(res.update_seconds for res in out if isinstance(res, Answer))
+        for res in out:
+            if isinstance(res, Answer):
+                res.seconds, res.update_seconds = seconds, update_s
+            elif isinstance(res, Exception) and not isinstance(res, PragError):
+                raise res
         return out
 
-    def _generate(self, plans: list[Plan], max_new_tokens: list[int], streamers: list,
-                  cancels: list) -> tuple[list[str], float]:
-        """The backend's answers to planned questions: in one batch where it can (`answer_batch`), else in turn."""
+    def answer_jobs(self, take: Callable[[int, bool], list[Job]], max_rows: int) -> None:
+        """Answer questions as they come, at most `max_rows` generating at once, until `take` has no more.
+        `take(n, idle)` gives up to n waiting jobs (`idle`: nothing is being generated, so it may wait for one);
+        each job's `settle` receives its `Answer` or its error. On a backend with `answer_rows` (transformers) the
+        rows form a continuous batch: they join and leave between decode steps, each with its own adapters.
+        Otherwise (llamacpp) they are answered one at a time. Methods that retrieve while generating are answered
+        alone as they are taken."""
+        def rows(k: int, idle: bool) -> list[Row]:
+            out: list[Row] = []
+            while len(out) < k:
+                jobs = take(k - len(out), idle and not out)
+                if not jobs:
+                    break
+                out += [r for r in map(self._row, jobs) if r is not None]
+            return out
+
         be = self.backend
-        if hasattr(be, "answer_batch"):
-            return be.answer_batch(plans, max_new_tokens, streamers, cancels)
-        texts, update_s = [], 0.0
-        for p, m, s, c in zip(plans, max_new_tokens, streamers, cancels):
-            raw, u = be.answer(p.prompt, p.hits, p.adapters, p.weights, m, s, c)
-            texts.append(raw)
-            update_s += u
-        return texts, update_s
+        if hasattr(be, "answer_rows"):
+            return be.answer_rows(rows, max_rows)
+        while got := rows(1, True):
+            for r in got:
+                if (err := r.admit()) is not None:
+                    r.done(err, 0.0)
+                    continue
+                try:
+                    raw, update_s = be.answer(r.prompt, r.meta.hits, r.adapters, r.weights, r.max_new_tokens,
+                                              r.streamer, r.cancel)
+                except Exception as e:
+                    r.done(e, 0.0)
+                    raise
+                r.done(raw, update_s)
+
+    def _row(self, job: Job) -> Row | None:
+        """The generation row of one job (planned now if it was not), or None when the job is settled already:
+        its error, or the answer of a method that retrieves while generating."""
+        t0 = time.perf_counter()
+        try:
+            req = Request(*job.request)
+            if METHODS.get(req.method).dynamic is not None:
+                job.settle(self.ask(*req, streamer=job.streamer, cancel=job.cancel))
+                return None
+            plan = Plan(*(job.planned or self.plan(*req)))
+        except Exception as e:  # noqa: BLE001 - this job's error, not the batch's
+            job.settle(e)
+            return None
+
+        def admit() -> PragError | None:  # under the Injector's lock: a deletion comes before it or after the answer
+            gone = [h.doc.id for h in plan.hits if self.kb.by_id.get(h.doc.id) != h.doc]
+            return NotFound(f"document(s) {', '.join(gone)} deleted or changed while this question was "
+                            "planned") if gone else None
+
+        def done(raw, update_s: float) -> None:
+            job.settle(raw if isinstance(raw, Exception) else
+                       Answer(req.question, req.method, extract_answer(raw), raw, plan.hits, plan.weights, update_s,
+                              time.perf_counter() - t0, self.count_tokens(plan.prompt), adapter_kinds=plan.kinds))
+
+        return Row(plan.prompt, req.max_new_tokens or self.config.generation.max_new_tokens, plan.adapters,
+                   plan.weights, job.streamer, job.cancel, done, admit, meta=plan)
 
     def count_tokens(self, text: str) -> int:
         return len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -11,12 +11,13 @@ management. `prag serve --kb DIR` runs it with uvicorn.
     GET  /                      the web page: ask, see the documents used and their weights, add and delete
     DELETE /v1/documents/{id}   removes it and its adapter
 
-Requests wait in a queue; one scheduler thread (`Batcher`) answers up to `max_batch` of them at a time in one
-batch (`Pipeline.ask_batch`), each row with its own documents' adapters through per-row factors in the same hooks,
-so one request's adapters never touch another's answer, and a deletion (under the injector's lock) never lands
-mid-answer. `max_batch` = 1 answers one request at a time. Errors map by type (a `PragError`'s status: NotFound
-404, Conflict 409, others 400) to an OpenAI-style {"error": {"message", "type", "code"}} body. Generation stops
-when its client disconnects or the server shuts down.
+Requests wait in a queue; one scheduler thread (`Batcher`) answers them as a continuous batch of up to `max_batch`
+rows (`Pipeline.answer_jobs`): rows join and leave between decode steps, each with its own documents' adapters
+through per-row factors in the same hooks, so one request's adapters never touch another's answer, and a deletion
+(under the injector's lock) lands before a request joins or after its answer. `max_batch` = 1 answers one request
+at a time. Errors map by type (a `PragError`'s status: NotFound 404, Conflict 409, others 400) to an OpenAI-style
+{"error": {"message", "type", "code"}} body. Generation stops when its client disconnects or the server shuts
+down.
 
 With an API key (`prag serve --api-key-file F` or $PRAG_API_KEY) every endpoint but /health and the page asks for
 `Authorization: Bearer KEY`; a missing or wrong key gets an OpenAI-style 401. The key is never logged.
@@ -46,7 +47,7 @@ from transformers import TextIteratorStreamer
 from .corpus import Document
 from .errors import NotFound, PragError
 from .methods import METHODS
-from .pipeline import MAX_DOCS, Answer, Pipeline, Request
+from .pipeline import MAX_DOCS, Answer, Job, Pipeline, Request
 
 MAX_BODY_BYTES = 1 << 20
 ID_PATTERN = re.compile(r"[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{0,199}")  # ids a URL path carries as they are
@@ -103,44 +104,59 @@ def _parse_chat(body: dict, model_id: str) -> dict:
 
 
 class Batcher:
-    """The scheduler: requests wait in a queue and one thread answers up to `max_batch` of them per batch, each
-    row with its own method, documents and adapters. Once a request is waiting, the batch gathers more for up to
-    `window` seconds (clients whose answers just came back send their next question in that time), then starts;
-    requests that arrive while it runs wait for the next batch (rows do not yet join between decode steps)."""
+    """The scheduler: requests wait in a queue and one thread answers them as a continuous batch of up to
+    `max_batch` rows (`Pipeline.answer_jobs`), each row with its own method, documents and adapters: between
+    decode steps, finished rows leave and waiting requests join. When nothing runs, the first request waits up to
+    `window` seconds for others (clients whose answers just came back send their next question in that time), so
+    that they are prefilled together."""
 
     def __init__(self, pipe: Pipeline, max_batch: int = 8, window: float = 0.05):
         if not isinstance(max_batch, int) or max_batch < 1:
             raise PragError(f"max_batch must be a positive integer, not {max_batch!r}")
         self.pipe, self.max_batch, self.window = pipe, max_batch, window if max_batch > 1 else 0.0
         self.waiting: queue.Queue = queue.Queue()
-        self.batches = self.rows = 0  # answered so far: rows / batches is the mean batch size
+        self.batches = self.rows = 0  # joins (prefills) so far and requests they took: rows / batches is their size
         threading.Thread(target=self._run, daemon=True, name="prag-batcher").start()
 
     def submit(self, req: Request, planned=None, streamer=None, cancel: threading.Event | None = None):
         """Queue one request; returns a future of its `Answer` (or its error)."""
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.waiting.put((req, planned, streamer, cancel, fut, asyncio.get_running_loop()))
+        loop = asyncio.get_running_loop()
+
+        def settle(res) -> None:
+            if isinstance(res, Exception) and streamer is not None:
+                streamer.end()
+            loop.call_soon_threadsafe(_settle, fut, res)
+
+        self.waiting.put(Job(req, planned, streamer, cancel, settle))
         return fut
+
+    def _take(self, n: int, idle: bool) -> list[Job]:
+        """Up to n waiting requests; when nothing runs, wait for one, then up to `window` seconds for more."""
+        jobs = []
+        if idle:
+            jobs.append(self.waiting.get())
+            until = time.monotonic() + self.window
+            while len(jobs) < n:
+                try:
+                    jobs.append(self.waiting.get(timeout=max(0.0, until - time.monotonic())))
+                except queue.Empty:
+                    break
+        while len(jobs) < n:
+            try:
+                jobs.append(self.waiting.get_nowait())
+            except queue.Empty:
+                break
+        if jobs:
+            self.batches, self.rows = self.batches + 1, self.rows + len(jobs)
+        return jobs
 
     def _run(self) -> None:
         while True:
-            batch = [self.waiting.get()]
-            until = time.monotonic() + self.window
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self.waiting.get(timeout=max(0.0, until - time.monotonic())))
-                except queue.Empty:
-                    break
             try:
-                out = self.pipe.ask_batch([b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch],
-                                          [b[3] for b in batch])
-            except Exception as e:  # noqa: BLE001 - the whole batch failed (a model error): every row hears of it
-                out = [e] * len(batch)
-            self.batches, self.rows = self.batches + 1, self.rows + len(batch)
-            for (*_, streamer, _, fut, loop), res in zip(batch, out):
-                if isinstance(res, Exception) and streamer is not None:
-                    streamer.end()
-                loop.call_soon_threadsafe(_settle, fut, res)
+                self.pipe.answer_jobs(self._take, self.max_batch)
+            except Exception:  # noqa: BLE001 - a model error: the rows running then have their error; go on
+                pass
 
 
 def _settle(fut: asyncio.Future, res) -> None:

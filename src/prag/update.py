@@ -141,6 +141,7 @@ class Injector:
         self.active: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._buffers: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.lock = threading.RLock()
+        self.version = 0  # counts installs (apply, apply_rows): a caller can tell whether its factors are current
         self._handles = [mod.register_forward_hook(self._hook(name)) for name, mod in self.modules.items()]
 
     def _hook(self, name: str):
@@ -175,6 +176,7 @@ class Injector:
 
     def apply(self, adapters: list[Adapter], weights: list[float] | None = None) -> None:
         """Install Σ w_j·(alpha_j/r_j)·B_j A_j: per module group, the factors stacked to rank Σ r_j."""
+        self.version += 1
         if weights is None:
             weights = [1.0] * len(adapters)
         if len(weights) != len(adapters):
@@ -194,6 +196,7 @@ class Injector:
         rank (a zero factor adds exactly nothing); a row with no adapters gets the base model."""
         if len(rows) == 1:
             return self.apply(*rows[0])
+        self.version += 1
         packs = [[(ad.packed(self), w * ad.scaling) for ad, w in zip(ads, ws, strict=True) if w != 0.0]
                  for ads, ws in rows]
         first = next(iter(self.groups))
