@@ -87,3 +87,25 @@ def test_bench_serve_runs_the_server_both_ways_and_checks_every_answer(tiny_kb, 
     with pytest.raises(PragError, match="clients"):
         bench_serve(pipe, qs, clients=0)
     pipe.injector.remove()
+
+
+def test_bench_batch_answers_the_same_queue_both_ways(tiny_kb, tiny_lm):
+    import pytest
+
+    from conftest import FICTIONAL
+    from prag import PragError
+    from prag.bench import bench_batch
+    from prag.corpus import load_questions
+    from prag.pipeline import Pipeline
+
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.parameterize(progress=False)
+    qs = [q.question for q in load_questions(FICTIONAL / "questions.jsonl")][:3]
+    res = bench_batch(pipe, qs, ("closed", "prag", "combine"), rows=11, max_rows=4, max_tokens=6)
+    assert res["rows"] == 11 and res["answers_differ"] == 0, res
+    assert res["static_s"] > 0 and res["continuous_s"] > 0
+    assert res["speedup"] == pytest.approx(res["static_s"] / res["continuous_s"], rel=0.1)  # from unrounded times
+    for bad, match in (({"rows": 0}, "rows"), ({"methods": ("flare",)}, "flare")):
+        with pytest.raises(PragError, match=match):
+            bench_batch(pipe, qs, **({"methods": ("prag",)} | bad))
+    pipe.injector.remove()

@@ -110,8 +110,9 @@ def _feed(rows: list, per_call: int | None = None):
     return take
 
 
-@pytest.mark.parametrize("max_rows, per_call", [(1, None), (2, None), (3, 1), (5, None), (8, 2)])
-def test_a_continuous_batch_gives_each_row_its_own_answer(tiny_lm, rows_and_alone, max_rows, per_call):
+@pytest.mark.parametrize("max_rows, per_call, min_join", [(1, None, 1), (2, None, 1), (3, 1, 1), (5, None, 1),
+                                                           (8, 2, 1), (3, None, 2), (3, None, 3)])
+def test_a_continuous_batch_gives_each_row_its_own_answer(tiny_lm, rows_and_alone, max_rows, per_call, min_join):
     """Rows with their own adapters and limits join as places free up (or as they arrive) and leave when done:
     each row's text is the one it gets alone, and the model is the base model again afterwards."""
     from prag.generate import generate_continuous
@@ -121,8 +122,12 @@ def test_a_continuous_batch_gives_each_row_its_own_answer(tiny_lm, rows_and_alon
     widths = []
     real = inj.apply_rows
     inj.apply_rows = lambda rows: widths.append(len(rows)) or real(rows)
-    generate_continuous(tiny_lm, inj, _feed(make_rows(out), per_call), max_rows, stop_at_newline=False)
+    takes = []
+    feed = _feed(make_rows(out), per_call)
+    generate_continuous(tiny_lm, inj, lambda n, idle: takes.append((n, idle)) or feed(n, idle), max_rows,
+                        stop_at_newline=False, min_join=min_join)
     assert [out[i] for i in range(5)] == alone
+    assert all(idle or n >= min_join for n, idle in takes), "rows join only once min_join places are free"
     assert max(widths) <= max_rows and (max_rows == 1 or max(widths) > 1), widths  # rows did share passes
     assert not inj.active and all(not t for t in inj.terms.values())
 
@@ -225,3 +230,6 @@ def test_a_failing_batch_tells_every_running_row(tiny_lm, rows_and_alone):
     assert all(v == alone[i] for i, v in out.items() if not isinstance(v, RuntimeError)), "rows done before: theirs"
     with pytest.raises(ValueError, match="max_rows"):
         generate_continuous(tiny_lm, inj, _feed([]), 0)
+    for bad in (0, 4, 1.5):
+        with pytest.raises(ValueError, match="min_join"):
+            generate_continuous(tiny_lm, inj, _feed([]), 3, min_join=bad)

@@ -400,3 +400,12 @@ def test_the_document_list_pages_filters_and_puts_the_newest_first(client, serve
     assert [d["id"] for d in hal["data"]] == ["fic-05"] and hal["data"][0]["status"] == "done"
     for bad in ({"limit": 0}, {"limit": 5000}, {"offset": -1}, {"limit": "x"}):
         assert client.get("/v1/documents", params=bad).status_code in (400, 422)
+
+
+@pytest.mark.parametrize("max_batch, min_join", [(0, 1), (2.5, 1), (4, 0), (4, 5), (4, "2")])
+def test_the_batcher_refuses_bad_sizes(served, max_batch, min_join):
+    from prag.errors import PragError
+    from prag.serve import Batcher
+
+    with pytest.raises(PragError, match="max_batch|min_join"):
+        Batcher(served[0], max_batch, min_join=min_join)

@@ -76,7 +76,7 @@ class TransformersBackend:
             raise text
         return text, update_s
 
-    def answer_rows(self, take, max_rows):
+    def answer_rows(self, take, max_rows, min_join=1):
         """A continuous batch (`generate_continuous`): rows from `take` join and leave between decode steps, each
         with its own adapters at its own weights through the Injector's per-row factors. The model loads once a
         first row is ready: a request refused while planning never loads it."""
@@ -84,7 +84,8 @@ class TransformersBackend:
         if first:
             waiting = [first]
             generate_continuous(self.pipe.lm, self.pipe.injector,
-                                lambda n, idle: waiting.pop() if waiting else take(n, idle), max_rows)
+                                lambda n, idle: waiting.pop() if waiting else take(n, idle), max_rows,
+                                min_join=min_join)
 
     def scored(self, prompt, max_new_tokens):
         with self.pipe.injector.lock:  # the bare base model

@@ -2,7 +2,9 @@
 same run. `update`: our low-rank Update (apply + restore) for the top-k adapters, warm (adapters in memory) and
 cold (read from disk), against the reference PEFT path (PeftModel.from_pretrained + load_adapter +
 add_weighted_adapter "cat" + set_adapter, then unload). `serve`: requests per second of the real server,
-one request at a time against batched."""
+one request at a time against batched. `batch`: a queue of planned questions answered as static batches (the
+previous path: `model.generate` per batch, every row to the end of the longest) against the continuous batch
+(rows join and leave between decode steps), with the same adapters."""
 from __future__ import annotations
 
 import statistics
@@ -17,8 +19,9 @@ from .config import LoraConfig, default_config
 from .encode import adapter_config, adapter_tensors, read_adapter
 from .errors import PragError
 from .evaluate import run_device
-from .generate import generate, greedy_kwargs, question_message
+from .generate import Row, generate, generate_batch, generate_continuous, greedy_kwargs, question_message
 from .llamacpp import LlamaCppBackend, dequantized_gguf, generate_text, gguf_architecture, write_adapter_gguf
+from .methods import METHODS
 from .models import cache_dir, resolve_gguf, sync
 from .pipeline import Pipeline
 from .store import KnowledgeBase
@@ -273,6 +276,58 @@ def bench_generate(lm, tokens: int = 64, repeats: int = 3, k: int = 3, original:
                llamacpp_weights="dequantized float32 (llamacpp_*) and the shipped GGUF (llamacpp_q_*)"
                if original else "dequantized float32")
     return out
+
+
+def bench_batch(pipe, questions: list[str], methods=("closed", "rag", "prag", "combine"), rows: int = 96,
+                max_rows: int = 16, max_tokens: int | None = None) -> dict:
+    """Seconds to answer `rows` planned questions (the questions x methods, cycled), at most `max_rows` at a time:
+    static batches of `max_rows` through `model.generate` against the continuous batch, in the same run, with
+    the answers compared."""
+    if rows < 1 or max_rows < 1 or not questions or not methods:
+        raise PragError("rows and max_rows must be at least 1, with at least one question and method")
+    if dynamic := [m for m in methods if METHODS.get(m).dynamic is not None]:
+        raise PragError(f"{', '.join(dynamic)} retrieve(s) while generating and cannot be batched")
+    plans = [pipe.plan(q, m) for q in questions for m in methods]
+    work = [plans[i % len(plans)] for i in range(rows)]
+    n = max_tokens or pipe.config.generation.max_new_tokens
+    lm, inj = pipe.lm, pipe.injector
+    pipe.backend.start()
+
+    def static() -> list[str]:
+        out = []
+        for s in range(0, rows, max_rows):
+            chunk = work[s:s + max_rows]
+            with inj.lock:
+                inj.apply_rows([(p.adapters, p.weights) for p in chunk])
+                try:
+                    out += generate_batch(lm, [p.prompt for p in chunk], [n] * len(chunk))
+                finally:
+                    inj.clear()
+        return out
+
+    def continuous() -> list[str]:
+        out: dict[int, str] = {}
+        queue = [Row(p.prompt, n, p.adapters, p.weights, done=lambda t, u, i=i: out.__setitem__(i, t))
+                 for i, p in enumerate(work)]
+
+        def take(k: int, idle: bool) -> list[Row]:
+            got = queue[:k]
+            del queue[:k]
+            return got
+
+        generate_continuous(lm, inj, take, max_rows)
+        return [out[i] for i in range(rows)]
+
+    timed = {}
+    for name, fn in (("static", static), ("continuous", continuous)):
+        t0 = time.perf_counter()
+        timed[name] = (fn(), time.perf_counter() - t0)
+    (a, ts), (b, tc) = timed["static"], timed["continuous"]
+    return {"rows": rows, "max_rows": max_rows, "methods": list(methods), "max_tokens": n, "device": run_device(pipe),
+            "model": pipe.config.model, "static_s": round(ts, 2), "continuous_s": round(tc, 2),
+            "speedup": round(ts / tc, 2), "mean_answer_tokens": round(sum(len(lm.tokenizer(x)["input_ids"]) for x in b)
+                                                                  / rows, 1),
+            "answers_differ": sum(x != y for x, y in zip(a, b))}
 
 
 def _percentile(xs: list[float], q: float) -> float:

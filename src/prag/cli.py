@@ -18,6 +18,7 @@ from typing import Optional
 import typer
 
 from .atomic import atomic_write
+from .bench import bench_batch as run_bench_batch
 from .bench import bench_generate as run_bench_generate
 from .bench import bench_parameterize as run_bench_parameterize
 from .bench import bench_question as run_bench_question
@@ -460,6 +461,19 @@ def bench_question(kb: Path = KB,
     typer.echo(json.dumps(run_bench_question(_pipeline(kb), qs, top_k=top_k)))
 
 
+def _bench_kb(kb: Path | None, questions: Path | None) -> tuple[Pipeline, list[str]]:
+    """The served benchmarks' kb, every document parameterized (default: the demo corpus in runs/kb-bench-serve,
+    made on first use), and their questions (default: the demo's)."""
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo"
+    if kb is None:
+        kb = Path("runs") / "kb-bench-serve"
+        if not (kb / "kb.toml").exists():
+            KnowledgeBase.create(kb, demo / "corpus.jsonl", default_config("smollm2"))
+    pipe = _pipeline(kb, {"generation.adapters": "trained"})
+    pipe.parameterize()  # what is already done is kept
+    return pipe, [q.question for q in load_questions(questions or demo / "questions.jsonl")]
+
+
 @bench_app.command("serve")
 def bench_serve(clients: int = typer.Option(16, min=1, help="Concurrent HTTP clients."),
                 kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge base served (its parameterized documents are asked about). Default: the demo corpus, indexed and parameterized into runs/kb-bench-serve on first use."),
@@ -470,16 +484,23 @@ def bench_serve(clients: int = typer.Option(16, min=1, help="Concurrent HTTP cli
                 as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (default).")):
     """Requests per second of the real server on loopback: one request at a time (max_batch 1) against batched, in
     the same run, with p50/p95 latency, errors, and answers that differ from the single-request answer."""
-    demo = Path(__file__).resolve().parents[2] / "examples" / "demo"
-    if kb is None:
-        kb = Path("runs") / "kb-bench-serve"
-        if not (kb / "kb.toml").exists():
-            KnowledgeBase.create(kb, demo / "corpus.jsonl", default_config("smollm2"))
-    pipe = _pipeline(kb, {"generation.adapters": "trained"})
-    pipe.parameterize()  # what is already done is kept
-    qs = [q.question for q in load_questions(questions or demo / "questions.jsonl")]
+    pipe, qs = _bench_kb(kb, questions)
     res = run_bench_serve(pipe, qs, clients=clients, seconds=seconds, max_batch=max_batch, max_tokens=max_tokens)
     typer.echo(json.dumps(res) if as_json else "\n".join(f"{k}: {v}" for k, v in res.items()))
+
+
+@bench_app.command("batch")
+def bench_batch(kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge base (default: the demo's, as `bench serve` makes it)."),
+                questions: Optional[Path] = typer.Option(None, help="JSONL questions (default: the demo's)."),
+                methods: str = typer.Option("closed,rag,prag,combine", help="Methods, cycled with the questions."),
+                rows: int = typer.Option(96, min=1, help="Questions answered by each path."),
+                max_rows: int = typer.Option(16, min=1, help="Rows generating at once."),
+                max_tokens: Optional[int] = typer.Option(None, min=1, help="Tokens generated per answer at most (default: the kb's).")):
+    """Static batches (model.generate, every row to the end of the longest) against the continuous batch (rows join
+    and leave between decode steps) on the same queue of planned questions, in the same run; answers compared."""
+    pipe, qs = _bench_kb(kb, questions)
+    typer.echo(json.dumps(run_bench_batch(pipe, qs, [m.strip() for m in methods.split(",") if m.strip()], rows,
+                                          max_rows, max_tokens)))
 
 
 def load_plugins() -> None:

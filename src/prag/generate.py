@@ -164,16 +164,22 @@ def _keep_rows(cache, mask: torch.Tensor, keep: list[int]):
 
 
 def generate_continuous(lm: LoadedModel, injector, take: Callable[[int, bool], list[Row]], max_rows: int,
-                        stop_at_newline: bool = True) -> None:
+                        stop_at_newline: bool = True, min_join: int = 1) -> None:
     """Greedy decoding of a stream of prompts, at most `max_rows` at a time. Between decode steps, finished rows
     leave (their `done` is called) and `take(free, idle)` is asked for up to `free` new rows (`idle`: no row is
     running, so the caller may wait for one); new rows are prefilled together, left-padded, and join the running
     batch's KV cache. The loop ends when `take` returns nothing while no row runs. Each forward pass holds the
     Injector's lock and installs the running rows' adapters (per-row factors), so no row sees another's documents
     and other users of the model (training) run between steps. Row i's text is the one `generate` gives its
-    prompt alone, up to float rounding in the padded batch's kernels."""
+    prompt alone, up to float rounding in the padded batch's kernels.
+
+    `min_join`: while rows run, new ones are taken only once that many places are free. Each join is a forward pass
+    of its own, which on a CPU costs about as much as a decode step of the whole batch; `min_join` = `max_rows`
+    refills only when the batch is empty (static batches whose finished rows still leave)."""
     if not isinstance(max_rows, int) or max_rows < 1:
         raise ValueError(f"max_rows must be a positive integer, not {max_rows!r}")
+    if not isinstance(min_join, int) or not 1 <= min_join <= max_rows:
+        raise ValueError(f"min_join must be an integer from 1 to max_rows ({max_rows}), not {min_join!r}")
     from transformers import DynamicCache  # here: importing prag must not import transformers
 
     tok, model = lm.tokenizer, lm.model
@@ -203,7 +209,8 @@ def generate_continuous(lm: LoadedModel, injector, take: Callable[[int, bool], l
     new: list[Row] = []
     try:
         while True:
-            new = take(max_rows - len(running), not running) if len(running) < max_rows else []
+            free = max_rows - len(running)
+            new = take(free, not running) if free >= (min_join if running else 1) else []
             if not new and not running:
                 return
             ended: list[Row] = []

@@ -574,13 +574,14 @@ class Pipeline:
                 raise res
         return out
 
-    def answer_jobs(self, take: Callable[[int, bool], list[Job]], max_rows: int) -> None:
+    def answer_jobs(self, take: Callable[[int, bool], list[Job]], max_rows: int, min_join: int = 1) -> None:
         """Answer questions as they come, at most `max_rows` generating at once, until `take` has no more.
         `take(n, idle)` gives up to n waiting jobs (`idle`: nothing is being generated, so it may wait for one);
         each job's `settle` receives its `Answer` or its error. On a backend with `answer_rows` (transformers) the
         rows form a continuous batch: they join and leave between decode steps, each with its own adapters.
-        Otherwise (llamacpp) they are answered one at a time. Methods that retrieve while generating are answered
-        alone as they are taken."""
+        Otherwise (llamacpp) they are answered one at a time. While rows run, new ones join once `min_join` places
+        are free (`generate_continuous`). Methods that retrieve while generating are answered alone as they are
+        taken."""
         def rows(k: int, idle: bool) -> list[Row]:
             out: list[Row] = []
             while len(out) < k:
@@ -592,7 +593,7 @@ class Pipeline:
 
         be = self.backend
         if hasattr(be, "answer_rows"):
-            return be.answer_rows(rows, max_rows)
+            return be.answer_rows(rows, max_rows, min_join)
         while got := rows(1, True):
             for r in got:
                 if (err := r.admit()) is not None:

@@ -110,10 +110,13 @@ class Batcher:
     `window` seconds for others (clients whose answers just came back send their next question in that time), so
     that they are prefilled together."""
 
-    def __init__(self, pipe: Pipeline, max_batch: int = 8, window: float = 0.05):
+    def __init__(self, pipe: Pipeline, max_batch: int = 8, window: float = 0.05, min_join: int = 1):
         if not isinstance(max_batch, int) or max_batch < 1:
             raise PragError(f"max_batch must be a positive integer, not {max_batch!r}")
+        if not isinstance(min_join, int) or not 1 <= min_join <= max_batch:
+            raise PragError(f"min_join must be an integer from 1 to max_batch ({max_batch}), not {min_join!r}")
         self.pipe, self.max_batch, self.window = pipe, max_batch, window if max_batch > 1 else 0.0
+        self.min_join = min_join
         self.waiting: queue.Queue = queue.Queue()
         self.batches = self.rows = 0  # joins (prefills) so far and requests they took: rows / batches is their size
         threading.Thread(target=self._run, daemon=True, name="prag-batcher").start()
@@ -154,7 +157,7 @@ class Batcher:
     def _run(self) -> None:
         while True:
             try:
-                self.pipe.answer_jobs(self._take, self.max_batch)
+                self.pipe.answer_jobs(self._take, self.max_batch, self.min_join)
             except Exception:  # noqa: BLE001 - a model error: the rows running then have their error; go on
                 pass
 
