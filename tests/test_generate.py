@@ -233,3 +233,41 @@ def test_a_failing_batch_tells_every_running_row(tiny_lm, rows_and_alone):
     for bad in (0, 4, 1.5):
         with pytest.raises(ValueError, match="min_join"):
             generate_continuous(tiny_lm, inj, _feed([]), 3, min_join=bad)
+
+
+def test_a_continuous_batch_keeps_gemmas_sliding_window(tmp_path):
+    """Gemma 3 attends within a sliding window on most layers. The continuous batch keeps full caches, so the
+    window must come from the mask: with prompts longer than a window of 8 tokens, every row still gets the text
+    it gets alone (and the window changes the text, or the test shows nothing)."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from conftest import make_tiny_model_dir
+    from prag.generate import Row, generate, generate_continuous
+    from prag.models import load_model
+    from prag.update import Injector
+
+    d = make_tiny_model_dir(tmp_path / "gemma")
+    for f in [*d.glob("*.safetensors"), d / "config.json"]:
+        f.unlink()
+    torch.manual_seed(1)
+    cfg = Gemma3TextConfig(vocab_size=103, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
+                           layer_types=["sliding_attention"] * 3 + ["full_attention"], max_position_embeddings=8192,
+                           bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    Gemma3ForCausalLM(cfg).save_pretrained(d)
+    lm = load_model(str(d))
+    prompts = [lm.prompter.format(f"Question: {q}") for q in PROMPTS + ["Why not?"]]
+    limits = [12, 3, 20, 7]
+    alone = [generate(lm, p, n, stop_at_newline=False) for p, n in zip(prompts, limits)]
+    inj = Injector(lm.model, ["down_proj"])
+    for max_rows in (2, 4):
+        out: dict = {}
+        rows = [Row(p, n, done=lambda t, u, i=i, out=out: out.__setitem__(i, t))
+                for i, (p, n) in enumerate(zip(prompts, limits))]
+        generate_continuous(lm, inj, _feed(rows, 1), max_rows, stop_at_newline=False)
+        assert [out[i] for i in range(4)] == alone, max_rows
+    for layer in lm.model.model.layers:  # the same weights with a window wider than any prompt
+        layer.self_attn.sliding_window = None if layer.self_attn.sliding_window is None else 10_000
+    lm.model.config.sliding_window = 10_000
+    assert [generate(lm, p, n, stop_at_newline=False) for p, n in zip(prompts, limits)] != alone
