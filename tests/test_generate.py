@@ -271,3 +271,67 @@ def test_a_continuous_batch_keeps_gemmas_sliding_window(tmp_path):
         layer.self_attn.sliding_window = None if layer.self_attn.sliding_window is None else 10_000
     lm.model.config.sliding_window = 10_000
     assert [generate(lm, p, n, stop_at_newline=False) for p, n in zip(prompts, limits)] != alone
+
+
+def test_a_row_whose_documents_go_away_ends_at_the_next_step(tiny_lm, rows_and_alone):
+    """`admit` is asked again before every step (a deletion lands between steps): the row it refuses ends with that
+    error at once, the other rows are unaffected."""
+    from prag.generate import generate_continuous
+
+    make_rows, alone, inj = rows_and_alone
+    out: dict = {}
+    rows = make_rows(out)
+    n_tok = [len(tiny_lm.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in alone]
+    v = max(range(5), key=lambda i: n_tok[i])  # the longest answer: still running after 3 steps
+    steps = {"n": 0}
+
+    def admit():
+        steps["n"] += 1
+        return LookupError("document deleted") if steps["n"] > 3 else None
+
+    rows[v].admit = admit
+    generate_continuous(tiny_lm, inj, _feed(list(rows)), 5, stop_at_newline=False)
+    assert isinstance(out[v], LookupError) and steps["n"] == 4, "it ended at the first step after the deletion"
+    assert all(out[i] == alone[i] for i in range(5) if i != v)
+
+
+def test_every_row_taken_hears_once_whatever_fails(tiny_lm, rows_and_alone):
+    """A refused row and a finished row in the step that fails, and a `done` callback that raises: each row still
+    gets exactly one `done`."""
+    from prag.generate import generate_continuous
+
+    make_rows, _, inj = rows_and_alone
+    heard: dict = {}
+    rows = make_rows({})
+    for i, r in enumerate(rows):
+        r.done = lambda res, u, i=i: heard.setdefault(i, []).append(res)
+    rows[0].done = lambda res, u: (heard.setdefault(0, []).append(res), 1 / 0)  # a failing callback
+    rows[3].admit = lambda: KeyError("deleted")
+    calls = []
+
+    def boom(module, args, output):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("device lost")
+
+    h = tiny_lm.model.lm_head.register_forward_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="device lost"):
+            generate_continuous(tiny_lm, inj, _feed(list(rows)), 5, stop_at_newline=False)
+    finally:
+        h.remove()
+    assert sorted(heard) == [0, 1, 2, 3, 4] and all(len(v) == 1 for v in heard.values()), heard
+    assert isinstance(heard[3][0], KeyError) and isinstance(heard[2][0], RuntimeError)
+    assert not inj.active
+
+
+def test_one_row_installs_its_adapters_once(tiny_lm, rows_and_alone):
+    """Alone in the batch, the prefill's factors serve every decode step: the Update is paid (and reported) once."""
+    from prag.generate import generate_continuous
+
+    make_rows, _, inj = rows_and_alone
+    calls = []
+    real = inj.apply_rows
+    inj.apply_rows = lambda rows: calls.append(len(rows)) or real(rows)
+    generate_continuous(tiny_lm, inj, _feed(make_rows({})[:1]), 4, stop_at_newline=False)
+    assert calls == [1]

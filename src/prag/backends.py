@@ -78,14 +78,21 @@ class TransformersBackend:
 
     def answer_rows(self, take, max_rows, min_join=1):
         """A continuous batch (`generate_continuous`): rows from `take` join and leave between decode steps, each
-        with its own adapters at its own weights through the Injector's per-row factors. The model loads once a
-        first row is ready: a request refused while planning never loads it."""
+        with its own adapters at its own weights through the Injector's per-row factors. The model is loaded once
+        a first row is ready (a request refused in planning before it needs the model does not load it); rows
+        taken then hear of any failure to load it."""
         first = take(max_rows, True)
-        if first:
-            waiting = [first]
-            generate_continuous(self.pipe.lm, self.pipe.injector,
-                                lambda n, idle: waiting.pop() if waiting else take(n, idle), max_rows,
-                                min_join=min_join)
+        if not first:
+            return
+        try:
+            lm, injector = self.pipe.lm, self.pipe.injector
+        except Exception as e:
+            for r in first:
+                r.done(e, 0.0)
+            raise
+        waiting = [first]
+        generate_continuous(lm, injector, lambda n, idle: waiting.pop() if waiting else take(n, idle), max_rows,
+                            min_join=min_join)
 
     def scored(self, prompt, max_new_tokens):
         with self.pipe.injector.lock:  # the bare base model

@@ -323,10 +323,10 @@ def bench_batch(pipe, questions: list[str], methods=("closed", "rag", "prag", "c
         t0 = time.perf_counter()
         timed[name] = (fn(), time.perf_counter() - t0)
     (a, ts), (b, tc) = timed["static"], timed["continuous"]
+    tokens = sum(len(lm.tokenizer(x, add_special_tokens=False)["input_ids"]) for x in b)
     return {"rows": rows, "max_rows": max_rows, "methods": list(methods), "max_tokens": n, "device": run_device(pipe),
             "model": pipe.config.model, "static_s": round(ts, 2), "continuous_s": round(tc, 2),
-            "speedup": round(ts / tc, 2), "mean_answer_tokens": round(sum(len(lm.tokenizer(x)["input_ids"]) for x in b)
-                                                                  / rows, 1),
+            "speedup": round(ts / tc, 2), "mean_answer_tokens": round(tokens / rows, 1),
             "answers_differ": sum(x != y for x, y in zip(a, b))}
 
 
@@ -395,7 +395,7 @@ def bench_serve(pipe, questions: list[str], clients: int = 16, seconds: float = 
         server.should_exit = True
         b = app.state.batcher
         return {**stats, "seconds": round(wall, 1), "rps": round(stats["requests"] / wall, 2),
-                "mean_rows_per_join": round(b.rows / max(b.batches, 1), 2),  # requests prefilled together
+                "mean_rows_taken": round(b.rows / max(b.takes, 1), 2),  # requests the scheduler took at once
                 "p50_ms": round(_percentile(lat, 0.5) * 1000, 1), "p95_ms": round(_percentile(lat, 0.95) * 1000, 1)}
 
     pipe.backend.start()

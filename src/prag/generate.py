@@ -1,13 +1,15 @@
 """Generation: greedy decoding with the base model (plus whatever adapters the Injector has applied), the
 question prompt shared by every method, and answer extraction.
 
-Two batched paths: `generate_batch` runs a fixed set of prompts to the end through `model.generate`;
-`generate_continuous` is a continuous batch, our own greedy loop over a KV cache in which rows join and leave
+Two batched paths: `generate_batch` runs a fixed set of prompts to the end through `model.generate` (one prompt
+with `generate`; also `prag bench batch`'s baseline); `generate_continuous`, what answers questions, is a
+continuous batch, our own greedy loop over a KV cache in which rows join and leave
 between decode steps, each with its own adapters (the Injector's per-row factors) and its own limit, stream and
 cancel: a finished row's place goes to the next waiting prompt at once.
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -21,6 +23,8 @@ import torch.nn.functional as F
 from .corpus import Document
 from .models import INSTRUCTION, LoadedModel, sync
 
+log = logging.getLogger(__name__)
+
 
 def question_message(question: str, docs: list[Document] | None = None) -> str:
     """The user message for every method: the bare question, or the question after in-context documents."""
@@ -32,12 +36,20 @@ def question_message(question: str, docs: list[Document] | None = None) -> str:
     return "\n\n".join(parts)
 
 
+# Plain greedy decoding whatever the model's generation_config says: `generate_continuous` implements no logits
+# processors, and `model.generate` must choose the same tokens.
+PLAIN_GREEDY = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": 0, "min_length": 0,
+                "suppress_tokens": None, "begin_suppress_tokens": None, "bad_words_ids": None}
+
+
 def greedy_kwargs(lm: LoadedModel, stop_at_newline: bool = True) -> dict:
-    """Settings every greedy `model.generate` call shares: pad and end tokens, and for base models (no chat
-    template) a stop at the first line break, where their answer ends."""
+    """Settings every greedy `model.generate` call shares: pad and end tokens, no logits processors (as
+    `PLAIN_GREEDY`), and for base models (no chat template) a stop at the first line break, where their answer
+    ends."""
     tok = lm.tokenizer
     kw = {"do_sample": False, "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-          "eos_token_id": [tok.eos_token_id] if tok.eos_token_id is not None else None}
+          "eos_token_id": [tok.eos_token_id] if tok.eos_token_id is not None else None,
+          **PLAIN_GREEDY}
     if stop_at_newline and not lm.prompter.chat:
         kw.update(stop_strings=["\n"], tokenizer=tok)
     return kw
@@ -109,9 +121,10 @@ def generate_batch(lm: LoadedModel, prompts: list[str], max_new_tokens: list[int
 class Row:
     """One prompt of a continuous batch. `done(text, update_seconds)` is called once when it ends (its end token,
     a line break for base models, its own `max_new_tokens`, or `cancel`), with its text and its share of the
-    seconds the Update (installing the rows' factors) took while it ran; `done(error, 0.0)` if the batch failed. `admit()`, called under
-    the Injector's lock just before the row's prefill, may refuse it by returning an exception (its documents
-    were deleted meanwhile): `done` then gets that exception."""
+    seconds the Update (installing the rows' factors) took while it ran; `done(error, 0.0)` if the batch failed
+    (its stream is then left to the caller to end). `admit()` is called under the Injector's lock before the
+    row's prefill and before every decode step: an exception it returns (the row's documents were deleted) ends
+    the row with that exception."""
     prompt: str
     max_new_tokens: int
     adapters: list = field(default_factory=list)
@@ -152,15 +165,19 @@ def _join_caches(cache, mask: torch.Tensor | None, new_cache, new_mask: torch.Te
     return cache, torch.cat([F.pad(mask, (width - mask.shape[1], 0)), F.pad(new_mask, (width - new_mask.shape[1], 0))])
 
 
-def _keep_rows(cache, mask: torch.Tensor, keep: list[int]):
-    """The cache and mask of the rows `keep` only, without the leading columns no remaining row uses."""
-    idx = torch.tensor(keep, device=mask.device)
-    mask = mask.index_select(0, idx)
-    start = int((mask.sum(0) > 0).nonzero()[0])
-    for layer in cache.layers:
-        layer.keys = layer.keys.index_select(0, idx)[:, :, start:]
-        layer.values = layer.values.index_select(0, idx)[:, :, start:]
-    return cache, mask[:, start:]
+def _keep_rows(cache, mask: torch.Tensor, last: torch.Tensor, keep: list[int]):
+    """The cache, mask and last tokens of the rows `keep` only, without the leading columns no remaining row uses;
+    (None, None, None) when no row remains."""
+    if not keep:
+        return None, None, None
+    with torch.inference_mode():
+        idx = torch.tensor(keep, device=mask.device)
+        mask = mask.index_select(0, idx)
+        start = int((mask.sum(0) > 0).nonzero()[0])
+        for layer in cache.layers:
+            layer.keys = layer.keys.index_select(0, idx)[:, :, start:]
+            layer.values = layer.values.index_select(0, idx)[:, :, start:]
+        return cache, mask[:, start:], last.index_select(0, idx)
 
 
 def generate_continuous(lm: LoadedModel, injector, take: Callable[[int, bool], list[Row]], max_rows: int,
@@ -188,6 +205,7 @@ def generate_continuous(lm: LoadedModel, injector, take: Callable[[int, bool], l
     stops = ends | (newline_ids(tok) if "stop_strings" in kw else frozenset())
     device = model.device
     running: list[Row] = []
+    owed: list[Row] = []  # taken and not yet told how they ended: on any failure, each hears once
     cache = mask = last = None
     installed = None  # (factors, Injector.version) as we installed them for `running`; None after a change
 
@@ -206,17 +224,34 @@ def generate_continuous(lm: LoadedModel, injector, take: Callable[[int, bool], l
         for r in rows:
             r.update_s += share
 
-    new: list[Row] = []
+    def settle(row: Row, result) -> None:
+        if row.streamer is not None and not isinstance(result, Exception):  # an error's stream: the caller's
+            row.streamer.end()
+        owed.remove(row)
+        try:
+            row.done(result, 0.0 if isinstance(result, Exception) else row.update_s)
+        except Exception:  # noqa: BLE001 - one caller's failing callback must not cost the other rows theirs
+            log.exception("a row's done callback failed")
+
     try:
         while True:
             free = max_rows - len(running)
             new = take(free, not running) if free >= (min_join if running else 1) else []
+            owed += new
             if not new and not running:
                 return
-            ended: list[Row] = []
+            ended: list[tuple[Row, object]] = []
             with injector.lock:  # the factors are installed outside inference mode: adapters cache their packing
-                refused = [(r, r.admit()) for r in new]
-                new = [r for r, err in refused if err is None]
+                # A document deleted since its row joined (deletion takes this lock) ends that row here: no answer
+                # goes on from a deleted document's adapter or text.
+                gone = {id(r): err for r in running + new if (err := r.admit()) is not None}
+                ended += [(r, gone[id(r)]) for r in new if id(r) in gone]
+                new = [r for r in new if id(r) not in gone]
+                if any(id(r) in gone for r in running):
+                    keep = [i for i, r in enumerate(running) if id(r) not in gone]
+                    ended += [(r, gone[id(r)]) for r in running if id(r) in gone]
+                    running, installed = [running[i] for i in keep], None
+                    cache, mask, last = _keep_rows(cache, mask, last, keep)
                 try:
                     if new:  # prefill the new rows together; they join with their first token
                         ids = [tok(r.prompt, add_special_tokens=False)["input_ids"] for r in new]
@@ -224,7 +259,8 @@ def generate_continuous(lm: LoadedModel, injector, take: Callable[[int, bool], l
                         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
                         new_mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
                         install(new)
-                        installed = None
+                        # alone in the batch, the new rows' factors are the batch's: the next step reuses them
+                        installed = None if running else (injector.active, injector.version)
                         with torch.inference_mode():
                             new_cache = DynamicCache()
                             logits = model(input_ids=input_ids, attention_mask=new_mask,
@@ -256,27 +292,15 @@ def generate_continuous(lm: LoadedModel, injector, take: Callable[[int, bool], l
                     injector.clear()  # between steps the model is the base model, for whoever takes the lock next
                 keep = [i for i, r in enumerate(running) if not r.finished]
                 if len(keep) < len(running):
-                    ended = [r for r in running if r.finished]
-                    running = [running[i] for i in keep]
-                    installed = None
-                    if running:
-                        with torch.inference_mode():
-                            cache, mask = _keep_rows(cache, mask, keep)
-                            last = last.index_select(0, torch.tensor(keep, device=device))
-                    else:
-                        cache = mask = last = None
-            for r, err in refused:
-                if err is not None:
-                    r.done(err, 0.0)
-            for r in ended:
-                if r.streamer is not None:
-                    r.streamer.end()
-                r.done(tok.decode(r.ids[:r.max_new_tokens], skip_special_tokens=True), r.update_s)
+                    ended += [(r, tok.decode(r.ids[:r.max_new_tokens], skip_special_tokens=True))
+                              for r in running if r.finished]
+                    running, installed = [running[i] for i in keep], None
+                    cache, mask, last = _keep_rows(cache, mask, last, keep)
+            for r, result in ended:
+                settle(r, result)
     except Exception as e:
-        for r in running + new:
-            if r.streamer is not None:
-                r.streamer.end()
-            r.done(e, 0.0)
+        for r in list(owed):
+            settle(r, tok.decode(r.ids[:r.max_new_tokens], skip_special_tokens=True) if r.finished else e)
         raise
 
 

@@ -596,15 +596,16 @@ class Pipeline:
             return be.answer_rows(rows, max_rows, min_join)
         while got := rows(1, True):
             for r in got:
-                if (err := r.admit()) is not None:
-                    r.done(err, 0.0)
-                    continue
-                try:
-                    raw, update_s = be.answer(r.prompt, r.meta.hits, r.adapters, r.weights, r.max_new_tokens,
-                                              r.streamer, r.cancel)
-                except Exception as e:
-                    r.done(e, 0.0)
-                    raise
+                with self.injector.lock:  # a deletion comes before the check or after the answer
+                    if (err := r.admit()) is not None:
+                        r.done(err, 0.0)
+                        continue
+                    try:
+                        raw, update_s = be.answer(r.prompt, r.meta.hits, r.adapters, r.weights, r.max_new_tokens,
+                                                  r.streamer, r.cancel)
+                    except Exception as e:
+                        r.done(e, 0.0)
+                        raise
                 r.done(raw, update_s)
 
     def _row(self, job: Job) -> Row | None:
@@ -621,7 +622,7 @@ class Pipeline:
             job.settle(e)
             return None
 
-        def admit() -> PragError | None:  # under the Injector's lock: a deletion comes before it or after the answer
+        def admit() -> PragError | None:  # under the Injector's lock, before the row joins and before each step
             gone = [h.doc.id for h in plan.hits if self.kb.by_id.get(h.doc.id) != h.doc]
             return NotFound(f"document(s) {', '.join(gone)} deleted or changed while this question was "
                             "planned") if gone else None

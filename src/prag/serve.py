@@ -13,11 +13,11 @@ management. `prag serve --kb DIR` runs it with uvicorn.
 
 Requests wait in a queue; one scheduler thread (`Batcher`) answers them as a continuous batch of up to `max_batch`
 rows (`Pipeline.answer_jobs`): rows join and leave between decode steps, each with its own documents' adapters
-through per-row factors in the same hooks, so one request's adapters never touch another's answer, and a deletion
-(under the injector's lock) lands before a request joins or after its answer. `max_batch` = 1 answers one request
-at a time. Errors map by type (a `PragError`'s status: NotFound 404, Conflict 409, others 400) to an OpenAI-style
-{"error": {"message", "type", "code"}} body. Generation stops when its client disconnects or the server shuts
-down.
+through per-row factors in the same hooks, so one request's adapters never touch another's answer. A deletion
+(under the injector's lock) lands between decode steps: a running request that uses the document ends with 404.
+`max_batch` = 1 answers one request at a time. Errors map by type (a `PragError`'s status: NotFound 404, Conflict
+409, others 400) to an OpenAI-style {"error": {"message", "type", "code"}} body. Generation stops when its client
+disconnects or the server shuts down.
 
 With an API key (`prag serve --api-key-file F` or $PRAG_API_KEY) every endpoint but /health and the page asks for
 `Authorization: Bearer KEY`; a missing or wrong key gets an OpenAI-style 401. The key is never logged.
@@ -29,6 +29,7 @@ import contextlib
 import hmac
 import ipaddress
 import json
+import logging
 import queue
 import re
 import socket
@@ -103,6 +104,9 @@ def _parse_chat(body: dict, model_id: str) -> dict:
             "max_new_tokens": max_tokens, "stream": stream}
 
 
+log = logging.getLogger(__name__)
+
+
 class Batcher:
     """The scheduler: requests wait in a queue and one thread answers them as a continuous batch of up to
     `max_batch` rows (`Pipeline.answer_jobs`), each row with its own method, documents and adapters: between
@@ -118,7 +122,7 @@ class Batcher:
         self.pipe, self.max_batch, self.window = pipe, max_batch, window if max_batch > 1 else 0.0
         self.min_join = min_join
         self.waiting: queue.Queue = queue.Queue()
-        self.batches = self.rows = 0  # joins (prefills) so far and requests they took: rows / batches is their size
+        self.takes = self.rows = 0  # times the scheduler took waiting requests, and how many it took
         threading.Thread(target=self._run, daemon=True, name="prag-batcher").start()
 
     def submit(self, req: Request, planned=None, streamer=None, cancel: threading.Event | None = None):
@@ -151,15 +155,16 @@ class Batcher:
             except queue.Empty:
                 break
         if jobs:
-            self.batches, self.rows = self.batches + 1, self.rows + len(jobs)
+            self.takes, self.rows = self.takes + 1, self.rows + len(jobs)
         return jobs
 
     def _run(self) -> None:
         while True:
             try:
                 self.pipe.answer_jobs(self._take, self.max_batch, self.min_join)
-            except Exception:  # noqa: BLE001 - a model error: the rows running then have their error; go on
-                pass
+            except Exception:  # noqa: BLE001 - a model error: every row taken has its error; go on
+                log.exception("the batch failed")
+                time.sleep(0.1)  # a failure that repeats does not spin
 
 
 def _settle(fut: asyncio.Future, res) -> None:
@@ -170,10 +175,10 @@ def _settle(fut: asyncio.Future, res) -> None:
 class Service:
     """What the routes do, one method per endpoint, around one Pipeline and the background parameterizer."""
 
-    def __init__(self, pipe: Pipeline, model_id: str | None = None, max_batch: int = 8):
+    def __init__(self, pipe: Pipeline, model_id: str | None = None, max_batch: int = 8, min_join: int = 1):
         self.pipe = pipe
         self.model_id = model_id or f"prag-{pipe.config.model}"
-        self.batcher = Batcher(pipe, max_batch)
+        self.batcher = Batcher(pipe, max_batch, min_join=min_join)
         self.jobs: queue.Queue[str] = queue.Queue()
         self.stopping = threading.Event()  # set at shutdown: running generations stop at their next token
         threading.Thread(target=self._parameterize_added, daemon=True, name="prag-parameterize").start()
@@ -326,7 +331,7 @@ class Service:
 
     def delete_document(self, doc_id: str) -> dict:
         self._document(doc_id)
-        with self.pipe.injector.lock:  # never delete under a running question
+        with self.pipe.injector.lock:  # between decode steps: a row using the document ends with 404 at the next
             self.pipe.kb.remove_document(doc_id)
         return {"id": doc_id, "deleted": True}
 
@@ -402,11 +407,11 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
 
 
 def create_app(pipe: Pipeline, model_id: str | None = None, api_key: str | None = None,
-               max_batch: int = 8) -> FastAPI:
+               max_batch: int = 8, min_join: int = 1) -> FastAPI:
     """The FastAPI app: the routes, each a line calling `Service`; errors mapped by type (a `PragError`'s status).
     With `api_key`, every path but /health and the page asks for `Authorization: Bearer <api_key>`."""
     api_key = check_api_key(api_key)
-    svc = Service(pipe, model_id, max_batch)
+    svc = Service(pipe, model_id, max_batch, min_join)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
