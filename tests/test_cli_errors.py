@@ -172,6 +172,15 @@ def test_eval_bad_question_source(guard, unchanged, args, needle):
     assert_clean_error(prag(guard, "eval", "--kb", unchanged, *args), needle)
 
 
+@pytest.mark.parametrize("args, needle", [
+    (("--max-batch", "4", "--min-join", "5"), "--min-join 5 is more than --max-batch 4"),
+    (("--temperature", "0"), "generation.temperature"),
+])
+def test_serve_and_ask_bad_batching_and_merge_settings(guard, unchanged, args, needle):
+    cmd = ("ask", "--kb", unchanged, "Who?") if args[0] == "--temperature" else ("serve", "--kb", unchanged)
+    assert_clean_error(prag(guard, *cmd, *args), needle)
+
+
 def test_ask_unknown_backend(guard, unchanged):
     assert_clean_error(prag(guard, "ask", "--kb", unchanged, "--backend", "vllm", "Who?"), "unknown backend 'vllm'")
 

@@ -178,6 +178,8 @@ def test_eval_resume_does_not_reuse_rows_of_other_settings(tiny_kb, tiny_lm, tmp
     assert len(log.read_text().splitlines()) == 2
     res = run_eval(pipe, qs, ["rag"], 2, log, progress=False)  # another top-k: redone, not mixed in
     assert len(log.read_text().splitlines()) == 4 and res["methods"]["rag"]["n"] == 2
+    pipe.config.generation.temperature = 4.0  # another softmax temperature: other adapter weights
+    assert pending(pipe, qs, ["rag"], 2, log) == qs
 
 
 def test_eval_resume_redoes_parametric_rows_when_the_adapters_change(tiny_kb, tiny_lm, tmp_path):

@@ -24,7 +24,7 @@ def test_tune_keeps_the_winner_with_the_kb_and_resumes(tiny_kb, tiny_lm):
     assert [(r["few_shot"], r["scale"]) for r in res["table"]] == [(0, 0.5), (0, 1.0), (2, 0.5), (2, 1.0)]
     assert all(r["n"] == 2 for r in res["table"])
     best = max(res["table"], key=lambda r: (r["f1"], r["em"], -r["few_shot"], r["scale"]))
-    assert res["chosen"] == {"scale": best["scale"], "few_shot": best["few_shot"]}
+    assert res["chosen"] == {"scale": best["scale"], "few_shot": best["few_shot"], "temperature": 1.0}
     dev = {q.id for q in split(qs, "dev")}
     assert set(res["questions"]) <= dev and set(res["examples"]) <= dev  # never a test question
     assert not set(res["questions"]) & set(res["examples"])  # an example is never scored
@@ -42,8 +42,22 @@ def test_tune_keeps_the_winner_with_the_kb_and_resumes(tiny_kb, tiny_lm):
     assert "<- chosen" in table(res)
 
 
+def test_tune_can_choose_the_merge_temperature(tiny_kb, tiny_lm):
+    """With --temperatures, the softmax merge's temperature is a third axis: every row is scored, the winner's
+    temperature goes to kb.toml, and the table shows it."""
+    qs = load_questions(FICTIONAL / "questions.jsonl")
+    res = tune(Pipeline(tiny_kb, tiny_lm), qs, "fictional dev", budget=2, top_k=2, scales=(1.0,), shots=(0,),
+               temperatures=(1.0, 1000.0), progress=False)
+    assert [(r["scale"], r["temperature"]) for r in res["table"]] == [(1.0, 1.0), (1.0, 1000.0)]
+    best = max(res["table"], key=lambda r: (r["f1"], r["em"], -r["temperature"]))
+    assert res["chosen"]["temperature"] == best["temperature"]
+    assert KnowledgeBase.open(tiny_kb.root).config.generation.temperature == best["temperature"]
+    assert "temperature" in table(res) and "1000.0" in table(res)
+
+
 @pytest.mark.parametrize("kw, needle", [({"budget": 0}, "--budget"), ({"scales": ()}, "--scales"),
-                                        ({"shots": (-1,)}, "--shots")])
+                                        ({"shots": (-1,)}, "--shots"), ({"temperatures": (0.0,)}, "--temperatures"),
+                                        ({"temperatures": ()}, "--temperatures")])
 def test_tune_bad_options(tiny_kb, tiny_lm, kw, needle):
     with pytest.raises(PragError, match=needle):
         tune(Pipeline(tiny_kb, tiny_lm), load_questions(FICTIONAL / "questions.jsonl"), "x", progress=False, **kw)
@@ -84,3 +98,10 @@ def test_weak_warnings_point_to_tune():
     assert len(lines) == 1 and lines[0].startswith("warning: prag F1 0.050 is far below closed's 0.400")
     assert "prag tune" in lines[0]
     assert weak_warnings({"methods": {"closed": {"f1": 0.4, "n": 5}, "prag": {"f1": 0.0, "n": 5}}}) == []
+
+
+def test_tune_temperatures_need_the_softmax_merge(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.config = pipe.config.override({"generation.merge": "sum"})
+    with pytest.raises(PragError, match="softmax"):
+        tune(pipe, load_questions(FICTIONAL / "questions.jsonl"), "x", temperatures=(1.0, 4.0), progress=False)

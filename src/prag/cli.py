@@ -38,13 +38,14 @@ from .pipeline import Pipeline
 from .report import markdown_table, runtime_table, write_report
 from .store import KnowledgeBase
 from .translate import TrainConfig, TrainItem, TranslatorConfig, train_translator
-from .tune import SCALES, SHOTS, table
+from .tune import SCALES, SHOTS, TEMPERATURES, table
 from .tune import tune as run_tune
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Parametric RAG: inject retrieved documents into an LLM's FFN weights as per-document LoRAs.")
 
 KB = typer.Option(..., "--kb", help="Knowledge-base directory.")
+TEMPERATURE = typer.Option(None, help="With --merge softmax: weights softmax(BM25 score / T); a larger T spreads the weight over the top-k (default: the kb's, 1).")
 ADAPTERS = typer.Option(None, help="Which adapters answer: trained | translated | trained-else-translated (default: the kb's, trained).")
 TRANSLATOR = typer.Option(None, help="A translator folder (prag translator train), or 'default' for the one shipped for the kb's model.")
 BACKEND = typer.Option(None, help="Who generates: transformers | llamacpp (llama.cpp; needs the [llamacpp] extra). Default: the kb's config.")
@@ -169,9 +170,10 @@ def tune_(kb: Path = KB,
           budget: int = typer.Option(30, help="Dev questions scored per setting."),
           scales: str = typer.Option(",".join(map(str, SCALES)), help="Adapter strengths to try."),
           shots: str = typer.Option(",".join(map(str, SHOTS)), help="Numbers of worked examples to try (from the end of dev)."),
+          temperatures: str = typer.Option(",".join(map(str, TEMPERATURES)), help="Softmax merge temperatures to try (e.g. 1,4,16: a higher one spreads the weight over the top-k)."),
           top_k: int = typer.Option(3, help="Documents retrieved per question.")):
-    """Pick the adapter strength and the number of worked examples on YOUR development questions (P-RAG F1 on the
-    first half of the file), and keep them with the kb: ask, serve and eval use them (flags still override).
+    """Pick the adapter strength and the number of worked examples (and, with --temperatures, the softmax merge's
+    temperature) on YOUR development questions (P-RAG F1 on the first half of the file), and keep them with the kb: ask, serve and eval use them (flags still override).
     Adapters are shared by every setting; answers are logged in the kb, so a killed tuning resumes."""
     if (questions is None) == (dataset is None):
         raise PragError("give exactly one of --questions FILE or --dataset NAME")
@@ -179,9 +181,11 @@ def tune_(kb: Path = KB,
     try:
         sc = tuple(float(x) for x in scales.split(",") if x.strip())
         sh = tuple(int(x) for x in shots.split(",") if x.strip())
+        ts = tuple(float(x) for x in temperatures.split(",") if x.strip())
     except ValueError:
-        raise PragError("--scales takes numbers and --shots whole numbers, comma-separated") from None
-    res = run_tune(_pipeline(kb), load_questions(path), f"{path} dev", budget=budget, top_k=top_k, scales=sc, shots=sh)
+        raise PragError("--scales and --temperatures take numbers and --shots whole numbers, comma-separated") from None
+    res = run_tune(_pipeline(kb), load_questions(path), f"{path} dev", budget=budget, top_k=top_k, scales=sc, shots=sh,
+                   temperatures=ts)
     typer.echo(table(res))
 
 
@@ -209,13 +213,15 @@ def ask(question: str = typer.Argument(..., help="The question."),
         method: str = typer.Option("prag", help=f"One of: {METHODS.choices()}."),
         top_k: Optional[int] = typer.Option(None, help="Documents to retrieve (default: the kb's config, 3)."),
         merge: Optional[str] = typer.Option(None, help="Adapter weights: sum (paper) | mean | softmax | top1."),
+        temperature: Optional[float] = TEMPERATURE,
         backend: Optional[str] = BACKEND,
         adapters: Optional[str] = ADAPTERS,
         translator: Optional[str] = TRANSLATOR,
         as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Answer a question. With prag/combine, a retrieved document without a trained adapter uses its translated one
     (--translator), or goes in the prompt; `--adapters trained` trains it first instead."""
-    pipe = _pipeline(kb, {"generation.backend": backend, "generation.merge": merge, "generation.adapters": adapters,
+    pipe = _pipeline(kb, {"generation.backend": backend, "generation.merge": merge,
+                          "generation.temperature": temperature, "generation.adapters": adapters,
                           "generation.translator": translator})
     ans = pipe.ask(question, method=method, top_k=top_k)
     if as_json:
@@ -238,6 +244,7 @@ def eval_(ctx: typer.Context,
           methods: str = typer.Option("closed,rag,prag,combine", help=f"Comma-separated methods, of: {METHODS.choices()}."),
           top_k: int = typer.Option(3, help="Documents retrieved per question."),
           merge: Optional[str] = typer.Option(None, help="Adapter weights: sum | mean | softmax | top1."),
+          temperature: Optional[float] = TEMPERATURE,
           scale: Optional[float] = typer.Option(None, help="Multiply every adapter weight (strength of the injected update; default the kb's, 1)."),
           few_shot: Optional[int] = typer.Option(None, help="Worked examples in every method's prompt, from the end of the question file's dev split (one question type after another); they are left out of the scored questions. Default: the kb's tuned ones (prag tune), else none."),
           tune_budget: int = typer.Option(30, help="With --dataset on a kb never tuned (and no --scale/--few-shot): dev questions `prag tune` uses first."),
@@ -266,7 +273,7 @@ def eval_(ctx: typer.Context,
     if ds_dir is not None and not (kb / "kb.toml").exists():
         KnowledgeBase.create(kb, ds_dir / "corpus.jsonl", default_config(model or "smollm2"))
     flags = {"generation.backend": backend, "generation.merge": merge, "generation.scale": scale,
-             "generation.adapters": adapters, "generation.translator": translator}
+             "generation.temperature": temperature, "generation.adapters": adapters, "generation.translator": translator}
     pipe = _pipeline(kb, flags)
     if model is not None and model != pipe.config.model:
         raise PragError(f"--model {model} but the kb {kb} was built for {pipe.config.model}")
@@ -299,6 +306,7 @@ def eval_(ctx: typer.Context,
     res = run_eval(pipe, qs, ms, top_k, log, batch_size=batch_size, doc_source=doc_source)
     res.update(dataset=ds_dir.name if ds_dir else questions.parent.name, questions=str(questions), split=split,
                limit=limit, top_k=top_k, doc_source=doc_source, batch_size=batch_size, model=pipe.config.model, merge=pipe.config.generation.merge,
+               temperature=pipe.config.generation.temperature,
                scale=pipe.config.generation.scale, few_shot=[q.id for q in shots],
                settings={"scale": pipe.config.generation.scale, "few_shot": len(pipe.examples),
                          "source": "flags" if scale is not None else source},
@@ -333,10 +341,13 @@ def serve(kb: Path = KB,
           backend: Optional[str] = BACKEND,
           adapters: Optional[str] = ADAPTERS,
           translator: Optional[str] = TRANSLATOR,
-          max_batch: int = typer.Option(8, min=1, help="Requests answered together in one batch, each with its own documents' adapters (1: one at a time)."),
+          max_batch: int = typer.Option(8, min=1, help="Requests generating together in the continuous batch, each with its own documents' adapters (1: one at a time)."),
+          min_join: int = typer.Option(1, min=1, help="While the batch runs, waiting requests join once this many places are free (1: at once; max-batch: only when the batch empties)."),
           api_key_file: Optional[Path] = typer.Option(None, help="File whose first line is the API key every endpoint but /health then asks for (Authorization: Bearer KEY). Default: $PRAG_API_KEY if set, else no key.")):
     """Serve the kb over an OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/documents, ...) and a web
     page at /."""
+    if min_join > max_batch:
+        raise PragError(f"--min-join {min_join} is more than --max-batch {max_batch}")
     import uvicorn  # the [serve] extra
 
     from .serve import create_app, exposure_warning, read_api_key
@@ -349,8 +360,8 @@ def serve(kb: Path = KB,
     pipe.lm  # load before accepting requests
     pipe.backend.start()
     # On SIGTERM: open requests get a few seconds, then running generations are stopped at their next token.
-    uvicorn.run(create_app(pipe, model_id, api_key=key, max_batch=max_batch), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=3)
+    uvicorn.run(create_app(pipe, model_id, api_key=key, max_batch=max_batch, min_join=min_join), host=host,
+                port=port, log_level="info", timeout_graceful_shutdown=3)
 
 
 translator_app = typer.Typer(help="The parameter translator: any document to an adapter in one forward pass.")

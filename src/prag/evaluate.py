@@ -84,6 +84,8 @@ def _setting(pipe, top_k: int, method: str) -> dict:
     setting = {"top_k": top_k, "backend": gcfg.backend, "merge": gcfg.merge, "model": pipe.config.model}
     if gcfg.scale != 1.0:  # keys only when set, so logs written before they existed still resume
         setting["scale"] = gcfg.scale
+    if gcfg.temperature != 1.0:
+        setting["temperature"] = gcfg.temperature
     if pipe.examples:
         setting["few_shot"] = [q for q, _ in pipe.examples]
     if METHODS.get(method).adapters:

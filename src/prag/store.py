@@ -480,7 +480,8 @@ class KnowledgeBase:
         atomic_write(self.root / EXAMPLES_FILE, "".join(json.dumps({"question": q, "answer": a}) + "\n"
                                                         for q, a in examples))
         self.config = self.config.override({"generation.scale": chosen["scale"],
-                                            "generation.few_shot": chosen["few_shot"]})
+                                            "generation.few_shot": chosen["few_shot"],
+                                            "generation.temperature": chosen.get("temperature", 1.0)})
         self.save_config()
         atomic_write(self.root / TUNING_FILE, json.dumps(result, indent=1))
 

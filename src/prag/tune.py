@@ -1,6 +1,7 @@
 """Tuning the generation settings on development questions (`prag tune`): the adapter strength
-(`generation.scale`) and the number of worked examples in every prompt (`generation.few_shot`), chosen by P-RAG's
-F1 on the user's own dev questions and kept with the kb.
+(`generation.scale`), the number of worked examples in every prompt (`generation.few_shot`) and, when asked, the
+softmax merge's temperature (`generation.temperature`), chosen by P-RAG's F1 on the user's own dev questions and
+kept with the kb.
 
 The adapters do not depend on these settings, so every setting reuses the same adapters (built once, batched).
 Every answer goes to a log in the kb (`tuning/tune.log.jsonl`), so a killed tuning resumes where it stopped.
@@ -18,17 +19,23 @@ from .pipeline import Pipeline
 
 SCALES = (0.25, 0.5, 1.0)
 SHOTS = (0, 4)
+TEMPERATURES = (1.0,)  # one by default: a higher one helped on a two-hop set and hurt on 2WQA dev (docs/results.md)
 
 
 def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 30, top_k: int = 3,
          scales: tuple[float, ...] = SCALES, shots: tuple[int, ...] = SHOTS, method: str = "prag",
-         progress: bool = True) -> dict:
+         progress: bool = True, temperatures: tuple[float, ...] = TEMPERATURES) -> dict:
     """Score `method` on the first `budget` dev questions (worked examples, drawn from the end of dev, are left
-    out) for every (shots, scale); write the best to the kb and return the table. `source` names the questions."""
+    out) for every (shots, scale, temperature); write the best to the kb and return the table. `source` names the
+    questions."""
     if budget < 1:
         raise PragError(f"--budget must be at least 1, not {budget}")
     if not scales or not shots or any(s < 0 for s in scales) or any(n < 0 for n in shots):
         raise PragError("--scales and --shots must name one or more numbers >= 0")
+    if not temperatures or any(not t > 0 for t in temperatures):
+        raise PragError("--temperatures must name one or more numbers > 0")
+    if len(temperatures) > 1 and pipe.config.generation.merge != "softmax":
+        raise PragError(f"--temperatures weights the softmax merge; this kb merges with {pipe.config.generation.merge!r}")
     examples = few_shot_examples(questions, max(shots))
     shown = {q.id for q in examples}
     dev = [q for q in split(questions, "dev") if q.id not in shown][:budget]
@@ -43,16 +50,19 @@ def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 3
     base = pipe.config
     for n in shots:
         for scale in scales:
-            pipe.config = base.override({"generation.scale": scale})
-            pipe.examples = [(q.question, q.golden_answers[0]) for q in examples[:n]]
-            res = run_eval(pipe, dev, [method], top_k, log, progress=progress)
-            s = res["methods"][method]
-            rows.append({"few_shot": n, "scale": scale, "f1": round(s["f1"], 4), "em": round(s["em"], 4), "n": s["n"]})
+            for t in temperatures:
+                pipe.config = base.override({"generation.scale": scale, "generation.temperature": t})
+                pipe.examples = [(q.question, q.golden_answers[0]) for q in examples[:n]]
+                res = run_eval(pipe, dev, [method], top_k, log, progress=progress)
+                s = res["methods"][method]
+                rows.append({"few_shot": n, "scale": scale, "temperature": t, "f1": round(s["f1"], 4),
+                             "em": round(s["em"], 4), "n": s["n"]})
     pipe.config = base
-    best = max(rows, key=lambda r: (r["f1"], r["em"], -r["few_shot"], r["scale"]))  # ties: fewer examples, stronger
+    # ties: fewer examples, stronger, the lower temperature
+    best = max(rows, key=lambda r: (r["f1"], r["em"], -r["few_shot"], r["scale"], -r["temperature"]))
     result = {"source": source, "method": method, "budget": budget, "top_k": top_k, "questions": [q.id for q in dev],
               "examples": [q.id for q in examples[:best["few_shot"]]], "table": rows,
-              "chosen": {"scale": best["scale"], "few_shot": best["few_shot"]},
+              "chosen": {"scale": best["scale"], "few_shot": best["few_shot"], "temperature": best["temperature"]},
               "seconds": round(time.perf_counter() - t0, 1)}  # this run's, adapters included (a resumed run: its part)
     kb.save_tuning(result, [(q.question, q.golden_answers[0]) for q in examples[:best["few_shot"]]])
     return result
@@ -62,8 +72,10 @@ def table(result: dict) -> str:
     """The tuning table as text, the chosen row marked."""
     chosen = result["chosen"]
     lines = [f"tuned on {len(result['questions'])} dev questions of {result['source']} ({result['method']} F1):",
-             "  few_shot  scale     F1     EM"]
+             "  few_shot  scale  temperature     F1     EM"]
+    key = ("few_shot", "scale", "temperature")  # a table from before temperatures were tuned has none: 1
     for r in result["table"]:
-        mark = "  <- chosen" if (r["few_shot"], r["scale"]) == (chosen["few_shot"], chosen["scale"]) else ""
-        lines.append(f"  {r['few_shot']:>8}  {r['scale']:>5}  {r['f1']:.3f}  {r['em']:.3f}{mark}")
+        mark = "  <- chosen" if all(r.get(k, 1.0) == chosen.get(k, 1.0) for k in key) else ""
+        lines.append(f"  {r['few_shot']:>8}  {r['scale']:>5}  {r.get('temperature', 1.0):>11}  {r['f1']:.3f}  "
+                     f"{r['em']:.3f}{mark}")
     return "\n".join(lines)
