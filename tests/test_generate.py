@@ -26,6 +26,19 @@ def test_generation_stops_once_cancelled(tiny_lm):
     assert generate(tiny_lm, prompt, 40, stop_at_newline=False, cancel=threading.Event()) == full
 
 
+class Collect:
+    """A streamer that records what it is given: the prompt, each token, and "end"."""
+
+    def __init__(self):
+        self.puts = []
+
+    def put(self, value):
+        self.puts.append(value.tolist())
+
+    def end(self):
+        self.puts.append("end")
+
+
 PROMPTS = ["Who commands the Halvard Sorrel?", "Where?", "What was Ostrander Pell's occupation, and when did he start?"]
 
 
@@ -45,16 +58,6 @@ def test_a_batch_streams_and_cancels_row_by_row(tiny_lm):
     import threading
 
     from prag.generate import generate, generate_batch
-
-    class Collect:
-        def __init__(self):
-            self.puts = []
-
-        def put(self, value):
-            self.puts.append(value.tolist())
-
-        def end(self):
-            self.puts.append("end")
 
     prompts = [tiny_lm.prompter.format(f"Question: {q}") for q in PROMPTS[:2]]
     stop = threading.Event()
@@ -158,16 +161,6 @@ def test_a_continuous_batch_streams_cancels_and_refuses_row_by_row(tiny_lm, rows
     import threading
 
     from prag.generate import generate_continuous
-
-    class Collect:
-        def __init__(self):
-            self.puts = []
-
-        def put(self, value):
-            self.puts.append(value.tolist())
-
-        def end(self):
-            self.puts.append("end")
 
     make_rows, alone, inj = rows_and_alone
     out: dict = {}
