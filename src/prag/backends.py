@@ -16,7 +16,7 @@ import threading
 from typing import Protocol
 
 from .errors import PragError
-from .generate import Row, generate_continuous, generate_scored
+from .generate import Row, generate_continuous, generate_scored, take_from
 from .llamacpp import LlamaCppBackend, dequantized_gguf, generate_text, require_llama_cpp
 from .models import cache_dir, is_gguf, resolve_gguf
 from .registry import Registry
@@ -69,8 +69,8 @@ class TransformersBackend:
 
     def answer(self, prompt, hits, adapters, weights, max_new_tokens, streamer=None, cancel=None):
         out = []
-        rows = [Row(prompt, max_new_tokens, adapters, weights, streamer, cancel, lambda *res: out.append(res))]
-        self.answer_rows(lambda n, idle: [rows.pop()] if rows else [], 1)
+        self.answer_rows(take_from([Row(prompt, max_new_tokens, adapters, weights, streamer, cancel,
+                                        lambda *res: out.append(res))]), 1)
         text, update_s = out[0]
         if isinstance(text, Exception):
             raise text

@@ -19,7 +19,7 @@ from .config import LoraConfig, default_config
 from .encode import adapter_config, adapter_tensors, read_adapter
 from .errors import PragError
 from .evaluate import run_device
-from .generate import Row, generate, generate_batch, generate_continuous, greedy_kwargs, question_message
+from .generate import Row, generate, generate_batch, generate_continuous, greedy_kwargs, question_message, take_from
 from .llamacpp import LlamaCppBackend, dequantized_gguf, generate_text, gguf_architecture, write_adapter_gguf
 from .methods import METHODS
 from .models import cache_dir, resolve_gguf, sync
@@ -309,13 +309,7 @@ def bench_batch(pipe, questions: list[str], methods=("closed", "rag", "prag", "c
         out: dict[int, str] = {}
         queue = [Row(p.prompt, n, p.adapters, p.weights, done=lambda t, u, i=i: out.__setitem__(i, t))
                  for i, p in enumerate(work)]
-
-        def take(k: int, idle: bool) -> list[Row]:
-            got = queue[:k]
-            del queue[:k]
-            return got
-
-        generate_continuous(lm, inj, take, max_rows)
+        generate_continuous(lm, inj, take_from(queue), max_rows)
         return [out[i] for i in range(rows)]
 
     timed = {}

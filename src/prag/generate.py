@@ -180,6 +180,18 @@ def _keep_rows(cache, mask: torch.Tensor, last: torch.Tensor, keep: list[int]):
         return cache, mask[:, start:], last.index_select(0, idx)
 
 
+def take_from(items: list) -> Callable[[int, bool], list]:
+    """A `take` for `generate_continuous` (or `Pipeline.answer_jobs`) over a fixed list: up to n items per call,
+    in order, until none are left."""
+    items = list(items)
+
+    def take(n: int, idle: bool) -> list:
+        got = items[:n]
+        del items[:n]
+        return got
+    return take
+
+
 def generate_continuous(lm: LoadedModel, injector, take: Callable[[int, bool], list[Row]], max_rows: int,
                         stop_at_newline: bool = True, min_join: int = 1) -> None:
     """Greedy decoding of a stream of prompts, at most `max_rows` at a time. Between decode steps, finished rows

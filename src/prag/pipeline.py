@@ -36,7 +36,7 @@ from .encode import (
     training_sequences,
 )
 from .errors import NotFound, PragError
-from .generate import Row, extract_answer, question_message
+from .generate import Row, extract_answer, question_message, take_from
 from .methods import METHODS
 from .models import LoadedModel, load_model
 from .retrieval import Hit
@@ -555,16 +555,10 @@ class Pipeline:
         n = len(requests)
         planned, streamers, cancels = planned or [None] * n, streamers or [None] * n, cancels or [None] * n
         out: list = [None] * n
-        pending = [Job(req, planned[i], streamers[i], cancels[i], partial(out.__setitem__, i))
-                   for i, req in enumerate(requests)]
-
-        def take(k: int, idle: bool) -> list[Job]:
-            got = pending[:k]
-            del pending[:k]
-            return got
-
+        jobs = [Job(req, planned[i], streamers[i], cancels[i], partial(out.__setitem__, i))
+                for i, req in enumerate(requests)]
         t0 = time.perf_counter()
-        self.answer_jobs(take, max_rows or max(n, 1))
+        self.answer_jobs(take_from(jobs), max_rows or max(n, 1))
         seconds = time.perf_counter() - t0
         update_s = sum(res.update_seconds for res in out if isinstance(res, Answer))
         for res in out:
