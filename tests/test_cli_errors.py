@@ -216,6 +216,17 @@ def test_warmup_bad_recipe(guard, unchanged, tmp_path, args, needle):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("args, needle", [
+    (("--minutes", "0"), "--minutes must be a number > 0, not 0.0"),
+    (("--minutes", "nan"), "--minutes must be a number > 0"),
+    (("--init-from", "/no/such/translator"), "not a translator"),
+    (("--init-from", "default"), "no translator ships for model"),
+])
+def test_translator_train_bad_settings(guard, unchanged, tmp_path, args, needle):
+    assert_clean_error(prag(guard, "translator", "train", "--kb", unchanged, "--out", tmp_path / "t", *args), needle)
+    assert not (tmp_path / "t").exists()
+
+
 # ---------------------------------------------------------------- usage errors and odd paths (issue 27)
 @pytest.mark.parametrize("args, needle", [
     (("index", "--bogus"), "No such option: --bogus"),

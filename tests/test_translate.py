@@ -178,6 +178,39 @@ def test_a_killed_training_run_resumes_to_the_same_translator(tiny_lm, tmp_path,
     assert [json.loads(x)["step"] for x in lines] == list(range(1, whole["steps"] + 1))
 
 
+def test_a_time_budget_stops_with_a_usable_translator_and_the_next_call_goes_on(tiny_lm, tmp_path):
+    inj = Injector(tiny_lm.model, MODULES)
+    cfg = lambda: TranslatorConfig(model="tiny", read_layer=1)  # noqa: E731
+    train = TrainConfig(epochs=3, batch_docs=2, lr=1e-2, warmup_steps=1, bf16=False, checkpoint_every=100)
+    whole = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "a", progress=False)
+    # a budget of a nanosecond: the first step runs, then the call stops
+    first = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "b", progress=False,
+                             budget_s=1e-9)
+    assert first["steps"] == 1 and first["partial"] and first["total_steps"] == whole["steps"] > 1
+    assert json.loads((tmp_path / "b" / "translator.json").read_text())["partial"] is True
+    load_translator(tmp_path / "b", model="tiny")  # usable as it is
+    rest = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "b", progress=False)
+    assert rest["steps"] == whole["steps"] and rest["steps_this_call"] == whole["steps"] - 1 and not rest["partial"]
+    a, _ = load_translator(tmp_path / "a")
+    b, _ = load_translator(tmp_path / "b")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-6), k
+
+
+def test_a_new_run_starts_from_the_init_translators_weights(parts, tmp_path):
+    lm, inj, start = parts
+    _trained_like(start)
+    train = TrainConfig(epochs=1, batch_docs=3, lr=0.0, warmup_steps=1, bf16=False)  # lr 0: nothing moves
+    train_translator(lm, inj, _items(lm), TranslatorConfig(model="tiny", read_layer=1, r=2), train,
+                     tmp_path / "t", progress=False, init=start)
+    got, _ = load_translator(tmp_path / "t")
+    for (k, x), (_, y) in zip(start.state_dict().items(), got.state_dict().items()):
+        assert torch.allclose(x.half().float(), y), k
+    with pytest.raises(PragError, match="another config"):
+        train_translator(lm, inj, _items(lm), TranslatorConfig(model="tiny", read_layer=1, r=3), train,
+                         tmp_path / "u", progress=False, init=start)
+
+
 def test_a_checkpoint_from_other_settings_is_refused(tiny_lm, tmp_path):
     inj = Injector(tiny_lm.model, MODULES)
     train = TrainConfig(epochs=1, batch_docs=3, bf16=False)

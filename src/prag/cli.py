@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import shlex
 import sys
@@ -37,7 +38,7 @@ from .models import load_model
 from .pipeline import Pipeline
 from .report import markdown_table, runtime_table, write_report
 from .store import KnowledgeBase
-from .translate import TrainConfig, TrainItem, TranslatorConfig, train_translator
+from .translate import TrainConfig, TrainItem, TranslatorConfig, load_translator, shipped_translator, train_translator
 from .tune import SCALES, SHOTS, TEMPERATURES, table
 from .tune import tune as run_tune
 
@@ -381,10 +382,18 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
                      max_doc_tokens: int = typer.Option(256, help="Tokens of a document read at most."),
                      bf16: bool = typer.Option(True, help="bfloat16 autocast for the frozen model's passes."),
                      contrast: float = typer.Option(0.0, help="Weight of a margin term that asks each QA pair's loss to be lower with its own document's adapter than with another's (runs every row twice)."),
+                     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training in this call, leaving a checkpoint and a usable (partial) translator; run again to go on."),
+                     init_from: Optional[str] = typer.Option(None, help="Start a new run from this translator's weights (a folder, or 'default': the shipped one); same settings needed."),
                      threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's).")):
     """Train a translator once per base model: the LM loss of each document's QA pairs (answers only) with the
     adapter the translator makes from the document applied. No adapter is trained per document."""
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise PragError(f"--minutes must be a number > 0, not {minutes}")
     pipe = _pipeline(kb)
+    init = None
+    if init_from:
+        init, _ = load_translator(shipped_translator(pipe.config.model) if init_from == "default" else Path(init_from),
+                                  pipe.config.model)
     given: dict[str, list[tuple[str, str]]] = {}
     if qa is not None:
         for n, row in read_jsonl(qa):
@@ -407,7 +416,8 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
     ids = [d.id for d in pipe.kb.docs]
     meta = {"kb": str(kb), "qa_file": str(qa) if qa else None, "trained_on": ids,
             "trained_on_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
-    typer.echo(json.dumps(train_translator(lm, pipe.injector, items, cfg, train, out, meta)))
+    typer.echo(json.dumps(train_translator(lm, pipe.injector, items, cfg, train, out, meta,
+                                           budget_s=minutes * 60 if minutes else None, init=init)))
 
 
 bench_app = typer.Typer(help="Benchmarks that print one JSON line, baseline measured in the same run.")

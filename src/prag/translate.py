@@ -343,9 +343,14 @@ def _step_of(line: str) -> float:
 
 
 def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem], cfg: TranslatorConfig,
-                     train: TrainConfig, out: Path, meta: dict | None = None, progress: bool = True) -> dict:
+                     train: TrainConfig, out: Path, meta: dict | None = None, progress: bool = True,
+                     budget_s: float | None = None, init: Translator | None = None) -> dict:
     """Train (or resume) a translator on `items`; checkpoints in `out` every `train.checkpoint_every` steps and
-    the finished translator in `out` at the end. Returns a summary (steps, seconds, first and last losses)."""
+    the finished translator in `out` at the end. Returns a summary (steps, seconds, first and last losses).
+
+    `budget_s`: stop once this call has trained that many seconds, with a checkpoint and a usable translator
+    in `out` marked partial (run again to go on). `init`: a translator of the same config whose weights a new
+    run starts from (ignored when resuming a checkpoint)."""
     items = [it for it in items if it.qa]
     if not items:
         raise PragError("no training document has a QA pair")
@@ -365,6 +370,10 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         translator.load_state_dict(state["translator"])
         opt.load_state_dict(state["optimizer"])
         step, seconds = state["step"], state["seconds"]
+    elif init is not None:
+        if asdict(init.cfg) != asdict(cfg):
+            raise PragError("--init-from: that translator was made with another config (model, layers, rank...)")
+        translator.load_state_dict(init.state_dict())
 
     def sched(s: int) -> float:  # linear warm-up, then cosine to zero
         return min(1.0, (s + 1) / max(1, train.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * s / total))
@@ -374,7 +383,17 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         atomic_write(losses_path, "".join(x + "\n" for x in kept))
     bar = tqdm(total=total, initial=step, desc="translator", unit="step", disable=not progress)
     translator.train()
+    started, this_call = step, 0.0
+
+    def save_checkpoint() -> None:
+        with atomic_file(ckpt) as tmp:
+            torch.save({"translator": translator.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                        "seconds": seconds, "config": asdict(cfg), "train": asdict(train),
+                        "n_items": len(items)}, tmp)
     while step < total:
+        if budget_s is not None and this_call >= budget_s:
+            save_checkpoint()
+            break
         epoch, pos = divmod(step, per_epoch)
         order = list(range(len(items)))
         random.Random(train.seed + epoch).shuffle(order)
@@ -391,19 +410,18 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         seconds += time.perf_counter() - t0
+        this_call += time.perf_counter() - t0
         step += 1
         with open(losses_path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, "loss": round(loss.item(), 5), "seconds": round(seconds, 2)}) + "\n")
         bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.update(1)
         if step % train.checkpoint_every == 0 or step == total:
-            with atomic_file(ckpt) as tmp:
-                torch.save({"translator": translator.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                            "seconds": seconds, "config": asdict(cfg), "train": asdict(train),
-                            "n_items": len(items)}, tmp)
+            save_checkpoint()
     bar.close()
     curve = [json.loads(line) for line in losses_path.read_text().splitlines()] if losses_path.exists() else []
-    summary = {"steps": step, "train_seconds": round(seconds, 1), "documents": len(items),
+    summary = {"steps": step, "total_steps": total, "partial": step < total, "steps_this_call": step - started,
+               "train_seconds": round(seconds, 1), "documents": len(items),
                "first_loss": curve[0]["loss"] if curve else None,
                "last_loss": sum(c["loss"] for c in curve[-20:]) / len(curve[-20:]) if curve else None}
     translator.eval()
