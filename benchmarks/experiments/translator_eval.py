@@ -76,9 +76,9 @@ def main() -> None:
             if kb.is_done(top):
                 row["trained"] = trained.ask(q.question, "prag", doc_ids=[top]).answer
             rows.append(row)
-        def f1(key: str, rows=rows, qs=qs) -> float:
+        def f1(key: str, rows=rows, qs=qs) -> float | None:  # None: no row has this answer (no trained adapters)
             got = [score(r[key], q.golden_answers)["f1"] for r, q in zip(rows, qs) if key in r]
-            return round(sum(got) / max(1, len(got)), 3)
+            return round(sum(got) / len(got), 3) if got else None
         res["sets"][name] = {"questions": len(qs), "closed_f1": f1("closed"), "translated_top1_f1": f1("translated"),
                              "trained_top1_f1": f1("trained"), "swapped_top1_f1": f1("swapped"),
                              "swap_changes_answer": round(sum(r["translated"] != r["swapped"] for r in rows) / len(rows), 3),
