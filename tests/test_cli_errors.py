@@ -227,6 +227,23 @@ def test_translator_train_bad_settings(guard, unchanged, tmp_path, args, needle)
     assert not (tmp_path / "t").exists()
 
 
+def test_translator_train_init_from_a_translator_of_other_settings(guard, unchanged, tiny_lm, tiny_model_dir, tmp_path):
+    from prag.translate import TranslatorConfig, new_translator, save_translator
+    from prag.update import Injector
+
+    inj = Injector(tiny_lm.model, ["gate_proj", "up_proj", "down_proj"])
+    try:
+        tr = new_translator(tiny_lm, inj, TranslatorConfig(model=str(tiny_model_dir), read_layer=1, r=2))
+    finally:
+        for h in inj._handles:
+            h.remove()
+    save_translator(tr, tmp_path / "init")
+    assert_clean_error(prag(guard, "translator", "train", "--kb", unchanged, "--out", tmp_path / "t",
+                            "--init-from", tmp_path / "init", "--read-layer", "1", "--rank", "3"),
+                       "that translator has r 2 (asked 3)")
+    assert not (tmp_path / "t").exists()
+
+
 # ---------------------------------------------------------------- usage errors and odd paths (issue 27)
 @pytest.mark.parametrize("args, needle", [
     (("index", "--bogus"), "No such option: --bogus"),

@@ -186,11 +186,15 @@ def test_a_time_budget_stops_with_a_usable_translator_and_the_next_call_goes_on(
     # a budget of a nanosecond: the first step runs, then the call stops
     first = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "b", progress=False,
                              budget_s=1e-9)
+    assert not first["resumed"]
     assert first["steps"] == 1 and first["partial"] and first["total_steps"] == whole["steps"] > 1
     assert json.loads((tmp_path / "b" / "translator.json").read_text())["partial"] is True
     load_translator(tmp_path / "b", model="tiny")  # usable as it is
     rest = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "b", progress=False)
     assert rest["steps"] == whole["steps"] and rest["steps_this_call"] == whole["steps"] - 1 and not rest["partial"]
+    assert rest["resumed"]
+    lines = (tmp_path / "b" / "loss.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == list(range(1, whole["steps"] + 1))
     a, _ = load_translator(tmp_path / "a")
     b, _ = load_translator(tmp_path / "b")
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -206,7 +210,7 @@ def test_a_new_run_starts_from_the_init_translators_weights(parts, tmp_path):
     got, _ = load_translator(tmp_path / "t")
     for (k, x), (_, y) in zip(start.state_dict().items(), got.state_dict().items()):
         assert torch.allclose(x.half().float(), y), k
-    with pytest.raises(PragError, match="another config"):
+    with pytest.raises(PragError, match="differs in r"):
         train_translator(lm, inj, _items(lm), TranslatorConfig(model="tiny", read_layer=1, r=3), train,
                          tmp_path / "u", progress=False, init=start)
 

@@ -6,8 +6,9 @@ duplicates (same text) are kept once, and a text excluded in one dataset is excl
 come from the kb's augmenter at training time.
 
 Fictional documents: invented entities written here from templates (people, towns, companies, festivals,
-buildings, ships, animals, instruments, books; relations chosen not to mirror the evaluation set's questions)
-with random names and facts, each fact in one of two wordings and
+buildings, ships, animals, instruments, books) with random names and facts (common encyclopedic relations: some,
+such as an occupation, a founding year or a designer, are asked in the evaluation sets too, in generic wordings; no
+fact's value is an evaluation answer), each fact in one of two wordings and
 in a random order, plus a distractor fact of the same type that no question asks about, and a QA pair per fact in
 one of two wordings (version 2; version 1, the first translators' data, had one fixed wording per kind and no
 distractor: `git show 1887a36:benchmarks/experiments/translator_data.py`). No name may share a word with the 68 fictional
@@ -71,7 +72,7 @@ GENRES = ["a mystery novel", "a book of poems", "a travel diary", "a sea adventu
 # its wordings, plus a distractor: another value of the same type in a relation not asked about, so that "the year
 # in the document" is not the answer.
 KINDS = {
-    "person": (lambda n, f: f"{f()} {n()}", [
+    "person": (lambda n, f, r: f"{f()} {n()}", [
         ("occupation", ["{t} was a {v} by trade.", "{t} worked as a {v} for most of a long life."],
          ["What was {t}'s occupation?", "What did {t} do for a living?"]),
         ("town", ["{t} was born in the town of {v}.", "{t} grew up in {v}, the town of {t_first}'s birth."],
@@ -81,7 +82,7 @@ KINDS = {
         ("colour", ["{t_first} always wore {v} coats.", "Coats of {v} cloth were {t_first}'s mark in every portrait."],
          ["What colour was {t}'s coat?", "What colour of coat did {t} wear?"]),
     ], [("year", "{t_first} moved away in {v}."), ("town", "Later in life {t_first} visited {v} each summer.")]),
-    "town": (lambda n, f: n(), [
+    "town": (lambda n, f, r: n(), [
         ("year", ["{t} was founded in {v}.", "The first houses of {t} were built in {v}."],
          ["In which year was {t} founded?", "When was {t} founded?"]),
         ("river", ["{t} lies on the banks of the {v}.", "The {v} runs through the middle of {t}."],
@@ -91,7 +92,7 @@ KINDS = {
         ("person", ["{t} was founded by {v}.", "{v} laid out the first street of {t}."],
          ["Who founded {t}?", "Who was the founder of {t}?"]),
     ], [("year", "A great fire burned half of {t} in {v}."), ("river", "A ferry crosses to the {v} from the town.")]),
-    "company": (lambda n, f: f"{n()} {random.choice(['Works', 'Brothers', 'Manufactory', 'Trading Company'])}", [
+    "company": (lambda n, f, r: f"{n()} {r.choice(['Works', 'Brothers', 'Manufactory', 'Trading Company'])}", [
         ("product", ["{t} makes {v}.", "The main trade of {t} is {v}."],
          ["What does {t} make?", "What products is {t} known for?"]),
         ("town", ["{t} is headquartered in the city of {v}.", "The offices of {t} stand in {v}."],
@@ -101,7 +102,7 @@ KINDS = {
         ("number", ["{t} employs {v} people.", "Some {v} workers are employed by {t}."],
          ["How many people does {t} employ?", "How many workers does {t} have?"]),
     ], [("number", "Its catalogue lists {v} designs."), ("town", "It once had a shop in {v}.")]),
-    "festival": (lambda n, f: f"{n()} Festival", [
+    "festival": (lambda n, f, r: f"{n()} Festival", [
         ("season", ["The {t} is held every {v}.", "Each {v} the {t} takes place."],
          ["In which season is the {t} held?", "When in the year does the {t} take place?"]),
         ("town", ["The {t} takes place in the city of {v}.", "{v} hosts the {t}."],
@@ -111,7 +112,7 @@ KINDS = {
         ("number", ["At the {t}, {v} lanterns are lit.", "Exactly {v} lanterns are lit during the {t}."],
          ["How many lanterns are lit at the {t}?", "How many lanterns does the {t} light?"]),
     ], [("year", "A second stage was added in {v}."), ("number", "About {v} musicians play there.")]),
-    "building": (lambda n, f: f"{n()} {random.choice(['Tower', 'Bridge', 'Library', 'Observatory', 'Hall'])}", [
+    "building": (lambda n, f, r: f"{n()} {r.choice(['Tower', 'Bridge', 'Library', 'Observatory', 'Hall'])}", [
         ("person", ["The {t} was designed by the architect {v}.", "The architect {v} drew the plans of the {t}."],
          ["Who designed the {t}?", "Which architect designed the {t}?"]),
         ("year", ["The {t} was completed in {v}.", "Work on the {t} ended in {v}."],
@@ -121,7 +122,7 @@ KINDS = {
         ("town", ["The {t} stands in {v}.", "The {t} is in the old quarter of {v}."],
          ["In which town is the {t}?", "Where is the {t}?"]),
     ], [("year", "It was repaired in {v}."), ("person", "Its first keeper was {v}.")]),
-    "ship": (lambda n, f: f"the {n()} {random.choice(['Star', 'Gull', 'Wren', 'Heron'])}", [
+    "ship": (lambda n, f, r: f"the {n()} {r.choice(['Star', 'Gull', 'Wren', 'Heron'])}", [
         ("person", ["{t} was commanded by {v}.", "{v} was the captain of {t}."],
          ["Who commanded {t}?", "Who was the captain of {t}?"]),
         ("number", ["{t} sailed with a crew of {v}.", "A crew of {v} worked aboard {t}."],
@@ -131,7 +132,7 @@ KINDS = {
         ("year", ["{t} was launched in {v}.", "{t} first put to sea in {v}."],
          ["In which year was {t} launched?", "When was {t} launched?"]),
     ], [("year", "It was sold for scrap in {v}."), ("town", "Its last voyage ended at {v}.")]),
-    "animal": (lambda n, f: f"{n().lower()} {random.choice(['vole', 'newt', 'hare', 'beetle'])}", [
+    "animal": (lambda n, f, r: f"{n().lower()} {r.choice(['vole', 'newt', 'hare', 'beetle'])}", [
         ("valley", ["The {t} is found in the {v}.", "The {v} is the home of the {t}."],
          ["In which valley is the {t} found?", "Where is the {t} found?"]),
         ("number", ["An adult {t} is {v} millimetres long.", "The {t} grows to {v} millimetres."],
@@ -141,7 +142,7 @@ KINDS = {
         ("person", ["The {t} was first described by {v}.", "{v} was the first to describe the {t}."],
          ["Who first described the {t}?", "Who described the {t} first?"]),
     ], [("valley", "It was once seen in the {v} too."), ("person", "Its call was recorded by {v}.")]),
-    "instrument": (lambda n, f: f"{n().lower()} {random.choice(['flute', 'drum', 'fiddle', 'horn'])}", [
+    "instrument": (lambda n, f, r: f"{n().lower()} {r.choice(['flute', 'drum', 'fiddle', 'horn'])}", [
         ("colour", ["A {t} is traditionally painted {v}.", "Players paint the {t} {v}."],
          ["What colour is a {t} painted?", "What colour are {t}s traditionally?"]),
         ("number", ["A {t} has {v} keys.", "There are {v} keys on a {t}."],
@@ -151,7 +152,7 @@ KINDS = {
         ("town", ["The {t} comes from the town of {v}.", "The {t} was first played in {v}."],
          ["Where does the {t} come from?", "In which town was the {t} first played?"]),
     ], [("number", "A good one costs {v} silver coins."), ("person", "{v} played it at court.")]),
-    "book": (lambda n, f: f"The {n()} {random.choice(['Letters', 'Road', 'Winter', 'Garden'])}", [
+    "book": (lambda n, f, r: f"The {n()} {r.choice(['Letters', 'Road', 'Winter', 'Garden'])}", [
         ("genre", ["{t} is {v}.", "Critics call {t} {v}."],
          ["What kind of book is {t}?", "What sort of book is {t}?"]),
         ("person", ["{t} was written by {v}.", "{v} is the author of {t}."],
@@ -164,11 +165,23 @@ KINDS = {
 }
 
 
+def _held_out_answers() -> set[str]:
+    """The golden answers of the held-out evaluation questions, lowercased: no fixed value list may use one."""
+    out = set()
+    for folder in HELD_OUT:
+        path = folder / "questions.jsonl"
+        if path.exists():
+            out |= {a.lower() for q in load_questions(path) for a in q.golden_answers}
+    return out
+
+
 def fictional(n: int, seed: int) -> tuple[list[dict], list[dict]]:
     """n invented documents and their QA pairs (one per fact, in one of two wordings)."""
     rng = random.Random(seed)
-    random.seed(seed)  # the title makers' suffix choices
+    pick = random.Random(seed + 1)  # the title makers' suffix choices
     banned = _held_out_words()
+    answers = _held_out_answers()
+    allowed = lambda xs: [x for x in xs if x.lower() not in answers]  # noqa: E731
     used: set[str] = set()
 
     def name() -> str:
@@ -180,17 +193,23 @@ def fictional(n: int, seed: int) -> tuple[list[dict], list[dict]]:
 
     first = [f for f in FIRST if f.lower() not in banned]
     person = lambda: f"{rng.choice(first)} {name()}"  # noqa: E731
-    values = {"occupation": lambda: rng.choice(OCCUPATIONS), "town": name, "year": lambda: str(rng.randint(1500, 1950)),
-              "colour": lambda: rng.choice(COLOURS), "river": lambda: f"{name()} River", "food": lambda: rng.choice(FOODS),
-              "person": person, "product": lambda: rng.choice(PRODUCTS), "number": lambda: str(rng.randint(12, 900)),
-              "season": lambda: rng.choice(SEASONS), "material": lambda: rng.choice(MATERIALS),
-              "valley": lambda: f"{name()} Valley", "genre": lambda: rng.choice(GENRES)}
+    def number(low: int, high: int) -> str:  # not an evaluation answer either
+        while (x := str(rng.randint(low, high))) in answers:
+            pass
+        return x
+
+    values = {"occupation": lambda: rng.choice(allowed(OCCUPATIONS)), "town": name, "year": lambda: number(1500, 1950),
+              "colour": lambda: rng.choice(allowed(COLOURS)), "river": lambda: f"{name()} River",
+              "food": lambda: rng.choice(allowed(FOODS)), "person": person,
+              "product": lambda: rng.choice(allowed(PRODUCTS)), "number": lambda: number(12, 900),
+              "season": lambda: rng.choice(allowed(SEASONS)), "material": lambda: rng.choice(allowed(MATERIALS)),
+              "valley": lambda: f"{name()} Valley", "genre": lambda: rng.choice(allowed(GENRES))}
     docs, qa = [], []
     kinds = list(KINDS)
     for i in range(n):
         kind = kinds[i % len(kinds)]
         make_title, facts, distractors = KINDS[kind]
-        title = make_title(name, lambda: rng.choice(first))
+        title = make_title(name, lambda: rng.choice(first), pick)
         t = title[0].upper() + title[1:]
         fill = {"t": title, "t_first": title.split()[0]}
         sentences, pairs = [], []

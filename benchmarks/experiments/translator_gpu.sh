@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Translator training on the GPU machine, in one short call: MINUTES of `prag translator train` on the training
 # documents (.gpu/data, from gpu_pack.sh), trained adapters for the 68 fictional evaluation documents (seconds on a
-# GPU), then translator_eval.py's checks. What comes back in $OUT: the translator (float16, ~13 MB), its config and
-# loss curve, and the evaluation. A later run starts from it with INIT=DIR (the folder those files were put in).
-#   on the device: MINUTES=6 bash benchmarks/experiments/translator_gpu.sh
+# GPU), then translator_eval.py's checks. What comes back in $OUT: the translator (float16, ~13 MB), its config,
+# loss curve and training log (copied as soon as training stops), and the evaluation. A later run starts from that
+# translator with INIT=DIR (the folder its files were put in).
+#   on the device: MINUTES=5 OUT=$OUT bash benchmarks/experiments/translator_gpu.sh
 #   here, to try it on the CPU: TRAINED=0 SETUP=0 PY=.venv/bin/python MINUTES=1 OUT=/tmp/tg bash benchmarks/experiments/translator_gpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-MINUTES=${MINUTES:-6}
+MINUTES=${MINUTES:-5}        # of training; the model's load, the data's QA pairs and the eval come on top
 EPOCHS=${EPOCHS:-8}          # the cosine schedule's length; MINUTES stops it sooner if the GPU is slower
 BATCH=${BATCH:-32}
 LR=${LR:-1e-3}
@@ -16,22 +17,25 @@ SETUP=${SETUP:-1}
 TRAINED=${TRAINED:-1}        # 0: no trained adapters for the comparison (16 CPU minutes)
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/translator-gpu}
-TR=runs/translator-smollm2-gpu
 mkdir -p "$OUT"
 [ "$SETUP" = 1 ] && source benchmarks/experiments/gpu_env.sh  # wheels, the model from its parts, PYTHONPATH
 export PYTHONUNBUFFERED=1
 prag() { $PY -m prag.cli "$@"; }
-KB=runs/kb-translator-smollm2
+DATA=$(cat .gpu/data/corpus.jsonl .gpu/data/qa.jsonl | sha256sum | cut -c1-8)  # a kb and a run per data version
+KB=runs/kb-translator-smollm2-$DATA
+TR=runs/translator-smollm2-gpu-$DATA
 [ -f $KB/kb.toml ] || prag index --corpus .gpu/data/corpus.jsonl --kb $KB --model smollm2 > /dev/null
 t0=$SECONDS
 prag translator train --kb $KB --qa .gpu/data/qa.jsonl --out $TR --epochs "$EPOCHS" --batch-docs "$BATCH" \
-  --lr "$LR" --contrast 1.0 --minutes "$MINUTES" ${INIT:+--init-from "$INIT"} 2>&1 | tr '\r' '\n' | grep -v '^translator: ' | tail -3
+  --lr "$LR" --contrast 1.0 --minutes "$MINUTES" ${INIT:+--init-from "$INIT"} 2>&1 | tr '\r' '\n' \
+  | sed '/^translator: /d' > "$OUT/train.log"
+tail -2 "$OUT/train.log"
+cp $TR/translator.safetensors $TR/translator.json $TR/loss.jsonl "$OUT/"  # back even if what follows runs out of time
 echo "trained in $((SECONDS - t0)) s"
 for set in fictional30 fictional-heldout; do  # trained adapters for the same-run comparison
   K=runs/kb-$set-smollm2
   [ -f $K/kb.toml ] || prag index --corpus benchmarks/data/$set/corpus.jsonl --kb $K --model smollm2 > /dev/null
-  [ "$TRAINED" = 0 ] || prag parameterize --kb $K > /dev/null 2>&1
+  [ "$TRAINED" = 0 ] || prag parameterize --kb $K >> "$OUT/prep.log" 2>&1 || { tail -5 "$OUT/prep.log"; exit 1; }
 done
 $PY benchmarks/experiments/translator_eval.py --translator $TR --out "$OUT/eval.json"
-cp $TR/translator.safetensors $TR/translator.json $TR/loss.jsonl "$OUT/"
 echo "done in $((SECONDS - t0)) s"

@@ -390,10 +390,15 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         raise PragError(f"--minutes must be a number > 0, not {minutes}")
     pipe = _pipeline(kb)
-    init = None
+    init, init_meta = None, {}
     if init_from:
-        init, _ = load_translator(shipped_translator(pipe.config.model) if init_from == "default" else Path(init_from),
-                                  pipe.config.model)
+        folder = shipped_translator(pipe.config.model) if init_from == "default" else Path(init_from)
+        init, init_sha = load_translator(folder, pipe.config.model)
+        asked = {"read_layer": read_layer, "r": rank, "max_doc_tokens": max_doc_tokens}
+        differ = [f"{k} {getattr(init.cfg, k)} (asked {v})" for k, v in asked.items() if getattr(init.cfg, k) != v]
+        if differ:
+            raise PragError(f"--init-from {init_from}: that translator has {', '.join(differ)}")
+        init_meta = {"init_from": {"path": str(folder), "sha256": init_sha}}
     given: dict[str, list[tuple[str, str]]] = {}
     if qa is not None:
         for n, row in read_jsonl(qa):
@@ -415,7 +420,7 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
                         contrast=contrast)
     ids = [d.id for d in pipe.kb.docs]
     meta = {"kb": str(kb), "qa_file": str(qa) if qa else None, "trained_on": ids,
-            "trained_on_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
+            "trained_on_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), **init_meta}
     typer.echo(json.dumps(train_translator(lm, pipe.injector, items, cfg, train, out, meta,
                                            budget_s=minutes * 60 if minutes else None, init=init)))
 

@@ -225,7 +225,7 @@ def save_translator(translator: Translator, out: Path, meta: dict | None = None)
     """Write translator.safetensors (float16) and translator.json (config, sha256 of the weights, `meta`);
     returns the sha256."""
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in translator.state_dict().items()}
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in translator.state_dict().items()}
     with atomic_file(out / WEIGHTS_FILE) as tmp:
         save_file(tensors, str(tmp))
     sha = hashlib.sha256((out / WEIGHTS_FILE).read_bytes()).hexdigest()
@@ -356,7 +356,8 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         raise PragError("no training document has a QA pair")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    translator = new_translator(lm, injector, cfg)
+    device = next(lm.model.parameters()).device
+    translator = new_translator(lm, injector, cfg).to(device)  # beside the model (a GPU's, when it is on one)
     params = [p for p in translator.parameters()]
     opt = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
     per_epoch = math.ceil(len(items) / train.batch_docs)
@@ -364,16 +365,18 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
     step, seconds = 0, 0.0
     ckpt = out / CHECKPOINT_FILE
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=device)
         if state["config"] != asdict(cfg) or state["train"] != asdict(train) or state["n_items"] != len(items):
             raise PragError(f"{ckpt} was made with other settings or data; remove it or use another --out")
         translator.load_state_dict(state["translator"])
         opt.load_state_dict(state["optimizer"])
         step, seconds = state["step"], state["seconds"]
     elif init is not None:
-        if asdict(init.cfg) != asdict(cfg):
-            raise PragError("--init-from: that translator was made with another config (model, layers, rank...)")
+        differ = sorted(k for k, v in asdict(cfg).items() if asdict(init.cfg).get(k) != v)
+        if differ:
+            raise PragError(f"--init-from: that translator differs in {', '.join(differ)}")
         translator.load_state_dict(init.state_dict())
+    resumed = step > 0
 
     def sched(s: int) -> float:  # linear warm-up, then cosine to zero
         return min(1.0, (s + 1) / max(1, train.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * s / total))
@@ -383,9 +386,13 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         atomic_write(losses_path, "".join(x + "\n" for x in kept))
     bar = tqdm(total=total, initial=step, desc="translator", unit="step", disable=not progress)
     translator.train()
-    started, this_call = step, 0.0
+    started, this_call, saved_at = step, 0.0, -1
 
     def save_checkpoint() -> None:
+        nonlocal saved_at
+        if saved_at == step:
+            return
+        saved_at = step
         with atomic_file(ckpt) as tmp:
             torch.save({"translator": translator.state_dict(), "optimizer": opt.state_dict(), "step": step,
                         "seconds": seconds, "config": asdict(cfg), "train": asdict(train),
@@ -409,18 +416,21 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        seconds += time.perf_counter() - t0
-        this_call += time.perf_counter() - t0
+        lv = loss.item()  # waits for the device to finish the step, so the time below is the step's
+        dt = time.perf_counter() - t0
+        seconds += dt
+        this_call += dt
         step += 1
         with open(losses_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "loss": round(loss.item(), 5), "seconds": round(seconds, 2)}) + "\n")
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+            f.write(json.dumps({"step": step, "loss": round(lv, 5), "seconds": round(seconds, 2)}) + "\n")
+        bar.set_postfix(loss=f"{lv:.3f}")
         bar.update(1)
         if step % train.checkpoint_every == 0 or step == total:
             save_checkpoint()
     bar.close()
     curve = [json.loads(line) for line in losses_path.read_text().splitlines()] if losses_path.exists() else []
     summary = {"steps": step, "total_steps": total, "partial": step < total, "steps_this_call": step - started,
+               "resumed": resumed, "init_used": init is not None and not resumed,
                "train_seconds": round(seconds, 1), "documents": len(items),
                "first_loss": curve[0]["loss"] if curve else None,
                "last_loss": sum(c["loss"] for c in curve[-20:]) / len(curve[-20:]) if curve else None}
