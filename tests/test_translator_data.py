@@ -1,0 +1,51 @@
+"""benchmarks/experiments/translator_data.py: the invented training documents of the parameter translator stay
+apart from the evaluation documents it is measured on, and every QA pair is answerable from its document."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "translator_data.py"
+spec = importlib.util.spec_from_file_location("translator_data", SCRIPT)
+translator_data = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(translator_data)
+
+N = 450  # every kind 50 times
+
+
+def test_no_name_shares_a_word_and_no_answer_is_an_evaluation_answer():
+    docs, qa = translator_data.fictional(N, 0)
+    held_words, held_answers = translator_data._held_out_words(), translator_data._held_out_answers()
+    assert held_words and held_answers  # the evaluation sets were found
+    for q in qa:
+        assert q["answer"].lower() not in held_answers, q
+    # names: the title's invented words (capitalised words not in the templates' fixed vocabulary)
+    fixed = {"Works", "Brothers", "Manufactory", "Trading", "Company", "Festival", "Tower", "Bridge", "Library",
+             "Observatory", "Hall", "Star", "Gull", "Wren", "Heron", "The", "Letters", "Road", "Winter", "Garden"}
+    for d in docs:
+        for w in re.findall(r"[A-Za-z]+", d["title"]):
+            if w not in fixed and w.lower() not in {"vole", "newt", "hare", "beetle", "flute", "drum", "fiddle", "horn", "the"}:
+                assert w.lower() not in held_words, (w, d["title"])
+
+
+def test_every_answer_is_a_whole_word_of_its_document_and_the_distractor_is_never_asked():
+    docs, qa = translator_data.fictional(N, 0)
+    by_id = {d["id"]: d for d in docs}
+    asked: dict[str, list[str]] = {}
+    for q in qa:
+        assert re.search(r"\b" + re.escape(q["answer"]) + r"\b", by_id[q["doc_id"]]["text"]), q
+        asked.setdefault(q["doc_id"], []).append(q["answer"])
+    for d in docs:  # four facts asked and one distractor: five sentences, one value more than the asked ones
+        assert len(asked[d["id"]]) == 4
+        assert len(re.findall(r"[.!?](?:\s|$)", d["text"])) == 5, d["text"]
+
+
+def test_the_same_seed_gives_the_same_documents_whatever_else_used_random():
+    import random
+
+    first = translator_data.fictional(60, 3)
+    random.seed(123)
+    random.random()
+    assert translator_data.fictional(60, 3) == first
+    assert translator_data.fictional(60, 4) != first
