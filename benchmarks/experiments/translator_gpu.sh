@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MINUTES=${MINUTES:-5}        # of training; the model's load, the data's QA pairs and the eval come on top
-EPOCHS=${EPOCHS:-8}          # the cosine schedule's length; MINUTES stops it sooner if the GPU is slower
+EPOCHS=${EPOCHS:-}           # the cosine schedule's length; empty: sized to end within MINUTES (a 30 s trial first)
 BATCH=${BATCH:-32}
 LR=${LR:-1e-3}
 INIT=${INIT:-}
@@ -26,6 +26,21 @@ KB=runs/kb-translator-smollm2-$DATA
 TR=runs/translator-smollm2-gpu-$DATA
 [ -f $KB/kb.toml ] || prag index --corpus .gpu/data/corpus.jsonl --kb $KB --model smollm2 > /dev/null
 t0=$SECONDS
+if [ -z "$EPOCHS" ] && [ -f $TR/translator.json ]; then  # a run to go on with (a warm machine): its schedule
+  EPOCHS=$($PY -c "import json; print(json.load(open('$TR/translator.json'))['train']['epochs'])")
+fi
+if [ -z "$EPOCHS" ]; then  # time a few steps, then size the schedule so the learning rate anneals within MINUTES
+  prag translator train --kb $KB --qa .gpu/data/qa.jsonl --out $TR-trial --epochs 1 --batch-docs "$BATCH" \
+    --lr "$LR" --contrast 1.0 --minutes 0.5 > /dev/null 2>&1
+  EPOCHS=$($PY -c "
+import json, sys
+c = [json.loads(x) for x in open('$TR-trial/loss.jsonl')]
+per_step = (c[-1]['seconds'] - c[0]['seconds']) / (len(c) - 1) if len(c) > 1 else c[0]['seconds']  # warm-up step left out
+docs = json.load(open('$TR-trial/translator.json'))['documents']
+print(round(0.95 * $MINUTES * 60 / per_step * $BATCH / docs, 4))")
+  echo "schedule: $EPOCHS epochs"
+  rm -rf $TR-trial
+fi
 prag translator train --kb $KB --qa .gpu/data/qa.jsonl --out $TR --epochs "$EPOCHS" --batch-docs "$BATCH" \
   --lr "$LR" --contrast 1.0 --minutes "$MINUTES" ${INIT:+--init-from "$INIT"} 2>&1 | tr '\r' '\n' \
   | sed '/^translator: /d' > "$OUT/train.log"
