@@ -14,7 +14,7 @@ from prag.errors import PragError
 from prag.evaluate import weak_warnings
 from prag.pipeline import Pipeline
 from prag.store import KnowledgeBase
-from prag.tune import table, tune
+from prag.tune import choose, table, tune
 
 
 def test_tune_keeps_the_winner_with_the_kb_and_resumes(tiny_kb, tiny_lm):
@@ -23,8 +23,9 @@ def test_tune_keeps_the_winner_with_the_kb_and_resumes(tiny_kb, tiny_lm):
     res = tune(pipe, qs, "fictional dev", budget=2, top_k=1, scales=(0.5, 1.0), shots=(0, 2), progress=False)
     assert [(r["few_shot"], r["scale"]) for r in res["table"]] == [(0, 0.5), (0, 1.0), (2, 0.5), (2, 1.0)]
     assert all(r["n"] == 2 for r in res["table"])
-    best = max(res["table"], key=lambda r: (r["f1"], r["em"], -r["few_shot"], r["scale"]))
-    assert res["chosen"] == {"scale": best["scale"], "few_shot": best["few_shot"], "temperature": 1.0}
+    chosen = res["chosen"]
+    assert chosen in res["rule"]["within_one_se"] and chosen["temperature"] == 1.0
+    best = next(r for r in res["table"] if (r["few_shot"], r["scale"]) == (chosen["few_shot"], chosen["scale"]))
     dev = {q.id for q in split(qs, "dev")}
     assert set(res["questions"]) <= dev and set(res["examples"]) <= dev  # never a test question
     assert not set(res["questions"]) & set(res["examples"])  # an example is never scored
@@ -49,8 +50,8 @@ def test_tune_can_choose_the_merge_temperature(tiny_kb, tiny_lm):
     res = tune(Pipeline(tiny_kb, tiny_lm), qs, "fictional dev", budget=2, top_k=2, scales=(1.0,), shots=(0,),
                temperatures=(1.0, 1000.0), progress=False)
     assert [(r["scale"], r["temperature"]) for r in res["table"]] == [(1.0, 1.0), (1.0, 1000.0)]
-    best = max(res["table"], key=lambda r: (r["f1"], r["em"], -r["temperature"]))
-    assert res["chosen"]["temperature"] == best["temperature"]
+    best = next(r for r in res["table"] if r["temperature"] == res["chosen"]["temperature"])
+    assert res["chosen"] in res["rule"]["within_one_se"]
     assert KnowledgeBase.open(tiny_kb.root).config.generation.temperature == best["temperature"]
     assert "temperature" in table(res) and "1000.0" in table(res)
 
@@ -105,3 +106,41 @@ def test_tune_temperatures_need_the_softmax_merge(tiny_kb, tiny_lm):
     pipe.config = pipe.config.override({"generation.merge": "sum"})
     with pytest.raises(PragError, match="softmax"):
         tune(pipe, load_questions(FICTIONAL / "questions.jsonl"), "x", temperatures=(1.0, 4.0), progress=False)
+
+
+def _rows(f1s: dict[tuple, list[float]]):
+    rows = [{"few_shot": k[0], "scale": k[1], "temperature": 1.0, "f1": sum(v) / len(v), "em": 0.0, "n": len(v)}
+            for k, v in f1s.items()]
+    return rows, [{f"q{i}": x for i, x in enumerate(v)} for v in f1s.values()]
+
+
+UNTUNED = {"few_shot": 0, "scale": 0.25, "temperature": 1.0}
+
+
+@pytest.mark.parametrize("f1s, chosen", [
+    # a clear winner (every question better): chosen, far from the untuned settings or not
+    ({(0, 0.25): [0.0] * 10, (4, 0.25): [1.0] * 9 + [0.0]}, (4, 0.25)),
+    # one question's difference out of 30: within the noise, the untuned settings stay
+    ({(0, 0.25): [0.0] * 29 + [0.0], (0, 0.5): [0.0] * 29 + [1.0]}, (0, 0.25)),
+    # nothing scores: the untuned settings
+    ({(0, 1.0): [0.0] * 5, (0, 0.25): [0.0] * 5, (4, 0.5): [0.0] * 5}, (0, 0.25)),
+    # the untuned row is not in the grid: the nearest of the equals (fewest examples, then strength)
+    ({(4, 1.0): [0.5] * 4, (0, 1.0): [0.5] * 4, (0, 0.5): [0.5] * 4}, (0, 0.5)),
+    # a noisy but large gain: a half of the questions right against none is beyond one standard error
+    ({(0, 0.25): [0.0] * 20, (4, 0.5): [1.0, 0.0] * 10}, (4, 0.5)),
+])
+def test_the_one_standard_error_rule(f1s, chosen):
+    rows, scores = _rows(f1s)
+    row, rule = choose(rows, scores, UNTUNED)
+    assert (row["few_shot"], row["scale"]) == chosen
+    best = max(rows, key=lambda r: r["f1"])
+    assert rule["best"] == {"few_shot": best["few_shot"], "scale": best["scale"], "temperature": 1.0}
+    assert {"few_shot": row["few_shot"], "scale": row["scale"], "temperature": 1.0} in rule["within_one_se"]
+
+
+def test_the_table_says_when_the_best_f1_was_not_chosen():
+    rows, scores = _rows({(0, 0.25): [0.0] * 30, (0, 0.5): [0.0] * 29 + [1.0]})
+    row, rule = choose(rows, scores, UNTUNED)
+    text = table({"source": "x", "method": "prag", "questions": ["q"] * 30, "table": rows, "rule": rule,
+                  "chosen": {k: row[k] for k in ("few_shot", "scale", "temperature")}})
+    assert "<- chosen" in text and "<- best F1" in text

@@ -189,7 +189,8 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
     ids = {q.id for q in questions}
     labels = list(dict.fromkeys(j[0] for j in todo_all))
     rows = {label: [r for (mm, i), r in done.items() if mm == label and i in ids] for label in labels}
-    out = {"methods": {label: summarize(rs) for label, rs in rows.items()}, "device": devices(sum(rows.values(), []))}
+    out = {"methods": {label: summarize(rs) for label, rs in rows.items()}, "device": devices(sum(rows.values(), [])),
+           "scores": {label: {r["id"]: r["f1"] for r in rs} for label, rs in rows.items()}}  # F1 per question
     if doc_source == "gold":
         out["composition"] = {m: composition(rows, m) for m in methods if METHODS.get(m).adapters}
     return out

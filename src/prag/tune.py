@@ -5,13 +5,19 @@ kept with the kb.
 
 The adapters do not depend on these settings, so every setting reuses the same adapters (built once, batched).
 Every answer goes to a log in the kb (`tuning/tune.log.jsonl`), so a killed tuning resumes where it stopped.
-The winner is written to kb.toml, its worked examples to `examples.jsonl`, and the table it was chosen from to
-`tuning.json`, which `prag status` shows.
+The choice follows the one-standard-error rule: among the settings whose F1 is within one standard error of the
+best's (the paired per-question differences), the one closest to what an untuned kb uses (the model's defaults,
+chosen across datasets for the worst case), so that differences smaller than the dev set's noise do not move the
+settings. The winner is written to kb.toml, its worked examples to `examples.jsonl`, and the table it was chosen
+from to `tuning.json`, which `prag status` shows.
 """
 from __future__ import annotations
 
+import math
+import statistics
 import time
 
+from .config import default_config
 from .corpus import Question, few_shot_examples, split
 from .errors import PragError
 from .evaluate import run_eval
@@ -46,7 +52,7 @@ def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 3
     (kb.root / "tuning").mkdir(exist_ok=True)
     log = kb.root / "tuning" / "tune.log.jsonl"
     pipe.parameterize_retrieved(dev, top_k, progress=progress)  # once: every setting uses the same adapters
-    rows = []
+    rows, scores = [], []
     base = pipe.config
     for n in shots:
         for scale in scales:
@@ -57,15 +63,44 @@ def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 3
                 s = res["methods"][method]
                 rows.append({"few_shot": n, "scale": scale, "temperature": t, "f1": round(s["f1"], 4),
                              "em": round(s["em"], 4), "n": s["n"]})
+                scores.append(res["scores"][method])
     pipe.config = base
-    # ties: fewer examples, stronger, the lower temperature
-    best = max(rows, key=lambda r: (r["f1"], r["em"], -r["few_shot"], r["scale"], -r["temperature"]))
+    untuned = default_config(base.model).generation
+    best, rule = choose(rows, scores, {"few_shot": untuned.few_shot, "scale": untuned.scale,
+                                       "temperature": untuned.temperature})
     result = {"source": source, "method": method, "budget": budget, "top_k": top_k, "questions": [q.id for q in dev],
               "examples": [q.id for q in examples[:best["few_shot"]]], "table": rows,
               "chosen": {"scale": best["scale"], "few_shot": best["few_shot"], "temperature": best["temperature"]},
-              "seconds": round(time.perf_counter() - t0, 1)}  # this run's, adapters included (a resumed run: its part)
+              "rule": rule, "seconds": round(time.perf_counter() - t0, 1)}  # this run's, adapters included (a resumed run: its part)
     kb.save_tuning(result, [(q.question, q.golden_answers[0]) for q in examples[:best["few_shot"]]])
     return result
+
+
+def choose(rows: list[dict], scores: list[dict[str, float]], untuned: dict) -> tuple[dict, dict]:
+    """The one-standard-error rule (Breiman et al. 1984): `rows` (few_shot, scale, temperature, f1, em) and each
+    row's F1 per question; returns the chosen row and how it was chosen. The best row is the highest F1 (then EM).
+    A row is as good when its mean paired difference to the best is at most one standard error of those
+    differences; of those, the one closest to `untuned` (fewest examples beyond it, then the strength, then the
+    temperature nearest) wins."""
+    i_best = max(range(len(rows)), key=lambda i: (rows[i]["f1"], rows[i]["em"]))
+    ids = sorted(scores[i_best])
+    within, se_of = [], {}
+    for i, per_q in enumerate(scores):
+        d = [scores[i_best][q] - per_q.get(q, 0.0) for q in ids]
+        se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+        se_of[i] = se
+        if sum(d) / max(1, len(d)) <= se + 1e-12:
+            within.append(i)
+
+    def distance(i: int) -> tuple:
+        r = rows[i]
+        return (abs(r["few_shot"] - untuned["few_shot"]), abs(math.log(max(r["scale"], 1e-9) / max(untuned["scale"], 1e-9))),
+                abs(math.log(r["temperature"] / untuned["temperature"])), -r["f1"], -r["em"])
+    pick = min(within, key=distance)
+    key = lambda r: {k: r[k] for k in ("few_shot", "scale", "temperature")}  # noqa: E731
+    return rows[pick], {"name": "one standard error", "best": key(rows[i_best]), "untuned": untuned,
+                        "within_one_se": [key(rows[i]) for i in within],
+                        "se_to_best": [round(se_of[i], 4) for i in range(len(rows))]}
 
 
 def table(result: dict) -> str:
@@ -74,8 +109,11 @@ def table(result: dict) -> str:
     lines = [f"tuned on {len(result['questions'])} dev questions of {result['source']} ({result['method']} F1):",
              "  few_shot  scale  temperature     F1     EM"]
     key = ("few_shot", "scale", "temperature")  # a table from before temperatures were tuned has none: 1
+    best = result.get("rule", {}).get("best")
     for r in result["table"]:
         mark = "  <- chosen" if all(r.get(k, 1.0) == chosen.get(k, 1.0) for k in key) else ""
+        if best and best != chosen and all(r.get(k, 1.0) == best.get(k, 1.0) for k in key):
+            mark = "  <- best F1 (the chosen one is within one standard error, nearer the untuned defaults)"
         lines.append(f"  {r['few_shot']:>8}  {r['scale']:>5}  {r.get('temperature', 1.0):>11}  {r['f1']:.3f}  "
                      f"{r['em']:.3f}{mark}")
     return "\n".join(lines)
