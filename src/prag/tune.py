@@ -70,10 +70,15 @@ def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 3
                                        "temperature": untuned.temperature})
     result = {"source": source, "method": method, "budget": budget, "top_k": top_k, "questions": [q.id for q in dev],
               "examples": [q.id for q in examples[:best["few_shot"]]], "table": rows,
-              "chosen": {"scale": best["scale"], "few_shot": best["few_shot"], "temperature": best["temperature"]},
-              "rule": rule, "seconds": round(time.perf_counter() - t0, 1)}  # this run's, adapters included (a resumed run: its part)
+              "chosen": _setting(best), "rule": rule,
+              "seconds": round(time.perf_counter() - t0, 1)}  # this run's, adapters included (a resumed run: its part)
     kb.save_tuning(result, [(q.question, q.golden_answers[0]) for q in examples[:best["few_shot"]]])
     return result
+
+
+def _setting(row: dict) -> dict:
+    """A tuning row's setting: few_shot, scale, temperature."""
+    return {k: row[k] for k in ("few_shot", "scale", "temperature")}
 
 
 def choose(rows: list[dict], scores: list[dict[str, float]], untuned: dict) -> tuple[dict, dict]:
@@ -97,9 +102,8 @@ def choose(rows: list[dict], scores: list[dict[str, float]], untuned: dict) -> t
         return (abs(r["few_shot"] - untuned["few_shot"]), abs(math.log(max(r["scale"], 1e-9) / max(untuned["scale"], 1e-9))),
                 abs(math.log(r["temperature"] / untuned["temperature"])), -r["f1"], -r["em"])
     pick = min(within, key=distance)
-    key = lambda r: {k: r[k] for k in ("few_shot", "scale", "temperature")}  # noqa: E731
-    return rows[pick], {"name": "one standard error", "best": key(rows[i_best]), "untuned": untuned,
-                        "within_one_se": [key(rows[i]) for i in within],
+    return rows[pick], {"name": "one standard error", "best": _setting(rows[i_best]), "untuned": untuned,
+                        "within_one_se": [_setting(rows[i]) for i in within],
                         "se_to_best": [round(se_of[i], 4) for i in range(len(rows))]}
 
 
