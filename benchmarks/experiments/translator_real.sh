@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Issue 24's real-data check: translated prag and combine beside rag, test split, first LIMIT questions, the
+# Table-1 settings (4 worked examples from dev, strength 0.25, PopQA 0.5, softmax top-3), one run per dataset.
+# Trained prag and combine on the same questions come from Table 1 (benchmarks/results/table1/<d>-<model>-v2.json);
+# translator_real.py puts them side by side. Resumable: each eval resumes from its .log.jsonl.
+#   TR=runs/translator-smollm2-v5 TAG=v5 bash benchmarks/experiments/translator_real.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TR=${TR:?a translator folder}
+TAG=${TAG:?a name for this translator in the result files}
+MODEL=${MODEL:-smollm2}
+LIMIT=${LIMIT:-100}
+BATCH=${BATCH:-8}
+DATASETS=${DATASETS:-"2wikimultihopqa-comparison 2wikimultihopqa hotpotqa popqa"}
+PRAG=${PRAG:-.venv/bin/prag}
+OUT=benchmarks/results/translator/real
+mkdir -p "$OUT"
+for d in $DATASETS; do
+  scale=0.25; [ "$d" = popqa ] && scale=0.5
+  KB=runs/kb-$d-$MODEL
+  $PRAG eval --dataset "$d" --model "$MODEL" --kb "$KB" --split test --limit "$LIMIT" --methods rag,prag,combine \
+    --few-shot 4 --scale "$scale" --adapters translated --translator "$TR" --batch-size "$BATCH" \
+    --json "$OUT/$d-$MODEL-$TAG-test$LIMIT.json" > /dev/null
+done
+.venv/bin/python benchmarks/experiments/translator_real.py --model "$MODEL" --tag "$TAG" --limit "$LIMIT" \
+  --datasets $DATASETS --out "$OUT/summary-$MODEL-$TAG.md"
