@@ -49,3 +49,35 @@ def test_the_same_seed_gives_the_same_documents_whatever_else_used_random():
     random.random()
     assert translator_data.fictional(60, 3) == first
     assert translator_data.fictional(60, 4) != first
+
+
+def _dataset(root: Path, name: str, questions: list[dict]) -> None:
+    import json
+    (root / name).mkdir(parents=True)
+    docs = [{"id": "a", "title": "Ambry", "text": "Ambry was built in Tessik by Quorvel Hane."},
+            {"id": "b", "title": "Bell", "text": "The Bell was cast in 1802."}]
+    (root / name / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (root / name / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+
+
+def test_dev_qa_takes_dev_questions_about_kept_paragraphs_that_contain_the_answer(tmp_path):
+    def q(i, answers, gold, type_=""):
+        return {"id": str(i), "question": f"question {i}?", "golden_answers": answers, "gold_doc_ids": gold,
+                "type": type_}
+    dev = [q(0, ["nowhere", "tessik"], ["a"]),          # the second answer is in the paragraph: kept, as written
+           q(1, ["1802"], ["b"]),                        # its paragraph was not kept (a test question retrieves it)
+           q(2, ["Ambry"], ["a"], "comparison"),         # needs the other paragraph too: left out
+           q(3, ["Quorvel"], ["a"]),                     # a word inside "Quorvel Hane": a whole word, kept
+           q(8, ["Tess"], ["a"])]                        # only part of a word ("Tessik"): left out
+    test = [q(4, ["Tessik"], ["a"]), q(5, ["Hane"], ["a"]), q(6, ["1802"], ["b"]), q(7, ["Ambry"], ["a"]),
+            q(9, ["Tessik"], ["a"])]
+    for name in translator_data.DATASETS:
+        _dataset(tmp_path, name, dev + test)
+    kept = [{"id": f"{n}--a", "title": "Ambry", "text": "Ambry was built in Tessik by Quorvel Hane."}
+            for n in translator_data.DATASETS]
+    qa, per = translator_data.dev_qa(tmp_path, kept)
+    for name in translator_data.DATASETS:
+        got = [(r["question"], r["answer"]) for r in qa if r["doc_id"] == f"{name}--a"]
+        assert got == [("question 0?", "Tessik"), ("question 3?", "Quorvel")]  # never a test question (4-9)
+        assert per[name] == {"dev_questions": 5, "dev_qa": 2}
+    assert {r["doc_id"] for r in qa} == {k["id"] for k in kept}

@@ -3,7 +3,8 @@
 Real documents: every paragraph of the four shared datasets' corpora that no **test** question (second half of
 its questions.jsonl) retrieves with BM25 top-K in its own corpus, and that is no test question's gold document;
 duplicates (same text) are kept once, and a text excluded in one dataset is excluded everywhere. Their QA pairs
-come from the kb's augmenter at training time.
+come from the kb's augmenter at training time; with `--dev-qa` (version 3), a kept paragraph that a dev question is
+about gets that natural question instead (qa.jsonl replaces the augmenter's pairs for the documents it names).
 
 Fictional documents: invented entities written here from templates (people, towns, companies, festivals,
 buildings, ships, animals, instruments, books) with random names and facts (common encyclopedic relations: some,
@@ -259,6 +260,36 @@ def real(data_root: Path, top_k: int) -> tuple[list[dict], dict]:
     return kept, per
 
 
+def dev_qa(data_root: Path, kept: list[dict]) -> tuple[list[dict], dict]:
+    """Natural questions about real prose (version 3): each **dev** question (first half of its questions.jsonl) on
+    each of its gold paragraphs that was kept (no test question retrieves it) and contains one of its golden answers
+    as whole words; that answer, as the paragraph writes it, is the QA pair's answer. Comparison questions are left
+    out (which of two entities is the answer needs the other paragraph too). The rule augmenter's QA pairs
+    are cloze sentences copied from the paragraph; a translator trained on them and on template documents alone
+    barely carried held-out facts to natural questions (docs/results.md, translator v5)."""
+    kept_ids = {d["id"]: d for d in kept}
+    qa, per = [], {}
+    for name in DATASETS:
+        dev = split(load_questions(data_root / name / "questions.jsonl"), "dev")
+        n = 0
+        for q in dev:
+            if "comparison" in q.type:
+                continue
+            for g in q.gold_doc_ids:
+                d = kept_ids.get(f"{name}--{g}")
+                if d is None:
+                    continue
+                text = d["title"] + "\n" + d["text"]
+                for ans in q.golden_answers:
+                    m = re.search(r"(?<!\w)" + re.escape(ans.strip()) + r"(?!\w)", text, re.IGNORECASE) if ans.strip() else None
+                    if m:
+                        qa.append({"doc_id": d["id"], "question": q.question, "answer": m.group(0)})
+                        n += 1
+                        break
+        per[name] = {"dev_questions": len(dev), "dev_qa": n}
+    return qa, per
+
+
 def _key(d: Document) -> str:
     return hashlib.sha256((d.title + "\n" + d.text).encode()).hexdigest()
 
@@ -270,18 +301,21 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=10, help="a test question's BM25 hits excluded (eval uses 3)")
     ap.add_argument("--fictional", type=int, default=6000, help="invented documents")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dev-qa", action="store_true", help="version 3: add the dev questions about kept paragraphs")
     a = ap.parse_args()
     docs, per = real(a.data, a.top_k)
     syn, qa = fictional(a.fictional, a.seed)
+    natural, dev_per = dev_qa(a.data, docs) if a.dev_qa else ([], {})
     a.out.mkdir(parents=True, exist_ok=True)
     with open(a.out / "corpus.jsonl", "w", encoding="utf-8") as f:
         for d in docs + syn:
             f.write(json.dumps(d, ensure_ascii=False) + "\n")
     with open(a.out / "qa.jsonl", "w", encoding="utf-8") as f:
-        for q in qa:
+        for q in natural + qa:
             f.write(json.dumps(q, ensure_ascii=False) + "\n")
     sources = {"real": per, "real_kept": len(docs), "fictional": len(syn), "fictional_qa": len(qa),
-               "top_k_excluded": a.top_k, "seed": a.seed, "generator": 2, "ids": [d["id"] for d in docs + syn]}
+               "top_k_excluded": a.top_k, "seed": a.seed, "generator": 3 if a.dev_qa else 2,
+               "dev_qa": dev_per, "ids": [d["id"] for d in docs + syn]}
     (a.out / "sources.json").write_text(json.dumps(sources, indent=1))
     print(json.dumps({k: v for k, v in sources.items() if k != "ids"}, indent=1))
 
