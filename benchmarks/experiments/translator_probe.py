@@ -3,6 +3,10 @@ translated adapter, with another document's, and with none (B set to zero).
 
     # a checkpoint of a run still training, on the 36 fictional30 documents (never trained on)
     .venv/bin/python benchmarks/experiments/translator_probe.py --checkpoint runs/translator-smollm2-v4/checkpoint.pt
+    # ... and on the training distribution: --sets fictional30,invented,cloze,natural
+    #   invented: 36 random invented training documents (a checkpoint at step s has seen s x 8 of 11,426) and their
+    #             template questions; cloze: 36 random real training paragraphs and their rule (cloze) QA pairs;
+    #   natural: PopQA and HotpotQA dev questions about real training paragraphs that contain the answer
     # capacity: train on N invented training documents until it overfits, then probe those same documents
     .venv/bin/python benchmarks/experiments/translator_probe.py --overfit 16 --contrast 1.0 --epochs 40
 """
@@ -17,9 +21,12 @@ from pathlib import Path
 
 import torch
 
-from prag.corpus import load_corpus, load_questions
+from prag.corpus import dataset_dir, load_corpus, load_questions, split
 from prag.encode import qa_texts
 from prag.models import load_model
+from prag.pipeline import Pipeline
+from prag.store import KnowledgeBase
+from prag.text import normalize_answer
 from prag.translate import (
     TrainConfig,
     TrainItem,
@@ -46,6 +53,45 @@ def probe(lm, inj, tr: Translator, items: list[TrainItem]) -> dict:
                 for k, t, its in (("own", tr, items), ("other", tr, other), ("none", silent, items))}
 
 
+def probe_set(name: str, lm, a) -> list[TrainItem]:
+    """36 documents (or fewer) with one or two QA pairs each, for `probe`."""
+    if name == "fictional30":
+        docs = {d.id: d for d in load_corpus(ROOT / "benchmarks/data/fictional30/corpus.jsonl")}
+        qs = load_questions(ROOT / "benchmarks/data/fictional30/questions.jsonl")
+        return [TrainItem(q.gold_doc_ids[0], docs[q.gold_doc_ids[0]].as_text(),
+                          qa_texts(lm, [(q.question, q.golden_answers[0])])) for q in qs]
+    kb = KnowledgeBase.open(a.kb)
+    if name == "invented":
+        qa: dict[str, list] = {}
+        for x in open(a.data / "qa.jsonl"):
+            r = json.loads(x)
+            qa.setdefault(r["doc_id"], []).append((r["question"], r["answer"]))
+        pick = random.Random(1).sample([d for d in kb.docs if d.id.startswith("syn-") and d.id in qa], 36)
+        return [TrainItem(d.id, d.as_text(), qa_texts(lm, qa[d.id][:1])) for d in pick]
+    if name == "cloze":
+        pick = random.Random(2).sample([d for d in kb.docs if not d.id.startswith("syn-")], 36)
+        augs = Pipeline(kb, lm, kb.config).augment_many(pick)
+        return [TrainItem(d.id, d.as_text(), qa_texts(lm, [(q.question, q.answer) for q in g.qa][:2]))
+                for d, g in zip(pick, augs) if g.qa]
+    if name == "natural":
+        items, used = [], set()
+        for ds in ("popqa", "hotpotqa"):
+            qs = split(load_questions(dataset_dir(ds) / "questions.jsonl"), "dev")
+            for q in qs:
+                for g in q.gold_doc_ids:
+                    d = kb.by_id.get(f"{ds}--{g}")
+                    if d is None or d.id in used:
+                        continue
+                    text = normalize_answer(d.as_text())
+                    ans = next((x for x in q.golden_answers if normalize_answer(x) and normalize_answer(x) in text), None)
+                    if ans:
+                        items.append(TrainItem(d.id, d.as_text(), qa_texts(lm, [(q.question, ans)])))
+                        used.add(d.id)
+                        break
+        return items[:18] + items[-18:]  # PopQA's first, HotpotQA's last
+    raise SystemExit(f"unknown probe set {name!r}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path)
@@ -54,6 +100,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=40)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--data", type=Path, default=ROOT / "runs/translator-data")
+    ap.add_argument("--sets", default="fictional30", help="with --checkpoint: fictional30,invented,cloze,natural")
+    ap.add_argument("--kb", type=Path, default=ROOT / "runs/kb-translator-smollm2-v2", help="the training kb")
     a = ap.parse_args()
     lm = load_model("smollm2")
     inj = Injector(lm.model, ["gate_proj", "up_proj", "down_proj"])
@@ -61,11 +109,11 @@ def main() -> None:
         state = torch.load(a.checkpoint, weights_only=False)
         tr = Translator(TranslatorConfig(**state["config"]))
         tr.load_state_dict(state["translator"])
-        docs = {d.id: d for d in load_corpus(ROOT / "benchmarks/data/fictional30/corpus.jsonl")}
-        qs = load_questions(ROOT / "benchmarks/data/fictional30/questions.jsonl")
-        items = [TrainItem(q.gold_doc_ids[0], docs[q.gold_doc_ids[0]].as_text(),
-                           qa_texts(lm, [(q.question, q.golden_answers[0])])) for q in qs]
-        print(json.dumps({"step": state["step"], "fictional30": probe(lm, inj, tr.eval(), items)}))
+        out = {"step": state["step"]}
+        for name in a.sets.split(","):
+            items = probe_set(name, lm, a)
+            out[name] = {"n": len(items), **probe(lm, inj, tr.eval(), items)}
+        print(json.dumps(out))
         return
     rows = [json.loads(x) for x in open(a.data / "corpus.jsonl")]
     docs = {r["id"]: r for r in rows if r["id"].startswith("syn-")}

@@ -1,5 +1,6 @@
 """Issue 24's real-data table: translated prag and combine and rag (one run per dataset, translator_real.sh)
-beside trained prag and combine on the same questions (Table 1's runs, benchmarks/results/table1/<d>-<model>-v2.json),
+beside closed-book and trained prag and combine on the same questions (Table 1's runs,
+benchmarks/results/table1/<d>-<model>-incontext.json and -v2.json),
 and the floor's check: translated combine >= rag + 3 F1.
 
     .venv/bin/python benchmarks/experiments/translator_real.py --tag v5 --out benchmarks/results/translator/real/summary-smollm2-v5.md
@@ -27,9 +28,9 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    head = ("| dataset | rag | translated prag | translated combine | trained prag (Table 1) | trained combine (Table 1)"
+    head = ("| dataset | closed (Table 1) | rag | translated prag | translated combine | trained prag (Table 1) | trained combine (Table 1)"
             " | translated combine - rag |")
-    lines = [head, "| " + " | ".join(["---"] * 7) + " |"]
+    lines = [head, "| " + " | ".join(["---"] * 8) + " |"]
     summary, met = {}, 0
     for d in a.datasets:
         path = ROOT / f"benchmarks/results/translator/real/{d}-{a.model}-{a.tag}-test{a.limit}.json"
@@ -40,7 +41,12 @@ def main() -> None:
         t1 = json.loads(t1_path.read_text()) if t1_path.exists() else None
         if t1 is not None and (t1.get("split"), t1.get("limit")) != ("test", a.limit):
             t1 = None  # other questions: not comparable
-        row = {"rag": f1(run, "rag"), "translated_prag": f1(run, "prag"), "translated_combine": f1(run, "combine"),
+        ic_path = ROOT / f"benchmarks/results/table1/{d}-{a.model}-incontext.json"  # Table 1's closed-book run
+        ic = json.loads(ic_path.read_text()) if ic_path.exists() else None
+        if ic is not None and (ic.get("split"), ic.get("limit")) != ("test", a.limit):
+            ic = None
+        row = {"closed": f1(ic, "closed"), "rag": f1(run, "rag"), "translated_prag": f1(run, "prag"),
+               "translated_combine": f1(run, "combine"),
                "trained_prag": f1(t1, "prag"), "trained_combine": f1(t1, "combine")}
         gain = None
         if row["rag"] is not None and row["translated_combine"] is not None:
