@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import FICTIONAL
 
@@ -53,3 +54,22 @@ def test_status_reports_all_parameterized(real_kb):
                          check=True, capture_output=True, text=True).stdout
     s = json.loads(out)
     assert s["parameterized"] == s["documents"] == 8 and s["failed"] == 0
+
+
+def test_the_shipped_translator_parameterizes_with_translator_default(real_kb, tmp_path):
+    """`--translator default` on a fresh clone: the shipped SmolLM2 translator stores a translated adapter per
+    document (checksummed, its sha256 as their recipe) and ask answers with them; different documents give
+    different adapters."""
+    prag = [sys.executable, "-m", "prag.cli"]
+    out = subprocess.run(prag + ["parameterize", "--kb", str(real_kb), "--translator", "default"],
+                         check=True, capture_output=True, text=True).stdout
+    assert "translated 8" in out, out
+    from prag.store import KnowledgeBase
+    kb = KnowledgeBase.open(real_kb)
+    a, b = (kb.load_translated(d.id) for d in kb.docs[:2])
+    name = sorted(a.factors)[0]
+    assert not torch.equal(a.factors[name][1], b.factors[name][1])
+    ans = subprocess.run(prag + ["ask", "--kb", str(real_kb), "--method", "prag", "--adapters", "translated",
+                                 "--translator", "default", "--json", "Who founded the company?"],
+                         check=True, capture_output=True, text=True).stdout
+    assert json.loads(ans)["adapters"] == ["translated"] * 3, ans

@@ -258,3 +258,25 @@ def test_the_contrast_term_is_zero_only_when_the_own_adapter_wins_by_the_margin(
         alone_plain = float(batch_loss(lm, inj, tr, items[:1], 1, random.Random(0)))
     assert with_term >= plain and abs(huge - plain - 100.0) < 5.0  # random adapters: no document-specific gain
     assert abs(alone - alone_plain) < 1e-6  # one document: no term
+
+
+def test_the_shipped_smollm2_translator_verifies_and_names_its_training_documents():
+    import hashlib
+    from pathlib import Path
+
+    from prag.translate import has_shipped_translator, shipped_translator, translator_info
+    folder = shipped_translator("smollm2")
+    tr, sha = load_translator(folder, "smollm2")
+    info = translator_info(folder)
+    assert sha == info["sha256"] and tr.cfg.model == "smollm2"
+    assert (folder / WEIGHTS_FILE).stat().st_size < 50 * 2**20  # half precision, tens of MB at most
+    ids = json.loads((Path(__file__).resolve().parents[1] / info["trained_on"].split(" ")[0]).read_text())["ids"]
+    assert hashlib.sha256("\n".join(ids).encode()).hexdigest() == info["trained_on_sha256"]
+    assert not any(i.startswith("f30-") or i.startswith("fh-") for i in ids)  # never the fictional evaluation sets
+    assert has_shipped_translator("smollm2") and not has_shipped_translator("tiny")
+
+
+def test_no_shipped_translator_for_a_model_without_one_is_a_clear_error():
+    from prag.translate import shipped_translator
+    with pytest.raises(PragError, match="no translator ships for model 'tiny'"):
+        shipped_translator("tiny")
