@@ -41,6 +41,29 @@ def test_every_answer_is_a_whole_word_of_its_document_and_the_distractor_is_neve
         assert len(re.findall(r"[.!?](?:\s|$)", d["text"])) == 5, d["text"]
 
 
+def test_prose_documents_keep_the_rules_every_answer_in_its_document_and_no_evaluation_word_or_answer():
+    docs, qa = translator_data.fictional(N, 0, prose=True)
+    plain, _ = translator_data.fictional(N, 0)
+    by_id = {d["id"]: d for d in docs}
+    held_words, held_answers = translator_data._held_out_words(), translator_data._held_out_answers()
+    fixed = {w.lower() for w in ("Works Brothers Manufactory Trading Company Festival Tower Bridge Library "
+                                 "Observatory Hall Star Gull Wren Heron The Letters Road Winter Garden vole newt "
+                                 "hare beetle flute drum fiddle horn").split()} | {f.lower() for f in translator_data.FIRST}
+    for q in qa:
+        assert q["answer"].lower() not in held_answers, q
+        assert re.search(r"\b" + re.escape(q["answer"]) + r"\b", by_id[q["doc_id"]]["text"]), q
+    for d in docs:
+        for w in re.findall(r"[A-Za-z]+", d["title"]):
+            assert w.lower() in fixed or w.lower() not in held_words, (w, d["title"])
+    assert len(qa) == 4 * N
+    # the style differs from version 2: joined sentences, fillers, names like English ones
+    assert sum(len(d["text"]) for d in docs) > 1.1 * sum(len(d["text"]) for d in plain)
+    assert sum(", and " in d["text"] or "; " in d["text"] for d in docs) > N // 10
+    names = [w.lower() for d in docs for w in re.findall(r"[A-Za-z]+", d["title"]) if w.lower() not in fixed]
+    assert sum(w.endswith(tuple(translator_data.NAME_TAILS)) for w in names) > len(names) // 2
+    assert translator_data.fictional(60, 3, prose=True) == translator_data.fictional(60, 3, prose=True)
+
+
 def test_the_same_seed_gives_the_same_documents_whatever_else_used_random():
     import random
 

@@ -176,8 +176,46 @@ def _held_out_answers() -> set[str]:
     return out
 
 
-def fictional(n: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """n invented documents and their QA pairs (one per fact, in one of two wordings)."""
+# Version 4 (`prose=True`): the translator v5 carried unseen documents of the template style to their questions
+# (own / other-document answer loss 1.50 / 4.47) but not the hand-written fictional evaluation documents (3.85 /
+# 4.03): the style, not the task, was what it could not transfer. Prose documents vary it: names built like
+# English place and family names, the entity sometimes named with its kind ("the town of X"), sentences joined with
+# a pronoun, and fact-free sentences between the facts.
+NAME_HEADS = ["ash", "bram", "cal", "dun", "el", "fern", "gar", "hal", "kel", "lang", "mar", "north", "oak", "pen",
+              "raven", "sel", "thorn", "wick", "wyn", "brook", "crag", "ember", "frost", "glen", "heath", "mill",
+              "stone", "wold", "birch", "cold", "east", "west", "high", "long", "red", "black", "white", "green",
+              "elm", "hazel", "rook", "swan", "wren", "marsh", "moss", "hollin", "tarn", "kirk", "bridge", "far"]
+NAME_TAILS = ["by", "ford", "wick", "mere", "holm", "stead", "ton", "ley", "worth", "gate", "haven", "combe",
+              "field", "bury", "moor", "wood", "dale", "shaw", "thwaite", "well", "ridge", "brook", "hurst", "cote",
+              "ham", "stow", "low", "ing", "den", "more"]
+KIND_NOUN = {"town": "the town of {t}", "company": "the firm {t}"}
+PRONOUN = {"person": None, "town": "it", "company": "it", "festival": "it", "building": "it", "ship": "she",
+           "animal": "it", "instrument": "it", "book": "it"}
+FILLERS = ["Records from those years are incomplete.", "Older sources spell the name in several ways.",
+           "Little else is known about the early years.", "Local accounts differ on some of the details.",
+           "{t_first} is still mentioned in regional guidebooks.", "A short entry in a county register confirms this.",
+           "Most of what is known comes from a single surviving letter.", "{t_first} appears in several old travel accounts.",
+           "The details were collected by a local historian much later.", "Few pictures from that time survive."]
+
+
+def _prose_name(rng: random.Random) -> str:
+    return (rng.choice(NAME_HEADS) + rng.choice(NAME_TAILS)).capitalize()
+
+
+def _join(first: str, second: str, title: str, pronoun: str) -> str | None:
+    """Two fact sentences as one, the second's leading title replaced by a pronoun; None where that does not read."""
+    for lead in (title, title[0].upper() + title[1:]):
+        if second.startswith(lead + " "):
+            return first.rstrip(".") + _join_word(first) + pronoun + second[len(lead):]
+    return None
+
+
+def _join_word(first: str) -> str:  # deterministic: the text decides, so the seed alone fixes a document
+    return ", and " if len(first) % 2 else "; "
+
+
+def fictional(n: int, seed: int, prose: bool = False) -> tuple[list[dict], list[dict]]:
+    """n invented documents and their QA pairs (one per fact, in one of two wordings); `prose`: version 4's style."""
     rng = random.Random(seed)
     pick = random.Random(seed + 1)  # the title makers' suffix choices
     banned = _held_out_words()
@@ -187,7 +225,7 @@ def fictional(n: int, seed: int) -> tuple[list[dict], list[dict]]:
 
     def name() -> str:
         while True:
-            w = _word(rng)
+            w = _prose_name(rng) if prose and rng.random() < 0.7 else _word(rng)
             if w.lower() not in banned and w not in used:
                 used.add(w)
                 return w
@@ -213,17 +251,30 @@ def fictional(n: int, seed: int) -> tuple[list[dict], list[dict]]:
         title = make_title(name, lambda: rng.choice(first), pick)
         t = title[0].upper() + title[1:]
         fill = {"t": title, "t_first": title.split()[0]}
+        named = dict(fill, t=KIND_NOUN[kind].format(t=title)) if prose and kind in KIND_NOUN else fill
         sentences, pairs = [], []
         for typ, says, asks in facts:
             v = values[typ]()
-            sentences.append(rng.choice(says).format(v=v, **fill))
-            pairs.append((rng.choice(asks).format(v=v, **fill), v))
+            sentences.append(rng.choice(says).format(v=v, **(named if prose and rng.random() < 0.3 else fill)))
+            pairs.append((rng.choice(asks).format(v=v, **(named if prose and rng.random() < 0.4 else fill)), v))
         typ, says = rng.choice(distractors)
         v = values[typ]()
         while v in [a for _, a in pairs]:
             v = values[typ]()
         rng.shuffle(sentences)  # the distractor (it may say "It") never first
         sentences.insert(rng.randint(1, len(sentences)), says.format(v=v, **fill))
+        if prose:
+            pronoun = PRONOUN[kind] or rng.choice(["he", "she"])
+            joined = [sentences[0]]
+            for x in sentences[1:]:
+                both = _join(joined[-1], x, title, pronoun) if rng.random() < 0.4 and "," not in joined[-1] else None
+                if both is None:
+                    joined.append(x)
+                else:
+                    joined[-1] = both
+            for filler in rng.sample(FILLERS, rng.choice([0, 1, 1, 2])):
+                joined.insert(rng.randint(1, len(joined)), filler.format(**fill))
+            sentences = joined
         text = " ".join(x[0].upper() + x[1:] for x in sentences)
         doc_id = f"syn-{i:05d}"
         docs.append({"id": doc_id, "title": t, "text": text})
@@ -302,9 +353,10 @@ def main() -> None:
     ap.add_argument("--fictional", type=int, default=6000, help="invented documents")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dev-qa", action="store_true", help="version 3: add the dev questions about kept paragraphs")
+    ap.add_argument("--prose", action="store_true", help="version 4 (with --dev-qa): invented documents in varied prose")
     a = ap.parse_args()
     docs, per = real(a.data, a.top_k)
-    syn, qa = fictional(a.fictional, a.seed)
+    syn, qa = fictional(a.fictional, a.seed, prose=a.prose)
     natural, dev_per = dev_qa(a.data, docs) if a.dev_qa else ([], {})
     a.out.mkdir(parents=True, exist_ok=True)
     with open(a.out / "corpus.jsonl", "w", encoding="utf-8") as f:
@@ -314,7 +366,7 @@ def main() -> None:
         for q in natural + qa:
             f.write(json.dumps(q, ensure_ascii=False) + "\n")
     sources = {"real": per, "real_kept": len(docs), "fictional": len(syn), "fictional_qa": len(qa),
-               "top_k_excluded": a.top_k, "seed": a.seed, "generator": 3 if a.dev_qa else 2,
+               "top_k_excluded": a.top_k, "seed": a.seed, "generator": 4 if a.prose else 3 if a.dev_qa else 2,
                "dev_qa": dev_per, "ids": [d["id"] for d in docs + syn]}
     (a.out / "sources.json").write_text(json.dumps(sources, indent=1))
     print(json.dumps({k: v for k, v in sources.items() if k != "ids"}, indent=1))

@@ -4,6 +4,8 @@ translated adapter, with another document's, and with none (B set to zero).
     # a checkpoint of a run still training, on the 36 fictional30 documents (never trained on)
     .venv/bin/python benchmarks/experiments/translator_probe.py --checkpoint runs/translator-smollm2-v4/checkpoint.pt
     # ... and on the training distribution: --sets fictional30,invented,cloze,natural
+    #   invented-new / prose-new: 36 new invented documents (data version 2 / 4's generator, another seed: never
+    #             trained on);
     #   invented: 36 random invented training documents (a checkpoint at step s has seen s x 8 of 11,426) and their
     #             template questions; cloze: 36 random real training paragraphs and their rule (cloze) QA pairs;
     #   natural: PopQA and HotpotQA dev questions about real training paragraphs that contain the answer
@@ -16,6 +18,7 @@ import argparse
 import json
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +63,15 @@ def probe_set(name: str, lm, a) -> list[TrainItem]:
         qs = load_questions(ROOT / "benchmarks/data/fictional30/questions.jsonl")
         return [TrainItem(q.gold_doc_ids[0], docs[q.gold_doc_ids[0]].as_text(),
                           qa_texts(lm, [(q.question, q.golden_answers[0])])) for q in qs]
+    if name in ("invented-new", "prose-new"):  # another seed: documents no translator has seen
+        sys.path.insert(0, str(Path(__file__).parent))
+        from translator_data import fictional
+        docs, pairs = fictional(36, seed=4242, prose=name == "prose-new")
+        by = {d["id"]: d for d in docs}
+        first = {}
+        for r in pairs:
+            first.setdefault(r["doc_id"], (r["question"], r["answer"]))
+        return [TrainItem(i, by[i]["title"] + "\n" + by[i]["text"], qa_texts(lm, [first[i]])) for i in by]
     kb = KnowledgeBase.open(a.kb)
     if name == "invented":
         qa: dict[str, list] = {}
@@ -100,7 +112,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=40)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--data", type=Path, default=ROOT / "runs/translator-data")
-    ap.add_argument("--sets", default="fictional30", help="with --checkpoint: fictional30,invented,cloze,natural")
+    ap.add_argument("--sets", default="fictional30", help="with --checkpoint: fictional30,invented-new,prose-new,invented,cloze,natural")
     ap.add_argument("--kb", type=Path, default=ROOT / "runs/kb-translator-smollm2-v2", help="the training kb")
     a = ap.parse_args()
     lm = load_model("smollm2")
