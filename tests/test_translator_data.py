@@ -64,6 +64,18 @@ def test_prose_documents_keep_the_rules_every_answer_in_its_document_and_no_eval
     assert translator_data.fictional(60, 3, prose=True) == translator_data.fictional(60, 3, prose=True)
 
 
+def test_open_answers_leaves_out_the_questions_about_values_from_a_short_list_and_keeps_the_documents():
+    docs, qa = translator_data.fictional(N, 0, prose=True)
+    docs_open, qa_open = translator_data.fictional(N, 0, prose=True, open_only=True)
+    assert docs_open == docs  # the same text: only the questions change
+    closed = {v.lower() for v in translator_data.OCCUPATIONS + translator_data.COLOURS + translator_data.FOODS
+              + translator_data.PRODUCTS + translator_data.SEASONS + translator_data.MATERIALS + translator_data.GENRES}
+    assert not [q for q in qa_open if q["answer"].lower() in closed]
+    assert [q for q in qa if q["answer"].lower() in closed]
+    assert {q["doc_id"] for q in qa_open} == {d["id"] for d in docs}  # every document keeps a question
+    assert set(map(str, qa_open)) <= set(map(str, qa))
+
+
 def test_the_same_seed_gives_the_same_documents_whatever_else_used_random():
     import random
 

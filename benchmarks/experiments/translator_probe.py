@@ -5,7 +5,7 @@ translated adapter, with another document's, and with none (B set to zero).
     .venv/bin/python benchmarks/experiments/translator_probe.py --checkpoint runs/translator-smollm2-v4/checkpoint.pt
     # ... and on the training distribution: --sets fictional30,invented,cloze,natural
     #   invented-new / prose-new: 36 new invented documents (data version 2 / 4's generator, another seed: never
-    #             trained on);
+    #             trained on); prose-new-{name,number,closed}: the same, questions whose answer is of that type;
     #   invented: 36 random invented training documents (a checkpoint at step s has seen s x 8 of 11,426) and their
     #             template questions; cloze: 36 random real training paragraphs and their rule (cloze) QA pairs;
     #   natural: PopQA and HotpotQA dev questions about real training paragraphs that contain the answer
@@ -56,6 +56,10 @@ def probe(lm, inj, tr: Translator, items: list[TrainItem]) -> dict:
                 for k, t, its in (("own", tr, items), ("other", tr, other), ("none", silent, items))}
 
 
+_LISTS = {"occupation": "OCCUPATIONS", "colour": "COLOURS", "food": "FOODS", "product": "PRODUCTS",
+          "season": "SEASONS", "material": "MATERIALS", "genre": "GENRES"}
+
+
 def probe_set(name: str, lm, a) -> list[TrainItem]:
     """36 documents (or fewer) with one or two QA pairs each, for `probe`."""
     if name == "fictional30":
@@ -63,15 +67,21 @@ def probe_set(name: str, lm, a) -> list[TrainItem]:
         qs = load_questions(ROOT / "benchmarks/data/fictional30/questions.jsonl")
         return [TrainItem(q.gold_doc_ids[0], docs[q.gold_doc_ids[0]].as_text(),
                           qa_texts(lm, [(q.question, q.golden_answers[0])])) for q in qs]
-    if name in ("invented-new", "prose-new"):  # another seed: documents no translator has seen
+    if name in ("invented-new", "prose-new") or name.startswith("prose-new-"):
+        # another seed: documents no translator has seen; prose-new-{name,number,closed}: only questions whose
+        # answer is a name, a number, or a value from a short fixed list (CLOSED_TYPES)
         sys.path.insert(0, str(Path(__file__).parent))
-        from translator_data import fictional
-        docs, pairs = fictional(36, seed=4242, prose=name == "prose-new")
+        import translator_data as td
+        kind = name[len("prose-new-"):] if name.startswith("prose-new-") else None
+        docs, pairs = td.fictional(36 if kind is None else 150, seed=4242, prose=name != "invented-new")
+        closed = {v for typ in td.CLOSED_TYPES for v in getattr(td, _LISTS[typ])}
         by = {d["id"]: d for d in docs}
         first = {}
         for r in pairs:
-            first.setdefault(r["doc_id"], (r["question"], r["answer"]))
-        return [TrainItem(i, by[i]["title"] + "\n" + by[i]["text"], qa_texts(lm, [first[i]])) for i in by]
+            got = "closed" if r["answer"] in closed else "number" if r["answer"].isdigit() else "name"
+            if kind in (None, got):
+                first.setdefault(r["doc_id"], (r["question"], r["answer"]))
+        return [TrainItem(i, f"{by[i]['title']}: {by[i]['text']}", qa_texts(lm, [first[i]])) for i in first][:36]
     kb = KnowledgeBase.open(a.kb)
     if name == "invented":
         qa: dict[str, list] = {}
@@ -112,7 +122,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=40)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--data", type=Path, default=ROOT / "runs/translator-data")
-    ap.add_argument("--sets", default="fictional30", help="with --checkpoint: fictional30,invented-new,prose-new,invented,cloze,natural")
+    ap.add_argument("--sets", default="fictional30",
+                    help="with --checkpoint: fictional30,invented-new,prose-new[-name|-number|-closed],invented,cloze,natural")
     ap.add_argument("--kb", type=Path, default=ROOT / "runs/kb-translator-smollm2-v2", help="the training kb")
     a = ap.parse_args()
     lm = load_model("smollm2")
