@@ -322,6 +322,15 @@ def real(data_root: Path, top_k: int) -> tuple[list[dict], dict]:
     return kept, per
 
 
+def answer_in(text: str, answers: list[str]) -> str | None:
+    """The first of `answers` that `text` contains as whole words (any case), as the text writes it."""
+    for ans in answers:
+        m = re.search(r"(?<!\w)" + re.escape(ans.strip()) + r"(?!\w)", text, re.IGNORECASE) if ans.strip() else None
+        if m:
+            return m.group(0)
+    return None
+
+
 def dev_qa(data_root: Path, kept: list[dict]) -> tuple[list[dict], dict]:
     """Natural questions about real prose (version 3): each **dev** question (first half of its questions.jsonl) on
     each of its gold paragraphs that was kept (no test question retrieves it) and contains one of its golden answers
@@ -341,13 +350,10 @@ def dev_qa(data_root: Path, kept: list[dict]) -> tuple[list[dict], dict]:
                 d = kept_ids.get(f"{name}--{g}")
                 if d is None:
                     continue
-                text = d["title"] + "\n" + d["text"]
-                for ans in q.golden_answers:
-                    m = re.search(r"(?<!\w)" + re.escape(ans.strip()) + r"(?!\w)", text, re.IGNORECASE) if ans.strip() else None
-                    if m:
-                        qa.append({"doc_id": d["id"], "question": q.question, "answer": m.group(0)})
-                        n += 1
-                        break
+                ans = answer_in(d["title"] + "\n" + d["text"], q.golden_answers)
+                if ans:
+                    qa.append({"doc_id": d["id"], "question": q.question, "answer": ans})
+                    n += 1
         per[name] = {"dev_questions": len(dev), "dev_qa": n}
     return qa, per
 
