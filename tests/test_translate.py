@@ -270,9 +270,11 @@ def test_the_shipped_smollm2_translator_verifies_and_names_its_training_document
     info = translator_info(folder)
     assert sha == info["sha256"] and tr.cfg.model == "smollm2"
     assert (folder / WEIGHTS_FILE).stat().st_size < 50 * 2**20  # half precision, tens of MB at most
-    ids = json.loads((Path(__file__).resolve().parents[1] / info["trained_on"].split(" ")[0]).read_text())["ids"]
-    assert hashlib.sha256("\n".join(ids).encode()).hexdigest() == info["trained_on_sha256"]
-    assert not any(i.startswith("f30-") or i.startswith("fh-") for i in ids)  # never the fictional evaluation sets
+    for seen in [info] + ([info["init_from"]] if "init_from" in info else []):  # its data, and its start's
+        path = Path(__file__).resolve().parents[1] / seen["trained_on"].split(" ")[0]
+        ids = json.loads(path.read_text())["ids"]
+        assert hashlib.sha256("\n".join(ids).encode()).hexdigest() == seen["trained_on_sha256"]
+        assert not any(i.startswith("f30-") or i.startswith("fh-") for i in ids)  # never the fictional evaluation sets
     assert has_shipped_translator("smollm2") and not has_shipped_translator("tiny")
 
 
