@@ -76,6 +76,22 @@ def test_open_answers_leaves_out_the_questions_about_values_from_a_short_list_an
     assert set(map(str, qa_open)) <= set(map(str, qa))
 
 
+def test_open_values_draw_from_hundreds_of_values_and_keep_the_rules():
+    docs, qa = translator_data.fictional(N, 0, prose=True, open_only=True, open_values=True)
+    by_id = {d["id"]: d for d in docs}
+    held_answers = translator_data._held_out_answers()
+    for q in qa:
+        assert q["answer"].lower() not in held_answers, q
+        assert re.search(r"\b" + re.escape(q["answer"]) + r"\b", by_id[q["doc_id"]]["text"]), q
+    firsts = {q["answer"].split()[0] for q in qa if q["question"].startswith("Who ")}
+    assert len(firsts) > 100 and len(firsts & set(translator_data.FIRST)) <= 2  # not version 2's 25 (Ul+ric: Ulric)
+    foods = {q["answer"] for q in qa if "known for" in q["question"] or "famous for" in q["question"]}
+    assert len(foods) > 30
+    seasons = set(translator_data.SEASONS)
+    assert not [q for q in qa if q["answer"] in seasons]  # the season, a list of four, is not asked
+    assert len(qa) > 3.5 * N  # the other facts are
+
+
 def test_the_same_seed_gives_the_same_documents_whatever_else_used_random():
     import random
 

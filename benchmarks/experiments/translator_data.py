@@ -221,9 +221,39 @@ def _join_word(first: str) -> str:  # deterministic: the text decides, so the se
 CLOSED_TYPES = {"occupation", "colour", "food", "product", "season", "material", "genre"}
 
 
-def fictional(n: int, seed: int, prose: bool = False, open_only: bool = False) -> tuple[list[dict], list[dict]]:
+# Version 5 (`open_values=True`): v6, trained without short-list questions, still answered a founder with a first
+# name from FIRST ("Lorcan Grind", "Faye Skirk"). Open values: first names built from parts (hundreds), and the
+# short-list types drawn from combinations (a modifier and a noun: hundreds of foods, materials, colours and
+# products), occupations from a longer list; only the season stays a list (and is not asked with `open_only`).
+FIRST_HEADS = ["Al", "Ber", "Cor", "Dar", "El", "Fen", "Gil", "Hal", "Is", "Jes", "Ken", "Lor", "Mar", "Nel", "Os",
+               "Per", "Ros", "Sel", "Tam", "Ul", "Ves", "Wil", "Yor", "Zel", "Ar", "Bri", "Ced", "Dor", "Em", "Fla"]
+FIRST_TAILS = ["a", "in", "el", "wyn", "ric", "ette", "an", "ia", "o", "ard", "ine", "us", "ey", "ith", "ora"]
+MORE_OCCUPATIONS = ["saddler", "cooper", "wheelwright", "chandler", "glazier", "locksmith", "hatter", "miller",
+                    "brewer", "potter", "goldsmith", "mapmaker", "ropemaker", "dyer", "fletcher", "furrier",
+                    "engraver", "cartwright", "thatcher", "tailor", "shepherd", "falconer", "herbalist", "harpist",
+                    "organist", "surgeon", "geologist", "zoologist", "librarian", "schoolteacher", "bookseller",
+                    "toymaker", "jeweller", "boatbuilder", "lacemaker", "candlemaker", "cheesemaker", "farrier",
+                    "mason", "painter", "poet", "pharmacist", "midwife", "auctioneer", "innkeeper", "gardener"]
+MODIFIERS = {"food": (["smoked", "salted", "roasted", "spiced", "pickled", "baked", "dried", "honeyed", "stewed",
+                       "candied", "fried", "buttered"],
+                      ["trout", "herring", "plums", "chestnuts", "barley", "mussels", "turnips", "pears", "lamb",
+                       "cheese", "dumplings", "apples", "beans", "onions", "cabbage", "quince", "figs", "oysters"]),
+             "material": (["red", "grey", "white", "black", "yellow", "pale", "dark", "rough", "polished"],
+                          ["granite", "limestone", "basalt", "brick", "slate", "marble", "sandstone", "oak", "pine",
+                           "flint", "timber", "clay", "ironstone", "chalk"]),
+             "colour": (["pale", "dark", "deep", "bright", "dusty", "soft"],
+                        ["red", "blue", "green", "yellow", "orange", "purple", "pink", "brown", "grey", "rose",
+                         "mustard", "plum", "sea green", "sky blue", "copper", "lilac", "tan", "cream"]),
+             "product": (["brass", "wooden", "glass", "leather", "copper", "tin", "woollen", "silk", "iron", "paper"],
+                         ["buttons", "bells", "lamps", "boxes", "combs", "gloves", "hinges", "spoons", "kites",
+                          "barrels", "whistles", "saddles", "clocks", "toys", "bottles", "brushes"])}
+
+
+def fictional(n: int, seed: int, prose: bool = False, open_only: bool = False, open_values: bool = False
+              ) -> tuple[list[dict], list[dict]]:
     """n invented documents and their QA pairs (one per fact, in one of two wordings); `prose`: version 4's style;
-    `open_only`: no QA pair for a fact of CLOSED_TYPES."""
+    `open_only`: no QA pair for a fact of CLOSED_TYPES (with `open_values`: only for the season and the genre);
+    `open_values`: version 5's values."""
     rng = random.Random(seed)
     pick = random.Random(seed + 1)  # the title makers' suffix choices
     banned = _held_out_words()
@@ -239,7 +269,15 @@ def fictional(n: int, seed: int, prose: bool = False, open_only: bool = False) -
                 return w
 
     first = [f for f in FIRST if f.lower() not in banned]
+    if open_values:
+        first = [h + t for h in FIRST_HEADS for t in FIRST_TAILS if (h + t).lower() not in banned]
     person = lambda: f"{rng.choice(first)} {name()}"  # noqa: E731
+
+    def combined(typ: str) -> str:
+        mods, nouns = MODIFIERS[typ]
+        while (v := f"{rng.choice(mods)} {rng.choice(nouns)}").lower() in answers:
+            pass
+        return v
     def number(low: int, high: int) -> str:  # not an evaluation answer either
         while (x := str(rng.randint(low, high))) in answers:
             pass
@@ -251,6 +289,10 @@ def fictional(n: int, seed: int, prose: bool = False, open_only: bool = False) -
               "product": lambda: rng.choice(allowed(PRODUCTS)), "number": lambda: number(12, 900),
               "season": lambda: rng.choice(allowed(SEASONS)), "material": lambda: rng.choice(allowed(MATERIALS)),
               "valley": lambda: f"{name()} Valley", "genre": lambda: rng.choice(allowed(GENRES))}
+    if open_values:
+        values.update({typ: (lambda typ=typ: combined(typ)) for typ in MODIFIERS})
+        values["occupation"] = lambda: rng.choice(allowed(OCCUPATIONS + MORE_OCCUPATIONS))
+    not_asked = {"season", "genre"} if open_values else CLOSED_TYPES
     docs, qa = [], []
     kinds = list(KINDS)
     for i in range(n):
@@ -266,7 +308,7 @@ def fictional(n: int, seed: int, prose: bool = False, open_only: bool = False) -
             stated.append(v)
             sentences.append(rng.choice(says).format(v=v, **(named if prose and rng.random() < 0.3 else fill)))
             q = rng.choice(asks).format(v=v, **(named if prose and rng.random() < 0.4 else fill))
-            if not (open_only and typ in CLOSED_TYPES):
+            if not (open_only and typ in not_asked):
                 pairs.append((q, v))
         typ, says = rng.choice(distractors)
         v = values[typ]()
@@ -373,9 +415,11 @@ def main() -> None:
     ap.add_argument("--prose", action="store_true", help="version 4 (with --dev-qa): invented documents in varied prose")
     ap.add_argument("--open-answers", action="store_true",
                     help="version 4: no QA pair asks for a value from a short fixed list (occupation, colour, ...)")
+    ap.add_argument("--open-values", action="store_true",
+                    help="version 5: first names, foods, materials, colours, products from hundreds of combinations")
     a = ap.parse_args()
     docs, per = real(a.data, a.top_k)
-    syn, qa = fictional(a.fictional, a.seed, prose=a.prose, open_only=a.open_answers)
+    syn, qa = fictional(a.fictional, a.seed, prose=a.prose, open_only=a.open_answers, open_values=a.open_values)
     natural, dev_per = dev_qa(a.data, docs) if a.dev_qa else ([], {})
     a.out.mkdir(parents=True, exist_ok=True)
     with open(a.out / "corpus.jsonl", "w", encoding="utf-8") as f:
@@ -385,8 +429,8 @@ def main() -> None:
         for q in natural + qa:
             f.write(json.dumps(q, ensure_ascii=False) + "\n")
     sources = {"real": per, "real_kept": len(docs), "fictional": len(syn), "fictional_qa": len(qa),
-               "top_k_excluded": a.top_k, "seed": a.seed, "generator": 4 if a.prose else 3 if a.dev_qa else 2,
-               "prose": a.prose, "open_answers": a.open_answers,
+               "top_k_excluded": a.top_k, "seed": a.seed, "generator": 5 if a.open_values else 4 if a.prose else 3 if a.dev_qa else 2,
+               "prose": a.prose, "open_answers": a.open_answers, "open_values": a.open_values,
                "dev_qa": dev_per, "ids": [d["id"] for d in docs + syn]}
     (a.out / "sources.json").write_text(json.dumps(sources, indent=1))
     print(json.dumps({k: v for k, v in sources.items() if k != "ids"}, indent=1))
