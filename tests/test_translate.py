@@ -275,6 +275,10 @@ def test_the_shipped_smollm2_translator_verifies_and_names_its_training_document
         ids = json.loads(path.read_text())["ids"]
         assert hashlib.sha256("\n".join(ids).encode()).hexdigest() == seen["trained_on_sha256"]
         assert not any(i.startswith("f30-") or i.startswith("fh-") for i in ids)  # never the fictional evaluation sets
+        if "trained_on_corpus_sha256" in seen:  # data versions share ids (syn-00000...): the texts tell them apart
+            listed = json.loads(path.read_text())
+            assert (listed["corpus_sha256"], listed["qa_sha256"]) == (seen["trained_on_corpus_sha256"],
+                                                                       seen["trained_on_qa_sha256"])
     assert has_shipped_translator("smollm2") and not has_shipped_translator("tiny")
 
 

@@ -85,11 +85,16 @@ def test_open_values_draw_from_hundreds_of_values_and_keep_the_rules():
         assert re.search(r"\b" + re.escape(q["answer"]) + r"\b", by_id[q["doc_id"]]["text"]), q
     firsts = {q["answer"].split()[0] for q in qa if q["question"].startswith("Who ")}
     assert len(firsts) > 100 and len(firsts & set(translator_data.FIRST)) <= 2  # not version 2's 25 (Ul+ric: Ulric)
-    foods = {q["answer"] for q in qa if "known for" in q["question"] or "famous for" in q["question"]}
+    foods = {q["answer"] for q in qa if q["question"].startswith(("What is ", "What food is "))
+             and q["question"].endswith((" known for?", " famous for?"))}
     assert len(foods) > 30
     seasons = set(translator_data.SEASONS)
     assert not [q for q in qa if q["answer"] in seasons]  # the season, a list of four, is not asked
     assert len(qa) > 3.5 * N  # the other facts are
+    fillers = [f.split("{t_first}")[1] for f in translator_data.FILLERS if f.startswith("{t_first}")]
+    for d in docs:  # a filler's subject is the whole title, never a bare "The" (version 4's flaw)
+        for tail in fillers:
+            assert not re.search(r"(?:^|\. )\w+" + re.escape(tail), d["text"]) or d["title"] + tail in d["text"], d
 
 
 def test_the_same_seed_gives_the_same_documents_whatever_else_used_random():

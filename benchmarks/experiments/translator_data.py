@@ -210,7 +210,7 @@ def _join(first: str, second: str, title: str, pronoun: str) -> str | None:
     return None
 
 
-def _join_word(first: str) -> str:  # deterministic: the text decides, so the seed alone fixes a document
+def _join_word(first: str) -> str:  # by the text, not the rng: data v4 was made so (a draw would shift the stream)
     return ", and " if len(first) % 2 else "; "
 
 
@@ -326,7 +326,9 @@ def fictional(n: int, seed: int, prose: bool = False, open_only: bool = False, o
                 else:
                     joined[-1] = both
             for filler in rng.sample(FILLERS, rng.choice([0, 1, 1, 2])):
-                joined.insert(rng.randint(1, len(joined)), filler.format(**fill))
+                # version 4 put the title's first word ("The" of "The X Letters") where version 5 puts the title
+                subject = dict(fill, t_first=t) if open_values else fill
+                joined.insert(rng.randint(1, len(joined)), filler.format(**subject))
             sentences = joined
         text = " ".join(x[0].upper() + x[1:] for x in sentences)
         doc_id = f"syn-{i:05d}"
