@@ -55,10 +55,6 @@ def probe(lm, inj, tr: Translator, items: list[TrainItem]) -> dict:
                 for k, t, its in (("own", tr, items), ("other", tr, other), ("none", silent, items))}
 
 
-_LISTS = {"occupation": "OCCUPATIONS", "colour": "COLOURS", "food": "FOODS", "product": "PRODUCTS",
-          "season": "SEASONS", "material": "MATERIALS", "genre": "GENRES"}
-
-
 def probe_set(name: str, lm, a) -> list[TrainItem]:
     """36 documents (or fewer) with one or two QA pairs each, for `probe`."""
     if name == "fictional30":
@@ -73,7 +69,7 @@ def probe_set(name: str, lm, a) -> list[TrainItem]:
         import translator_data as td
         kind = name[len("prose-new-"):] if name.startswith("prose-new-") else None
         docs, pairs = td.fictional(36 if kind is None else 150, seed=4242, prose=name != "invented-new")
-        closed = {v for typ in td.CLOSED_TYPES for v in getattr(td, _LISTS[typ])}
+        closed = {v for values in td.CLOSED_VALUES.values() for v in values}
         by = {d["id"]: d for d in docs}
         first = {}
         for r in pairs:
