@@ -178,9 +178,10 @@ def _held_out_answers() -> set[str]:
 
 # Version 4 (`prose=True`): the translator v5 carried unseen documents of the template style to their questions
 # (own / other-document answer loss 1.50 / 4.47) but not the hand-written fictional evaluation documents (3.85 /
-# 4.03): the style, not the task, was what it could not transfer. Prose documents vary it: names built like
-# English place and family names, the entity sometimes named with its kind ("the town of X"), sentences joined with
-# a pronoun, and fact-free sentences between the facts.
+# 4.03). Prose documents vary the style: names built like English place and family names, the entity sometimes
+# named with its kind ("the town of X"), sentences joined with a pronoun, fact-free sentences between the facts.
+# The style turned out not to matter (v5 scores unseen prose documents as it scores its own style, 1.55 / 4.34);
+# the answer type did (`open_only`, below).
 NAME_HEADS = ["ash", "bram", "cal", "dun", "el", "fern", "gar", "hal", "kel", "lang", "mar", "north", "oak", "pen",
               "raven", "sel", "thorn", "wick", "wyn", "brook", "crag", "ember", "frost", "glen", "heath", "mill",
               "stone", "wold", "birch", "cold", "east", "west", "high", "long", "red", "black", "white", "green",
@@ -327,9 +328,9 @@ def fictional(n: int, seed: int, prose: bool = False, open_only: bool = False, o
                     joined.append(x)
                 else:
                     joined[-1] = both
+            # version 4 put the title's first word ("The" of "The X Letters") where version 5 puts the title
+            subject = dict(fill, t_first=t) if open_values else fill
             for filler in rng.sample(FILLERS, rng.choice([0, 1, 1, 2])):
-                # version 4 put the title's first word ("The" of "The X Letters") where version 5 puts the title
-                subject = dict(fill, t_first=t) if open_values else fill
                 joined.insert(rng.randint(1, len(joined)), filler.format(**subject))
             sentences = joined
         text = " ".join(x[0].upper() + x[1:] for x in sentences)
