@@ -221,6 +221,8 @@ def test_warmup_bad_recipe(guard, unchanged, tmp_path, args, needle):
     (("--minutes", "nan"), "--minutes must be a number > 0"),
     (("--init-from", "/no/such/translator"), "not a translator"),
     (("--init-from", "default"), "no translator ships for model"),
+    (("--memory-layers", "8"), "translator.memory_layers must be distinct layer indices in [0, read_layer 8)"),
+    (("--memory-layers", "5,x"), "--memory-layers must be comma-separated integers, not '5,x'"),
 ])
 def test_translator_train_bad_settings(guard, unchanged, tmp_path, args, needle):
     assert_clean_error(prag(guard, "translator", "train", "--kb", unchanged, "--out", tmp_path / "t", *args), needle)

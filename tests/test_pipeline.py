@@ -253,6 +253,28 @@ def test_translated_adapters_answer_without_training_and_say_so(tiny_kb, tiny_lm
     assert again.summary()["translated"] == 2 and again.summary()["parameterized"] == 0
 
 
+def test_a_token_memory_translators_adapters_are_stored_with_their_per_module_ranks(tiny_kb, tiny_lm, tmp_path):
+    """A translator with token memory: the stored adapter keeps each memory module's rank (one per document
+    token, beyond r), PEFT's rank_pattern and alpha_pattern say so, and loading it back gives the same factors."""
+    from prag.translate import TranslatorConfig, new_translator, save_translator
+    from prag.update import Injector
+
+    inj = Injector(tiny_lm.model, tiny_kb.config.lora.target_modules)
+    tr = new_translator(tiny_lm, inj, TranslatorConfig(model=tiny_kb.config.model, read_layer=1, memory_layers=[0]))
+    inj.remove()
+    save_translator(tr, tmp_path / "mem")
+    pipe = _with(tiny_kb, tiny_lm, adapters="translated", translator=str(tmp_path / "mem"))
+    doc = tiny_kb.docs[0]
+    pipe.ask(Q, "prag", doc_ids=[doc.id])
+    conf = json.loads((tiny_kb.translated_dir(doc.id) / "adapter_config.json").read_text())
+    [(name, rank)] = conf["rank_pattern"].items()
+    assert name.endswith("layers.0.mlp.down_proj") and rank > conf["r"]
+    assert conf["alpha_pattern"][name] / rank == conf["lora_alpha"] / conf["r"]
+    tiny_kb._uncache(doc.id)
+    back = tiny_kb.load_translated(doc.id)
+    assert back.factors[name][0].shape[0] == rank and back.factors[name][1].shape[1] == rank
+
+
 def test_trained_else_translated_prefers_a_trained_adapter(tiny_kb, tiny_lm, translator_dir):
     pipe = _with(tiny_kb, tiny_lm, adapters="trained-else-translated", translator=str(translator_dir))
     ids = [d.id for d in tiny_kb.docs[:2]]

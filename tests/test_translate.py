@@ -286,3 +286,88 @@ def test_no_shipped_translator_for_a_model_without_one_is_a_clear_error():
     from prag.translate import shipped_translator
     with pytest.raises(PragError, match="no translator ships for model 'tiny'"):
         shipped_translator("tiny")
+
+
+# ---------------------------------------------------------------------------------------------- token memory
+
+@pytest.fixture()
+def memory_parts(tiny_lm):
+    inj = Injector(tiny_lm.model, MODULES)
+    cfg = TranslatorConfig(model="tiny", read_layer=2, r=2, memory_layers=[0, 1])
+    tr = new_translator(tiny_lm, inj, cfg)
+    with torch.no_grad():
+        tr.mem_val.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))
+    yield tiny_lm, inj, _trained_like(tr)
+    for h in inj._handles:
+        h.remove()
+
+
+def _n_tokens(lm, text):
+    return len(lm.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def test_token_memory_gives_the_memory_modules_one_rank_per_document_token(memory_parts):
+    lm, inj, tr = memory_parts
+    ads = translate(lm, inj, tr, DOCS[:2])
+    down = inj.groups[tr.cfg.memory_kind()]
+    for ad, doc in zip(ads, DOCS):
+        for name, (a, b) in ad.factors.items():
+            want = 2 + _n_tokens(lm, doc) if name in down else 2
+            assert a.shape[0] == b.shape[1] == want, name
+    # the first token has no context before it: its row writes nothing
+    assert float(ads[0].factors[down[0]][1][:, 2].abs().max()) == 0.0
+
+
+def test_token_memory_rows_depend_on_their_own_tokens_and_ignore_padding(memory_parts):
+    lm, inj, tr = memory_parts
+    alone = translate(lm, inj, tr, DOCS[:1])[0]
+    batched = translate(lm, inj, tr, DOCS[:1] + ["a much longer document " * 6])[0]
+    assert max_diff(alone, batched) < 1e-4
+    other = translate(lm, inj, tr, [DOCS[0].replace("Tessik", "Varnholm")])[0]
+    down = inj.groups[tr.cfg.memory_kind()][0]
+    keys_a, keys_b = alone.factors[down][0], other.factors[down][0]
+    assert torch.allclose(keys_a[2:5], keys_b[2:5], atol=1e-5), "rows before the change are the same"
+    assert not torch.allclose(keys_a[-2:], keys_b[-2:], atol=1e-3), "rows after it are not"
+
+
+def test_a_memory_adapter_round_trips_the_store_files_with_per_module_ranks(memory_parts, tmp_path):
+    from prag.config import LoraConfig
+    from prag.encode import read_adapter, save_adapter
+
+    lm, inj, tr = memory_parts
+    ad = translate(lm, inj, tr, DOCS[:1])[0]
+    save_adapter(ad, tmp_path / "a", LoraConfig(), "tiny")
+    back = read_adapter(tmp_path / "a")
+    assert max_diff(ad, back) < 1e-6
+    ids = torch.randint(3, 90, (1, 9))
+    with torch.no_grad():
+        with inj.applied([ad]):
+            x = lm.model(input_ids=ids).logits
+        with inj.applied([back]):
+            y = lm.model(input_ids=ids).logits
+    assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_a_translator_without_memory_seeds_one_with_it(tiny_lm, tmp_path):
+    inj = Injector(tiny_lm.model, MODULES)
+    plain = _trained_like(new_translator(tiny_lm, inj, TranslatorConfig(model="tiny", read_layer=2, r=2)))
+    items = [TrainItem(f"d{i}", d, [("Q: what? A:", " x")]) for i, d in enumerate(DOCS)]
+    cfg = TranslatorConfig(model="tiny", read_layer=2, r=2, memory_layers=[1])
+    train_translator(tiny_lm, inj, items, cfg, TrainConfig(epochs=0.0001, batch_docs=3, lr=0.0, bf16=False),
+                     tmp_path / "t", progress=False, init=plain)
+    grown, _ = load_translator(tmp_path / "t")
+    assert grown.cfg.memory_layers == [1]
+    for k, v in plain.state_dict().items():
+        assert torch.allclose(grown.state_dict()[k], v, atol=2e-3), k  # float16 files; lr 0
+    with pytest.raises(PragError, match="differs in r"):
+        train_translator(tiny_lm, inj, items, TranslatorConfig(model="tiny", read_layer=2, r=3, memory_layers=[1]),
+                         TrainConfig(epochs=0.0001, batch_docs=3, bf16=False), tmp_path / "u", progress=False,
+                         init=plain)
+    for h in inj._handles:
+        h.remove()
+
+
+@pytest.mark.parametrize("layers", [[2], [-1], [0, 0], "0"])
+def test_bad_memory_layers_are_refused(layers):
+    with pytest.raises(PragError, match="memory_layers"):
+        TranslatorConfig(read_layer=2, memory_layers=layers).validate()

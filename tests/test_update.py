@@ -99,3 +99,49 @@ def test_each_row_gets_its_own_adapters(tiny_lm):
     assert torch.allclose(batched[2], base, atol=1e-6), "a row with no adapters is the base model"
     assert not torch.allclose(alone[0], alone[1], atol=1e-3), "the sets must differ, or the test shows nothing"
     inj.remove()
+
+
+def _wider(ad, name, extra, seed):
+    """`ad` with module `name` given `extra` more rank (a translator's token memory is such an adapter)."""
+    from prag.update import Adapter
+
+    g = torch.Generator().manual_seed(seed)
+    a, b = ad.factors[name]
+    wide = (torch.cat([a, torch.randn(extra, a.shape[1], generator=g) * 0.1]),
+            torch.cat([b, torch.randn(b.shape[0], extra, generator=g) * 0.1], 1))
+    return Adapter({**ad.factors, name: wide}, ad.r, ad.alpha)
+
+
+def test_an_adapter_whose_modules_differ_in_rank_applies_exactly(tiny_lm):
+    """Per-module ranks (one module wider than r): the Update equals the weights with scaling·B·A added, alone,
+    stacked with an ordinary adapter, and per row."""
+    model = tiny_lm.model
+    inj = Injector(model, TARGETS)
+    down = [n for n in inj.modules if n.endswith("down_proj")][1]
+    wide = _wider(random_adapter(inj, 0), down, 7, 1)
+    plain = random_adapter(inj, 2)
+    ids = torch.randint(3, 90, (2, 13))
+
+    def materialised(ads, ws):
+        m = copy.deepcopy(model)
+        mods = dict(m.named_modules())
+        with torch.no_grad():
+            for ad, w in zip(ads, ws):
+                for n, (a, b) in ad.factors.items():
+                    mods[n].weight += w * ad.scaling * (b @ a)
+            return m(input_ids=ids).logits
+
+    with torch.no_grad():
+        for ads, ws in (([wide], [1.0]), ([plain, wide], [0.5, 0.25])):
+            with inj.applied(ads, ws):
+                ours = model(input_ids=ids).logits
+            assert torch.allclose(ours, materialised(ads, ws), atol=1e-5)
+        with inj.lock:
+            inj.apply_rows([([wide], [1.0]), ([plain], [1.0])])
+            rows = model(input_ids=ids).logits
+            inj.clear()
+    ref_wide, ref_plain = materialised([wide], [1.0]), materialised([plain], [1.0])
+    assert torch.allclose(rows[0], ref_wide[0], atol=1e-5) and torch.allclose(rows[1], ref_plain[1], atol=1e-5)
+    assert not torch.allclose(ref_wide, materialised([random_adapter(inj, 0)], [1.0]), atol=1e-4), \
+        "the extra rank must change the output, or the test shows nothing"
+    inj.remove()

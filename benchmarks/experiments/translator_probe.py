@@ -43,16 +43,26 @@ from prag.update import Injector
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _silenced(tr: Translator, slots: bool, memory: bool) -> Translator:
+    """A copy of `tr` whose pooled slots and/or token memory write nothing (their B side zeroed)."""
+    t = Translator(tr.cfg)
+    t.load_state_dict(tr.state_dict())
+    with torch.no_grad():
+        for p in t.proj_b if slots else []:
+            p.zero_()
+        if memory and hasattr(t, "mem_val"):
+            t.mem_val.zero_()
+    return t.eval()
+
+
 def probe(lm, inj, tr: Translator, items: list[TrainItem]) -> dict:
     other = [TrainItem(it.doc_id, items[(i + 3) % len(items)].text, it.qa) for i, it in enumerate(items)]
-    silent = Translator(tr.cfg)
-    silent.load_state_dict(tr.state_dict())
-    with torch.no_grad():
-        for p in silent.proj_b:
-            p.zero_()
+    runs = [("own", tr, items), ("other", tr, other), ("none", _silenced(tr, True, True), items)]
+    if tr.cfg.memory_layers:  # the token memory's share: own without it, and only it
+        runs += [("own-no-memory", _silenced(tr, False, True), items),
+                 ("own-memory-only", _silenced(tr, True, False), items)]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        return {k: round(float(batch_loss(lm, inj, t, its, 4, random.Random(0))), 3)
-                for k, t, its in (("own", tr, items), ("other", tr, other), ("none", silent, items))}
+        return {k: round(float(batch_loss(lm, inj, t, its, 4, random.Random(0))), 3) for k, t, its in runs}
 
 
 def probe_set(name: str, lm, a) -> list[TrainItem]:
@@ -112,7 +122,7 @@ def probe_set(name: str, lm, a) -> list[TrainItem]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--checkpoint", type=Path, help="a run's checkpoint.pt, or a translator folder")
     ap.add_argument("--overfit", type=int)
     ap.add_argument("--contrast", type=float, default=1.0)
     ap.add_argument("--epochs", type=float, default=40)
@@ -125,10 +135,15 @@ def main() -> None:
     lm = load_model("smollm2")
     inj = Injector(lm.model, ["gate_proj", "up_proj", "down_proj"])
     if a.checkpoint:
-        state = torch.load(a.checkpoint, weights_only=False)
-        tr = Translator(TranslatorConfig(**state["config"]))
-        tr.load_state_dict(state["translator"])
-        out = {"step": state["step"]}
+        if a.checkpoint.is_dir():  # a translator folder (a finished run, or a shipped one)
+            tr, _ = load_translator(a.checkpoint)
+            out = {"step": json.loads((a.checkpoint / "translator.json").read_text()).get("step"),
+                   "translator": str(a.checkpoint)}
+        else:
+            state = torch.load(a.checkpoint, weights_only=False)
+            tr = Translator(TranslatorConfig(**state["config"]))
+            tr.load_state_dict(state["translator"])
+            out = {"step": state["step"]}
         for name in a.sets.split(","):
             items = probe_set(name, lm, a)
             out[name] = {"n": len(items), **probe(lm, inj, tr.eval(), items)}

@@ -380,6 +380,7 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
                      read_layer: int = typer.Option(8, help="The translator reads the hidden states after this many decoder layers."),
                      rank: int = typer.Option(2, help="Rank of the adapters it emits."),
                      max_doc_tokens: int = typer.Option(256, help="Tokens of a document read at most."),
+                     memory_layers: str = typer.Option("", help="Token memory: comma-separated 0-based layers below --read-layer whose down_proj also gets one rank per document token (e.g. 5,6,7); empty: none."),
                      bf16: bool = typer.Option(True, help="bfloat16 autocast for the frozen model's passes."),
                      contrast: float = typer.Option(0.0, help="Weight of a margin term that asks each QA pair's loss to be lower with its own document's adapter than with another's (runs every row twice)."),
                      minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training in this call, leaving a checkpoint and a usable (partial) translator; run again to go on."),
@@ -389,6 +390,11 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
     adapter the translator makes from the document applied. No adapter is trained per document."""
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         raise PragError(f"--minutes must be a number > 0, not {minutes}")
+    try:
+        mem = [int(x) for x in memory_layers.split(",") if x.strip()]
+    except ValueError:
+        raise PragError(f"--memory-layers must be comma-separated integers, not {memory_layers!r}") from None
+    TranslatorConfig(read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens, memory_layers=mem).validate()
     pipe = _pipeline(kb)
     init, init_meta = None, {}
     if init_from:
@@ -415,7 +421,8 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
     items = [TrainItem(d.id, d.as_text(), qa_texts(lm, given[d.id] if d.id in given
                                                   else [(q.question, q.answer) for q in augs[d.id].qa]))
              for d in pipe.kb.docs]
-    cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens)
+    cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens,
+                           memory_layers=mem).validate()
     train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16,
                         contrast=contrast)
     ids = [d.id for d in pipe.kb.docs]

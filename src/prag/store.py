@@ -353,6 +353,10 @@ class KnowledgeBase:
         blob = st_save(adapter_tensors(adapter, dtype), metadata={"format": "pt", "doc_id": doc.id})
         conf = {**adapter_config(self.config.lora, self.config.model), "r": adapter.r, "lora_alpha": adapter.alpha,
                 "prag_translator_sha256": translator_sha}
+        wide = {n: int(a.shape[0]) for n, (a, _) in adapter.factors.items() if a.shape[0] != adapter.r}
+        if wide:  # a token memory's modules: PEFT's per-module rank, with alpha kept so alpha_m / r_m = alpha / r
+            conf["rank_pattern"] = wide
+            conf["alpha_pattern"] = {n: adapter.alpha * r_m / adapter.r for n, r_m in wide.items()}
         raw = json.dumps(conf, indent=2).encode()
         with self.lock:
             if self.by_id.get(doc.id) != doc:

@@ -26,7 +26,9 @@ ADAPTER_CONFIG_FILE = "adapter_config.json"
 
 @dataclass
 class Adapter:
-    """One document's LoRA: module name -> (A [r, in], B [out, r]); the scaling is alpha / r."""
+    """One document's LoRA: module name -> (A [r_m, in], B [out, r_m]); the scaling is alpha / r. A module's
+    rank r_m is r, or more where an adapter needs it (a translator's token memory): packing pads each module
+    group to its largest rank with zeros, which add nothing."""
     factors: dict[str, tuple[torch.Tensor, torch.Tensor]]
     r: int
     alpha: float
@@ -45,9 +47,15 @@ class Adapter:
             out = {}
             for key, names in injector.groups.items():
                 _, d_in, d_out = key
-                a = [self.factors[n][0] if n in self.factors else torch.zeros(self.r, d_in) for n in names]
-                b = [self.factors[n][1] if n in self.factors else torch.zeros(d_out, self.r) for n in names]
-                out[key] = (torch.stack(a).to(injector.dtype), torch.stack(b).to(injector.dtype))
+                rank = max([self.factors[n][0].shape[0] for n in names if n in self.factors] + [self.r])
+                a = torch.zeros(len(names), rank, d_in, dtype=injector.dtype)
+                b = torch.zeros(len(names), d_out, rank, dtype=injector.dtype)
+                for i, n in enumerate(names):
+                    if n in self.factors:
+                        fa, fb = self.factors[n]
+                        a[i, :fa.shape[0]] = fa
+                        b[i, :, :fb.shape[1]] = fb
+                out[key] = (a, b)
             cache[injector.signature] = out
         return cache[injector.signature]
 
@@ -184,9 +192,9 @@ class Injector:
         pairs = [(ad.packed(self), w * ad.scaling) for ad, w in zip(adapters, weights, strict=True) if w != 0.0]
         active = {}
         if pairs:
-            rank = sum(p[next(iter(self.groups))][0].shape[1] for p, _ in pairs)
             for key in self.groups:
                 # Reused buffers: fresh megabyte-sized tensors cost page faults on every question.
+                rank = sum(p[key][0].shape[1] for p, _ in pairs)
                 active[key] = _stack(*self._buffer(key, rank), pairs, key)
         self.active = active
 
@@ -199,17 +207,16 @@ class Injector:
         self.version += 1
         packs = [[(ad.packed(self), w * ad.scaling) for ad, w in zip(ads, ws, strict=True) if w != 0.0]
                  for ads, ws in rows]
-        first = next(iter(self.groups))
-        ranks = [sum(p[first][0].shape[1] for p, _ in row) for row in packs]
-        if not any(ranks):
+        if not any(packs):
             self.active = {}
             return
         active = {}
         for key in self.groups:
             _, d_in, d_out = key
             n = len(self.groups[key])
-            a_all = torch.zeros(n, len(rows), max(ranks), d_in, dtype=self.dtype, device=self.device)
-            b_all = torch.zeros(n, len(rows), d_out, max(ranks), dtype=self.dtype, device=self.device)
+            rank = max(sum(p[key][0].shape[1] for p, _ in row) for row in packs)
+            a_all = torch.zeros(n, len(rows), rank, d_in, dtype=self.dtype, device=self.device)
+            b_all = torch.zeros(n, len(rows), d_out, rank, dtype=self.dtype, device=self.device)
             for i, row in enumerate(packs):
                 _stack(a_all[:, i], b_all[:, i], row, key)
             active[key] = (a_all, b_all)
