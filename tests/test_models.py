@@ -1,4 +1,10 @@
-"""models.py's Prompter: the question prompt for chat and base (no chat template) models, with worked examples."""
+"""models.py: the Prompter's question prompt for chat and base (no chat template) models, with worked examples;
+where bfloat16 is worth using."""
+from pathlib import Path
+
+import pytest
+import torch
+
 from conftest import make_tiny_model_dir
 from prag.generate import generate, question_message
 from prag.models import INSTRUCTION, load_model
@@ -29,3 +35,16 @@ def test_worked_examples_come_first_in_both_layouts(tmp_path, tiny_lm):
     assert base.prompter.FEW_SHOT not in prompt  # the dataset's examples replace the generic ones
     assert "Question: Which is older, A or B?\nAnswer: A\n\nQuestion: Who founded C?\nAnswer: Dana Roe\n\n" in prompt
     assert prompt.endswith("Question: Where is Zorblax?\nAnswer:") and prompt.count(INSTRUCTION) == 0
+
+
+@pytest.mark.parametrize("flags, fast", [("fpu avx2 fma", False), ("avx2 avx512f avx512_bf16", True),
+                                         ("avx2 amx_bf16 amx_tile", True), (None, False)])
+def test_bf16_is_used_only_where_the_cpu_has_bf16_units(monkeypatch, flags, fast):
+    from prag.models import fast_bf16
+
+    def read(self, *a, **k):
+        if flags is None:
+            raise OSError("no /proc here")
+        return f"processor : 0\nflags : {flags}\n"
+    monkeypatch.setattr(Path, "read_text", read)
+    assert fast_bf16(torch.device("cpu")) is fast

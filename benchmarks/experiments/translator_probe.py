@@ -26,7 +26,7 @@ import torch
 
 from prag.corpus import dataset_dir, load_corpus, load_questions, split
 from prag.encode import qa_texts
-from prag.models import load_model
+from prag.models import fast_bf16, load_model
 from prag.pipeline import Pipeline
 from prag.store import KnowledgeBase
 from prag.translate import (
@@ -61,7 +61,7 @@ def probe(lm, inj, tr: Translator, items: list[TrainItem]) -> dict:
     if tr.cfg.memory_layers:  # the token memory's share: own without it, and only it
         runs += [("own-no-memory", _silenced(tr, False, True), items),
                  ("own-memory-only", _silenced(tr, True, False), items)]
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16(torch.device("cpu"))):
         return {k: round(float(batch_loss(lm, inj, t, its, 4, random.Random(0))), 3) for k, t, its in runs}
 
 

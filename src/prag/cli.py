@@ -34,7 +34,7 @@ from .errors import PragError
 from .evaluate import empty_warnings, pending, run_eval, weak_warnings
 from .llamacpp import require_llama_cpp
 from .methods import METHODS, parametric
-from .models import load_model
+from .models import fast_bf16, load_model
 from .pipeline import Pipeline
 from .report import markdown_table, runtime_table, write_report
 from .store import KnowledgeBase
@@ -381,7 +381,7 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
                      rank: int = typer.Option(2, help="Rank of the adapters it emits."),
                      max_doc_tokens: int = typer.Option(256, help="Tokens of a document read at most."),
                      memory_layers: str = typer.Option("", help="Token memory: comma-separated 0-based layers below --read-layer whose down_proj also gets one rank per document token (e.g. 5,6,7); empty: none."),
-                     bf16: bool = typer.Option(True, help="bfloat16 autocast for the frozen model's passes."),
+                     bf16: Optional[bool] = typer.Option(None, help="bfloat16 autocast for the frozen model's passes (default: where bf16 is fast, a GPU or a CPU with bf16 units)."),
                      contrast: float = typer.Option(0.0, help="Weight of a margin term that asks each QA pair's loss to be lower with its own document's adapter than with another's (runs every row twice)."),
                      minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training in this call, leaving a checkpoint and a usable (partial) translator; run again to go on."),
                      init_from: Optional[str] = typer.Option(None, help="Start a new run from this translator's weights (a folder, or 'default': the shipped one); same settings needed."),
@@ -423,6 +423,8 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
              for d in pipe.kb.docs]
     cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens,
                            memory_layers=mem).validate()
+    if bf16 is None:
+        bf16 = fast_bf16(next(lm.model.parameters()).device)
     train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16,
                         contrast=contrast)
     ids = [d.id for d in pipe.kb.docs]

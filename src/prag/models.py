@@ -167,6 +167,19 @@ def resolve_device(device: str | None = None) -> torch.device:
     return dev
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products are fast on `device`: a CUDA device that supports them, or a CPU with
+    bf16 units (avx512_bf16 or AMX). Elsewhere torch falls back to a scalar kernel: on this project's 2-core
+    AVX2 machine a translator step took 108 s in bfloat16 autocast and 5.3 s in float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def sync(device: torch.device) -> None:
     """Wait for queued CUDA work on `device` (a no-op elsewhere), so a timer measures the work, not its launch."""
     if device.type == "cuda":

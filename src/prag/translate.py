@@ -99,7 +99,8 @@ class TrainConfig:
     warmup_steps: int = 20
     seed: int = 0
     checkpoint_every: int = 25      # steps
-    bf16: bool = True               # bfloat16 autocast (2.3x faster on a CPU with avx512_bf16; master weights float32)
+    bf16: bool = True               # bfloat16 autocast (2.3x faster on a CPU with avx512_bf16, 20x slower on one
+                                    # without: models.fast_bf16; master weights float32)
     contrast: float = 0.0           # weight of the margin term against another document's adapter (batch_loss)
 
 
