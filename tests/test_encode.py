@@ -244,3 +244,24 @@ def test_parameterize_writes_peft_adapters(tiny_kb, tiny_lm):
     # A second run skips everything.
     assert pipe.parameterize(progress=False)["skipped"] == len(tiny_kb.docs)
     pipe.injector.remove()
+
+
+def test_a_peft_adapter_with_per_module_rank_and_alpha_reads_with_its_own_scaling(tiny_lm, tmp_path):
+    """PEFT's rank_pattern / alpha_pattern: a module whose alpha_m / r_m differs from alpha / r has that ratio
+    folded into its B, so our single scaling (alpha / r) gives PEFT's ΔW."""
+    from prag.encode import read_adapter
+    from prag.update import Injector
+
+    inj = Injector(tiny_lm.model, ["gate_proj", "up_proj", "down_proj"])
+    ad = random_adapter(inj, 0)
+    name = next(n for n in ad.factors if n.endswith("layers.1.mlp.down_proj"))
+    save_peft(ad, tmp_path / "a")
+    conf = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    conf["alpha_pattern"] = {"layers.1.mlp.down_proj": 8.0}   # a regex for the end of the name, as PEFT allows
+    (tmp_path / "a" / "adapter_config.json").write_text(json.dumps(conf))
+    back = read_adapter(tmp_path / "a")
+    ratio = (8.0 / 2) / (32.0 / 2)
+    assert torch.allclose(back.factors[name][1], ad.factors[name][1] * ratio)
+    other = next(n for n in ad.factors if n.endswith("layers.0.mlp.down_proj"))
+    assert torch.allclose(back.factors[other][1], ad.factors[other][1])
+    inj.remove()

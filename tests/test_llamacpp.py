@@ -256,3 +256,19 @@ def test_api_streams_on_the_llamacpp_backend(tiny_gguf, tiny_gguf_lm, tmp_path):
             if chunk.get("choices"):
                 pieces.append(chunk["choices"][0]["delta"].get("content") or "")
     assert "".join(pieces).strip() == text.strip() and text.strip()
+
+
+def test_an_adapter_with_per_module_ranks_is_refused_for_llama_cpp(tmp_path, tiny_gguf_lm):
+    from prag.errors import PragError
+    from prag.llamacpp import write_adapter_gguf
+    from prag.update import Adapter, Injector
+
+    inj = Injector(tiny_gguf_lm.model, ["gate_proj", "up_proj", "down_proj"])
+    ad = random_adapter(inj, 0)
+    inj.remove()
+    name = next(iter(ad.factors))
+    a, b = ad.factors[name]
+    wide = Adapter({**ad.factors, name: (torch.cat([a, a]), torch.cat([b, b], 1))}, ad.r, ad.alpha)
+    with pytest.raises(PragError, match="one rank in every module"):
+        write_adapter_gguf(wide, "llama", tmp_path / "a.gguf")
+    assert not (tmp_path / "a.gguf").exists()

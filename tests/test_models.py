@@ -48,3 +48,11 @@ def test_bf16_is_used_only_where_the_cpu_has_bf16_units(monkeypatch, flags, fast
         return f"processor : 0\nflags : {flags}\n"
     monkeypatch.setattr(Path, "read_text", read)
     assert fast_bf16(torch.device("cpu")) is fast
+
+
+@pytest.mark.parametrize("capability, fast", [((7, 0), False), ((8, 0), True), ((9, 0), True)])
+def test_bf16_on_a_gpu_needs_native_support(monkeypatch, capability, fast):
+    from prag.models import fast_bf16
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert fast_bf16(torch.device("cuda")) is fast

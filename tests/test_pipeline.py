@@ -261,6 +261,9 @@ def test_a_token_memory_translators_adapters_are_stored_with_their_per_module_ra
 
     inj = Injector(tiny_lm.model, tiny_kb.config.lora.target_modules)
     tr = new_translator(tiny_lm, inj, TranslatorConfig(model=tiny_kb.config.model, read_layer=1, memory_layers=[0]))
+    with torch.no_grad():  # weights that change the output (a new translator's B side starts near zero)
+        tr.mem_val.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+        tr.mem_scale.fill_(1.0)
     inj.remove()
     save_translator(tr, tmp_path / "mem")
     pipe = _with(tiny_kb, tiny_lm, adapters="translated", translator=str(tmp_path / "mem"))
@@ -273,6 +276,18 @@ def test_a_token_memory_translators_adapters_are_stored_with_their_per_module_ra
     tiny_kb._uncache(doc.id)
     back = tiny_kb.load_translated(doc.id)
     assert back.factors[name][0].shape[0] == rank and back.factors[name][1].shape[1] == rank
+    # PEFT reads the same files to the same model (its per-module rank and alpha)
+    import copy
+
+    from peft import PeftModel
+    ids = torch.randint(3, 60, (1, 9))
+    with torch.no_grad():
+        with pipe.injector.applied([back]):
+            ours = tiny_lm.model(input_ids=ids).logits
+        peft_model = PeftModel.from_pretrained(copy.deepcopy(tiny_lm.model), str(tiny_kb.translated_dir(doc.id)))
+        ref = peft_model(input_ids=ids).logits
+        base = tiny_lm.model(input_ids=ids).logits
+    assert torch.allclose(ours, ref, atol=1e-4) and not torch.allclose(ours, base, atol=1e-4)
 
 
 def test_trained_else_translated_prefers_a_trained_adapter(tiny_kb, tiny_lm, translator_dir):

@@ -312,10 +312,26 @@ def test_token_memory_gives_the_memory_modules_one_rank_per_document_token(memor
     down = inj.groups[tr.cfg.memory_kind()]
     for ad, doc in zip(ads, DOCS):
         for name, (a, b) in ad.factors.items():
-            want = 2 + _n_tokens(lm, doc) if name in down else 2
+            want = 2 + _n_tokens(lm, doc) - 1 if name in down else 2  # no row for the first token (no context)
             assert a.shape[0] == b.shape[1] == want, name
-    # the first token has no context before it: its row writes nothing
-    assert float(ads[0].factors[down[0]][1][:, 2].abs().max()) == 0.0
+
+
+def test_a_memory_rows_key_is_the_modules_input_at_the_token_before(tiny_lm):
+    """Row t's key: the document's own input to the memory module at token t-1 (unit RMS, over sqrt(in)); a
+    fresh translator adds nothing to it (diagonal 1, low-rank part 0)."""
+    from prag.translate import read_states
+
+    inj = Injector(tiny_lm.model, MODULES)
+    tr = new_translator(tiny_lm, inj, TranslatorConfig(model="tiny", read_layer=2, r=2, memory_layers=[1]))
+    [ad] = translate(tiny_lm, inj, tr, DOCS[:1])
+    _, _, inputs = read_states(tiny_lm, inj, tr.cfg, DOCS[:1])
+    x = inputs[0, 0]                                    # [tokens, in], layer 1's down_proj input
+    want = x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt() / x.shape[-1] ** 0.5
+    keys = ad.factors[inj.groups[tr.cfg.memory_kind()][1]][0][2:]
+    assert torch.allclose(keys, want[:-1], atol=1e-5)    # row t (t >= 1) holds token t-1's input
+    assert not torch.allclose(keys, want[1:], atol=1e-3)
+    for h in inj._handles:
+        h.remove()
 
 
 def test_token_memory_rows_depend_on_their_own_tokens_and_ignore_padding(memory_parts):
@@ -326,7 +342,7 @@ def test_token_memory_rows_depend_on_their_own_tokens_and_ignore_padding(memory_
     other = translate(lm, inj, tr, [DOCS[0].replace("Tessik", "Varnholm")])[0]
     down = inj.groups[tr.cfg.memory_kind()][0]
     keys_a, keys_b = alone.factors[down][0], other.factors[down][0]
-    assert torch.allclose(keys_a[2:5], keys_b[2:5], atol=1e-5), "rows before the change are the same"
+    assert torch.allclose(keys_a[2:4], keys_b[2:4], atol=1e-5), "rows before the change are the same"
     assert not torch.allclose(keys_a[-2:], keys_b[-2:], atol=1e-3), "rows after it are not"
 
 
@@ -371,3 +387,22 @@ def test_a_translator_without_memory_seeds_one_with_it(tiny_lm, tmp_path):
 def test_bad_memory_layers_are_refused(layers):
     with pytest.raises(PragError, match="memory_layers"):
         TranslatorConfig(read_layer=2, memory_layers=layers).validate()
+
+
+def test_a_run_from_before_the_token_memory_resumes(tiny_lm, tmp_path):
+    """A checkpoint whose config predates settings added since (memory_*) resumes: they take their defaults."""
+    inj = Injector(tiny_lm.model, MODULES)
+    items = [TrainItem(f"d{i}", d, [("Q: what? A:", " x")]) for i, d in enumerate(DOCS)]
+    cfg = TranslatorConfig(model="tiny", read_layer=1, r=2)
+    train = TrainConfig(epochs=4, batch_docs=3, lr=1e-2, warmup_steps=1, bf16=False, checkpoint_every=2)
+    train_translator(tiny_lm, inj, items, cfg, train, tmp_path / "t", progress=False, budget_s=0.0001)
+    ckpt = tmp_path / "t" / CHECKPOINT_FILE
+    state = torch.load(ckpt, weights_only=False)
+    for k in ("memory_layers", "memory_module", "memory_key_rank"):
+        del state["config"][k]
+    torch.save(state, ckpt)
+    out = train_translator(tiny_lm, inj, items, cfg, TrainConfig(**{**train.__dict__, "bf16": None}),
+                           tmp_path / "t", progress=False)
+    assert out["resumed"] and out["steps"] == 4
+    for h in inj._handles:
+        h.remove()

@@ -145,3 +145,18 @@ def test_an_adapter_whose_modules_differ_in_rank_applies_exactly(tiny_lm):
     assert not torch.allclose(ref_wide, materialised([random_adapter(inj, 0)], [1.0]), atol=1e-4), \
         "the extra rank must change the output, or the test shows nothing"
     inj.remove()
+
+
+def test_a_wide_layer_does_not_widen_the_others_and_buffers_do_not_pile_up(tiny_lm):
+    """The Update reads each layer's own columns only (k·r where no adapter is wider), and one buffer pair per
+    module group serves every rank: token-memory adapters make a new rank for nearly every question."""
+    inj = Injector(tiny_lm.model, TARGETS)
+    names = [n for n in inj.modules if n.endswith("down_proj")]
+    key = next(k for k in inj.groups if k[0] == "down_proj")
+    for extra in (7, 3, 11, 5):
+        ads = [_wider(random_adapter(inj, 0), names[1], extra, 1), random_adapter(inj, 2)]
+        inj.apply(ads)
+        assert inj.active[key][2] == [4, 4 + extra]                    # layer 0: 2 + 2; layer 1: + the extra
+        inj.clear()
+    assert len(inj._buffers) == len(inj.groups)
+    inj.remove()

@@ -34,7 +34,7 @@ from .errors import PragError
 from .evaluate import empty_warnings, pending, run_eval, weak_warnings
 from .llamacpp import require_llama_cpp
 from .methods import METHODS, parametric
-from .models import fast_bf16, load_model
+from .models import load_model
 from .pipeline import Pipeline
 from .report import markdown_table, runtime_table, write_report
 from .store import KnowledgeBase
@@ -423,8 +423,6 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
              for d in pipe.kb.docs]
     cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens,
                            memory_layers=mem).validate()
-    if bf16 is None:
-        bf16 = fast_bf16(next(lm.model.parameters()).device)
     train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16,
                         contrast=contrast)
     ids = [d.id for d in pipe.kb.docs]

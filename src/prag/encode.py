@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import mmap
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -411,4 +412,18 @@ def read_adapter(folder: Path) -> Adapter:
         for part, slot in ((".lora_A.weight", 0), (".lora_B.weight", 1)):
             if name.endswith(part):
                 factors.setdefault(name[: -len(part)], [None, None])[slot] = t.float()
-    return Adapter({n: (a, b) for n, (a, b) in factors.items()}, int(conf["r"]), float(conf["lora_alpha"]))
+    r, alpha = int(conf["r"]), float(conf["lora_alpha"])
+    for n, (_a, b) in factors.items():  # PEFT's per-module rank and alpha: fold alpha_m / r_m into B
+        r_m = _pattern(conf.get("rank_pattern"), n, r)
+        alpha_m = _pattern(conf.get("alpha_pattern"), n, alpha)
+        if alpha_m / r_m != alpha / r:
+            factors[n][1] = b * ((alpha_m / r_m) / (alpha / r))
+    return Adapter({n: (a, b) for n, (a, b) in factors.items()}, r, alpha)
+
+
+def _pattern(patterns: dict | None, module: str, default: float) -> float:
+    """PEFT's rank_pattern / alpha_pattern lookup: a key names the module, or a regex for the end of its name."""
+    for key, value in (patterns or {}).items():
+        if re.fullmatch(rf"(.*\.)?{key}", module):
+            return value
+    return default

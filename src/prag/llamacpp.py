@@ -71,6 +71,10 @@ def gguf_architecture(path: Path) -> str:
 
 def write_adapter_gguf(adapter: Adapter, arch: str, path: Path) -> None:
     """Write `adapter` as a llama.cpp LoRA adapter GGUF at `path` (float32 factors)."""
+    if any(a.shape[0] != adapter.r for a, _ in adapter.factors.values()):
+        # llama.cpp scales each module by alpha / its own rank; ours is alpha / r for every module
+        raise PragError("llama.cpp takes adapters of one rank in every module; this one has per-module ranks "
+                        "(a translator's token memory)")
     w = GGUFWriter(str(path), arch)
     w.add_type("adapter")
     w.add_string("adapter.type", "lora")

@@ -388,7 +388,7 @@ class KnowledgeBase:
 
     def _remember(self, key, ad: Adapter) -> Adapter:
         self._cache[key] = ad
-        self._sizes[key] = 2 * ad.nbytes()  # factors, plus the packed copy the Update makes
+        self._sizes[key] = ad.footprint()  # factors, plus the packed copy the Update makes
         self.cache_bytes += self._sizes[key]
         while self.cache_bytes > self.cache_limit and len(self._cache) > 1:
             old_id, _ = self._cache.popitem(last=False)

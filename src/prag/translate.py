@@ -9,6 +9,12 @@ input space (a row of A: what the slot responds to), the other to its output spa
 writes), through projections shared by the layers with a learned per-layer scale per coordinate. The factors
 are an ordinary `Adapter`: the Update, merges and PEFT files treat them as they treat trained ones.
 
+With a token memory (`memory_layers`), the adapter's rank also grows with the document: in those layers the memory
+module (down_proj) gets one more rank per document token, its A row a key made from the document's own input to
+that module at the token before, its B column a value written from the token itself (state and embedding), gated
+per token. At question time a context like the one before a token writes that token: a document's names can be
+copied, where fixed slots can only choose among what they were trained to pick.
+
 Training (`train_translator`) needs no adapter trained per document: the loss is the LM loss of each document's
 augmentation QA pairs (answer tokens only) with the document's generated adapter applied to the frozen model,
 through per-row factors in the Injector's hooks, so one step serves many documents. It checkpoints atomically and
@@ -23,7 +29,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -33,7 +39,7 @@ from tqdm import tqdm
 from .atomic import atomic_file, atomic_write
 from .encode import sequence_losses, shared_prefix
 from .errors import PragError
-from .models import LoadedModel
+from .models import LoadedModel, fast_bf16
 from .update import Adapter, Injector
 
 WEIGHTS_FILE = "translator.safetensors"
@@ -99,8 +105,8 @@ class TrainConfig:
     warmup_steps: int = 20
     seed: int = 0
     checkpoint_every: int = 25      # steps
-    bf16: bool = True               # bfloat16 autocast (2.3x faster on a CPU with avx512_bf16, 20x slower on one
-                                    # without: models.fast_bf16; master weights float32)
+    bf16: bool | None = None        # bfloat16 autocast (2.3x faster on a CPU with avx512_bf16, 20x slower on one
+                                    # without); None: the resumed run's, else models.fast_bf16. Master weights fp32
     contrast: float = 0.0           # weight of the margin term against another document's adapter (batch_loss)
 
 
@@ -157,7 +163,7 @@ class Translator(torch.nn.Module):
 
     def memory(self, hidden: torch.Tensor, mask: torch.Tensor, inputs: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The token memory's factors: A [docs, mem layers, tokens, in], B [docs, mem layers, out, tokens].
+        """The token memory's factors: A [docs, mem layers, tokens - 1, in], B [docs, mem layers, out, tokens - 1].
 
         `inputs` [docs, mem layers, tokens, in] are the document's own inputs to the memory module in those
         layers. Row t's key is the input at token t-1 (the context that leads to t), its value is written from
@@ -170,12 +176,11 @@ class Translator(torch.nn.Module):
         cue = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, :-1]], dim=2)           # the token before
         d_in = x.shape[-1]
         keys = (cue * self.mem_diag[None, :, None, :] + (cue @ self.mem_u) @ self.mem_v) / math.sqrt(d_in)
-        usable = mask.bool().clone()
-        usable[:, 0] = False                                                            # no context before
-        gate = torch.sigmoid(h @ self.mem_gate + self.mem_bias) * usable                # [docs, tokens]
+        gate = torch.where(mask.bool(), torch.sigmoid(h @ self.mem_gate + self.mem_bias), 0.0)  # [docs, tokens]
         vals = torch.cat([h, e], -1) @ self.mem_val                                     # [docs, tokens, out]
         vals = vals[:, None] * self.mem_scale[None, :, None, :] * gate[:, None, :, None]
-        return keys, vals.transpose(-1, -2)
+        # the first token has no context before it: no row (a document of T tokens adds T - 1)
+        return keys[:, :, 1:], vals[:, :, 1:].transpose(-1, -2)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """hidden [docs, tokens, 2d]: each token's state after `read_layer` layers, then its input embedding
@@ -206,7 +211,7 @@ class Translator(torch.nn.Module):
     def factors(self, injector: Injector, hidden: torch.Tensor, mask: torch.Tensor,
                 inputs: torch.Tensor | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Module name -> (A [docs, r, in], B [docs, out, r]) for the injector's target modules; with token
-        memory (`inputs` from `read_states`), the memory modules' rank is r + the batch's token count (padding
+        memory (`inputs` from `read_states`), the memory modules' rank is r + the batch's token count - 1 (padding
         tokens write nothing)."""
         if [tuple(k) for k in injector.groups] != self.kinds:
             raise PragError("this translator was made for other target modules than the model's injector has")
@@ -317,7 +322,7 @@ def translate(lm: LoadedModel, injector: Injector, translator: Translator, texts
         named = translator.factors(injector, hidden, mask, inputs)
     out = []
     for i in range(len(texts)):
-        keep = cfg.r + int(mask[i].sum())  # a memory module's rows past this document's tokens are padding
+        keep = cfg.r + int(mask[i].sum()) - 1  # a memory module's rows past this document's tokens are padding
         out.append(Adapter({n: (a[i, :keep].float().cpu().contiguous(), b[i, :, :keep].float().cpu().contiguous())
                             for n, (a, b) in named.items()}, cfg.r, cfg.alpha))
     return out
@@ -468,9 +473,13 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
     total = max(1, math.ceil(per_epoch * train.epochs))
     step, seconds = 0, 0.0
     ckpt = out / CHECKPOINT_FILE
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False, map_location=device)
-        if state["config"] != asdict(cfg) or state["train"] != asdict(train) or state["n_items"] != len(items):
+    state = torch.load(ckpt, weights_only=False, map_location=device) if ckpt.exists() else None
+    if train.bf16 is None:  # auto: as the run being resumed was, else where bfloat16 is fast
+        train = replace(train, bf16=state["train"]["bf16"] if state else fast_bf16(device))
+    if state is not None:
+        saved = asdict(TranslatorConfig(**state["config"]))  # settings added since then take their defaults
+        trained = asdict(TrainConfig(**state["train"]))
+        if saved != asdict(cfg) or trained != asdict(train) or state["n_items"] != len(items):
             raise PragError(f"{ckpt} was made with other settings or data; remove it or use another --out")
         translator.load_state_dict(state["translator"])
         opt.load_state_dict(state["optimizer"])

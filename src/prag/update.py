@@ -37,8 +37,9 @@ class Adapter:
     def scaling(self) -> float:
         return self.alpha / self.r
 
-    def packed(self, injector: "Injector") -> dict[tuple, tuple[torch.Tensor, torch.Tensor]]:
-        """Factors stacked per module group: key -> (A [L, r, in], B [L, out, r]), cached on the adapter.
+    def packed(self, injector: "Injector") -> dict[tuple, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]:
+        """Factors stacked per module group: key -> (A [L, R, in], B [L, out, R], each layer's rank), R the
+        group's largest rank (smaller layers zero-padded), cached on the adapter.
 
         Stacking once per adapter lets one Update do a handful of concatenations per group instead of two per
         module (6 instead of 180 for a 30-layer model)."""
@@ -47,23 +48,32 @@ class Adapter:
             out = {}
             for key, names in injector.groups.items():
                 _, d_in, d_out = key
-                rank = max([self.factors[n][0].shape[0] for n in names if n in self.factors] + [self.r])
-                a = torch.zeros(len(names), rank, d_in, dtype=injector.dtype)
-                b = torch.zeros(len(names), d_out, rank, dtype=injector.dtype)
+                ranks = tuple(self.factors[n][0].shape[0] if n in self.factors else self.r for n in names)
+                a = torch.zeros(len(names), max(ranks), d_in, dtype=injector.dtype)
+                b = torch.zeros(len(names), d_out, max(ranks), dtype=injector.dtype)
                 for i, n in enumerate(names):
                     if n in self.factors:
                         fa, fb = self.factors[n]
                         a[i, :fa.shape[0]] = fa
                         b[i, :, :fb.shape[1]] = fb
-                out[key] = (a, b)
+                out[key] = (a, b, ranks)
             cache[injector.signature] = out
         return cache[injector.signature]
 
     def nbytes(self) -> int:
         """Bytes held: the factors plus any packed copies (what an adapter cache must budget for)."""
         tensors = [t for ab in self.factors.values() for t in ab]
-        tensors += [t for packs in self.__dict__.get("_packed", {}).values() for ab in packs.values() for t in ab]
+        tensors += [t for packs in self.__dict__.get("_packed", {}).values() for p in packs.values() for t in p[:2]]
         return sum(t.numel() * t.element_size() for t in tensors)
+
+    def footprint(self) -> int:
+        """What the adapter will hold once an Update has used it: its factors and, per module kind, the packed
+        copy ([layers, largest rank, in + out] in float32), for a cache to budget before that happens."""
+        kinds: dict[tuple, list[int]] = {}
+        for name, (a, b) in self.factors.items():
+            kinds.setdefault((name.rsplit(".", 1)[-1], a.shape[1], b.shape[0]), []).append(a.shape[0])
+        packed = sum(len(rs) * max(rs) * (d_in + d_out) * 4 for (_, d_in, d_out), rs in kinds.items())
+        return sum(t.numel() * t.element_size() for ab in self.factors.values() for t in ab) + packed
 
 
 @dataclass(frozen=True)
@@ -108,17 +118,37 @@ def merge_adapters(adapters: list[Adapter], scores: list[float], mode: str = "su
     return step(adapters, weights) if step and adapters else (adapters, weights)
 
 
-def _stack(a_buf: torch.Tensor, b_buf: torch.Tensor, pairs: list, key: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """Write the packed factors of `pairs` ((packed adapter, weight·scaling) each) side by side into a_buf [L, R, in]
-    and b_buf [L, out, R], from the adapters' (CPU) tensors to the model's device; columns past their rank stay."""
+def _stack(a_buf: torch.Tensor, b_buf: torch.Tensor, pairs: list, key: tuple) -> list[int]:
+    """Write the packed factors of `pairs` ((packed adapter, weight·scaling) each) into a_buf [L, R, in] and
+    b_buf [L, out, R], from the adapters' (CPU) tensors to the model's device, and return each layer's rank.
+
+    First the rank every layer of an adapter has (one copy per adapter for all layers), then, layer by layer, the
+    extra rank some layers have (a translator's token memory): layer l's factors are its first used[l] columns,
+    and the hooks read no further, so a wide layer does not widen the others (nor do columns left from an earlier
+    Update matter)."""
     off = 0
     for p, c in pairs:
-        a, b = p[key]
-        r = a.shape[1]
-        a_buf[:, off:off + r].copy_(a)
-        b_buf[:, :, off:off + r].copy_(b).mul_(c)
+        a, b, ranks = p[key]
+        r = min(ranks)
+        a_buf[:, off:off + r].copy_(a[:, :r])
+        b_buf[:, :, off:off + r].copy_(b[:, :, :r]).mul_(c)
         off += r
-    return a_buf, b_buf
+    used = [off] * a_buf.shape[0]
+    for p, c in pairs:
+        a, b, ranks = p[key]
+        r = min(ranks)
+        for layer, rl in enumerate(ranks):
+            if rl > r:
+                u = used[layer]
+                a_buf[layer, u:u + rl - r].copy_(a[layer, r:rl])
+                b_buf[layer, :, u:u + rl - r].copy_(b[layer, :, r:rl]).mul_(c)
+                used[layer] += rl - r
+    return used
+
+
+def _width(pairs: list, key: tuple) -> int:
+    """The widest layer of `pairs` stacked: the rank a group's buffer needs."""
+    return max(sum(rs) for rs in zip(*(p[key][2] for p, _ in pairs)))
 
 
 class Injector:
@@ -162,7 +192,10 @@ class Injector:
                 return output
             x = args[0]
             if act is not None:  # A [L, R, in] shared by all rows, or [L, rows, R, in]: each row its own documents
-                output = output + (x @ act[0][idx].mT) @ act[1][idx].mT
+                a, b, used = act
+                u = used[idx]  # this layer's columns (others may be wider)
+                if u:
+                    output = output + (x @ a[idx][..., :u, :].mT) @ b[idx][..., :u].mT
             for a, b, s in terms:  # a [r, in] shared by all rows, or [rows, r, in]: one adapter per batch row
                 delta = (x @ a.mT) @ b.mT
                 output = output + (delta if s == 1.0 else s * delta)
@@ -194,8 +227,8 @@ class Injector:
         if pairs:
             for key in self.groups:
                 # Reused buffers: fresh megabyte-sized tensors cost page faults on every question.
-                rank = sum(p[key][0].shape[1] for p, _ in pairs)
-                active[key] = _stack(*self._buffer(key, rank), pairs, key)
+                a_buf, b_buf = self._buffer(key, _width(pairs, key))
+                active[key] = (a_buf, b_buf, _stack(a_buf, b_buf, pairs, key))
         self.active = active
 
     def apply_rows(self, rows: list[tuple[list[Adapter], list[float]]]) -> None:
@@ -214,23 +247,27 @@ class Injector:
         for key in self.groups:
             _, d_in, d_out = key
             n = len(self.groups[key])
-            rank = max(sum(p[key][0].shape[1] for p, _ in row) for row in packs)
+            rank = max(_width(row, key) for row in packs if row)
             a_all = torch.zeros(n, len(rows), rank, d_in, dtype=self.dtype, device=self.device)
             b_all = torch.zeros(n, len(rows), d_out, rank, dtype=self.dtype, device=self.device)
-            for i, row in enumerate(packs):
-                _stack(a_all[:, i], b_all[:, i], row, key)
-            active[key] = (a_all, b_all)
+            used = [0] * n
+            for i, row in enumerate(packs):  # zeros past a row's own columns add nothing
+                if row:
+                    used = [max(u, v) for u, v in zip(used, _stack(a_all[:, i], b_all[:, i], row, key))]
+            active[key] = (a_all, b_all, used)
         self.active = active
 
     def _buffer(self, key: tuple, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-        buf = self._buffers.get((key, rank))
-        if buf is None:
+        """The group's Update buffers viewed at `rank` columns: one pair per group, grown (never one per rank
+        seen: token-memory adapters make a different rank for nearly every question)."""
+        buf = self._buffers.get(key)
+        if buf is None or buf[0].shape[1] < rank:
             _, d_in, d_out = key
             n = len(self.groups[key])
             buf = (torch.empty(n, rank, d_in, dtype=self.dtype, device=self.device),
                    torch.empty(n, d_out, rank, dtype=self.dtype, device=self.device))
-            self._buffers[(key, rank)] = buf
-        return buf
+            self._buffers[key] = buf
+        return buf[0][:, :rank], buf[1][:, :, :rank]
 
     @contextmanager
     def applied(self, adapters: list[Adapter], weights: list[float] | None = None):
