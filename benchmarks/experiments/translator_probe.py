@@ -59,8 +59,9 @@ def probe(lm, inj, tr: Translator, items: list[TrainItem]) -> dict:
     other = [TrainItem(it.doc_id, items[(i + 3) % len(items)].text, it.qa) for i, it in enumerate(items)]
     runs = [("own", tr, items), ("other", tr, other), ("none", _silenced(tr, True, True), items)]
     if tr.cfg.memory_layers:  # the token memory's share: own without it, and only it
-        runs += [("own-no-memory", _silenced(tr, False, True), items),
-                 ("own-memory-only", _silenced(tr, True, False), items)]
+        only = _silenced(tr, True, False)
+        runs += [("own-no-memory", _silenced(tr, False, True), items), ("own-memory-only", only, items),
+                 ("other-memory-only", only, other)]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16(torch.device("cpu"))):
         return {k: round(float(batch_loss(lm, inj, t, its, 4, random.Random(0))), 3) for k, t, its in runs}
 
