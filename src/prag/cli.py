@@ -394,8 +394,9 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
         mem = [int(x) for x in memory_layers.split(",") if x.strip()]
     except ValueError:
         raise PragError(f"--memory-layers must be comma-separated integers, not {memory_layers!r}") from None
-    TranslatorConfig(read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens, memory_layers=mem).validate()
     pipe = _pipeline(kb)
+    cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens,
+                           memory_layers=mem).validate()  # before the model loads: a bad setting fails at once
     init, init_meta = None, {}
     if init_from:
         folder = shipped_translator(pipe.config.model) if init_from == "default" else Path(init_from)
@@ -421,8 +422,6 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
     items = [TrainItem(d.id, d.as_text(), qa_texts(lm, given[d.id] if d.id in given
                                                   else [(q.question, q.answer) for q in augs[d.id].qa]))
              for d in pipe.kb.docs]
-    cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens,
-                           memory_layers=mem).validate()
     train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16,
                         contrast=contrast)
     ids = [d.id for d in pipe.kb.docs]

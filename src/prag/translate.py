@@ -110,6 +110,13 @@ class TrainConfig:
     contrast: float = 0.0           # weight of the margin term against another document's adapter (batch_loss)
 
 
+def _normed(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`read_hidden`'s [.., 2d] split into the states and the input embeddings, each centred to unit variance."""
+    d = hidden.shape[-1] // 2
+    return (torch.nn.functional.layer_norm(hidden[..., :d].float(), (d,)),
+            torch.nn.functional.layer_norm(hidden[..., d:].float(), (d,)))
+
+
 class Translator(torch.nn.Module):
     def __init__(self, cfg: TranslatorConfig):
         super().__init__()
@@ -168,9 +175,7 @@ class Translator(torch.nn.Module):
         `inputs` [docs, mem layers, tokens, in] are the document's own inputs to the memory module in those
         layers. Row t's key is the input at token t-1 (the context that leads to t), its value is written from
         token t's state and embedding: at question time a context like the one before t writes t."""
-        d = hidden.shape[-1] // 2
-        h = torch.nn.functional.layer_norm(hidden[..., :d].float(), (d,))
-        e = torch.nn.functional.layer_norm(hidden[..., d:].float(), (d,))
+        h, e = _normed(hidden)
         x = inputs.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)                    # unit RMS per token
         cue = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, :-1]], dim=2)           # the token before
@@ -190,9 +195,8 @@ class Translator(torch.nn.Module):
         Each slot attends over the document's tokens t. Its B side (what it writes) pools token t's state and
         embedding; its A side (what it responds to) pools the state of the token before t, the context that
         leads to t: a slot stores "after this context comes this token", as a key and a value."""
-        d = hidden.shape[-1] // 2
-        h = torch.nn.functional.layer_norm(hidden[..., :d].float(), (d,))       # centred, unit-variance states
-        e = torch.nn.functional.layer_norm(hidden[..., d:].float(), (d,))
+        h, e = _normed(hidden)
+        d = h.shape[-1]
         cue = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)          # the state of the token before
         scores = torch.einsum("lmsd,btd->blmst", self.queries, h @ self.key) / math.sqrt(d)
         usable = mask.bool().clone()
