@@ -76,6 +76,27 @@ def tiny_kb(tmp_path, tiny_model_dir):
     return KnowledgeBase.create(tmp_path / "kb", FICTIONAL / "corpus.jsonl", small_config(tiny_model_dir))
 
 
+def make_translator(kb, lm, out: Path, seed: int = 1) -> Path:
+    """A random translator for the tiny model, saved as `prag translator train` saves one (B projections drawn
+    from `seed`, so that its adapters are not zero)."""
+    from prag.translate import TranslatorConfig, new_translator, save_translator
+    from prag.update import Injector
+
+    inj = Injector(lm.model, kb.config.lora.target_modules)
+    tr = new_translator(lm, inj, TranslatorConfig(model=kb.config.model, read_layer=1))
+    with torch.no_grad():
+        for p in tr.proj_b:
+            p.normal_(0, 0.5, generator=torch.Generator().manual_seed(seed))
+    inj.remove()
+    save_translator(tr, out)
+    return out
+
+
+@pytest.fixture()
+def translator_dir(tiny_kb, tiny_lm, tmp_path):
+    return make_translator(tiny_kb, tiny_lm, tmp_path / "translator")
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
     return path

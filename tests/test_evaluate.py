@@ -204,6 +204,28 @@ def test_eval_resume_redoes_parametric_rows_when_the_adapters_change(tiny_kb, ti
     assert pending(pipe, qs, ["closed", "prag"], 1, legacy) == []
 
 
+def test_eval_resume_never_reuses_one_kind_of_adapters_answers_for_another(tiny_kb, tiny_lm, tmp_path):
+    """Which adapters answered is part of a prag row's setting: a translated run does not reuse trained rows, nor one
+    translator's rows another's; closed-book rows serve every run."""
+    from conftest import make_translator
+
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:2]
+    log = tmp_path / "run.log.jsonl"
+    trained = Pipeline(tiny_kb, tiny_lm)
+    run_eval(trained, qs, ["closed", "prag"], 1, log, progress=False)
+
+    def translated(folder, seed):
+        tr = make_translator(tiny_kb, tiny_lm, tmp_path / folder, seed=seed)
+        return Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override({"generation.adapters": "translated",
+                                                                   "generation.translator": str(tr)}))
+    a = translated("a", 1)
+    assert pending(a, qs, ["prag"], 1, log) == qs and pending(a, qs, ["closed"], 1, log) == []
+    run_eval(a, qs, ["prag"], 1, log, progress=False)
+    assert pending(a, qs, ["prag"], 1, log) == []
+    assert pending(translated("b", 2), qs, ["prag"], 1, log) == qs
+    assert pending(trained, qs, ["prag"], 1, log) == []  # the trained rows still serve trained runs
+
+
 def test_resumed_eval_builds_adapters_only_for_unanswered_questions(tiny_kb, tiny_lm, tmp_path):
     pipe = Pipeline(tiny_kb, tiny_lm)
     qs = load_questions(FICTIONAL / "questions.jsonl")[:3]

@@ -218,22 +218,6 @@ def test_warmup_never_replaces_a_folder_that_is_not_a_warmup(tiny_kb, tiny_lm, t
 
 
 # ---------------------------------------------------------------- translated adapters (issue 24)
-@pytest.fixture()
-def translator_dir(tiny_kb, tiny_lm, tmp_path):
-    """A (random) translator for the tiny model, saved as `prag translator train` saves one."""
-    from prag.translate import TranslatorConfig, new_translator, save_translator
-    from prag.update import Injector
-
-    inj = Injector(tiny_lm.model, tiny_kb.config.lora.target_modules)
-    tr = new_translator(tiny_lm, inj, TranslatorConfig(model=tiny_kb.config.model, read_layer=1))
-    with torch.no_grad():
-        for p in tr.proj_b:
-            p.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
-    inj.remove()
-    save_translator(tr, tmp_path / "translator")
-    return tmp_path / "translator"
-
-
 def _with(kb, lm, **gen):
     return Pipeline(kb, lm, kb.config.override({f"generation.{k}": v for k, v in gen.items()}))
 

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 import prag.cli as cli
-from conftest import FICTIONAL, small_config
+from conftest import FICTIONAL, make_translator, small_config
 from prag.cli import app
 from prag.corpus import load_questions, split
 from prag.errors import PragError
@@ -87,9 +87,27 @@ def test_eval_on_a_dataset_tunes_a_kb_never_tuned_then_uses_it(tmp_path, tiny_mo
     b = json.loads((tmp_path / "b.json").read_text())
     assert r.exit_code == 0 and b["settings"] == {**b["settings"], "scale": 0.125, "source": "flags"}
     assert KnowledgeBase.open(tmp_path / "kb").tuning() == tuned  # tuned once
+    assert "tuned with" not in r.stderr
+    tr = make_translator(KnowledgeBase.open(tmp_path / "kb"), tiny_lm, tmp_path / "translator")
+    r = CliRunner().invoke(app, args + ["--adapters", "translated", "--translator", str(tr)])
+    assert r.exit_code == 0 and "tuned with trained adapters, and this run answers with translated:" in r.stderr
     monkeypatch.setattr(cli, "_pipeline", real)
     s = CliRunner().invoke(app, ["status", "--kb", str(tmp_path / "kb")])
     assert "<- chosen" in s.output and f"scale {tuned['chosen']['scale']}" in s.output
+
+
+def test_a_tuning_records_which_adapters_it_was_chosen_with(tiny_kb, tiny_lm, translator_dir):
+    """Translated adapters may want another strength than trained ones: the table says which answered."""
+    qs = load_questions(FICTIONAL / "questions.jsonl")
+    pipe = Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override({"generation.adapters": "translated",
+                                                               "generation.translator": str(translator_dir)}))
+    res = tune(pipe, qs, "fictional dev", budget=2, top_k=1, scales=(1.0,), shots=(0,), progress=False)
+    assert res["adapters"] == f"translated:{pipe.translator[1][:16]}"
+    assert f"prag F1, translated:{pipe.translator[1][:16]} adapters" in table(res)
+    assert KnowledgeBase.open(tiny_kb.root).config.generation.adapters == "trained"  # the flag is not kept
+    trained = tune(Pipeline(tiny_kb, tiny_lm), qs, "fictional dev", budget=2, top_k=1, scales=(1.0,), shots=(0,),
+                   progress=False)
+    assert trained["adapters"] == "trained" and "trained adapters" in table(trained)
 
 
 def test_weak_warnings_point_to_tune():

@@ -31,7 +31,7 @@ from .corpus import split as split_qs
 from .distributed import parameterize_on_ray
 from .encode import qa_texts
 from .errors import PragError
-from .evaluate import empty_warnings, pending, run_eval, weak_warnings
+from .evaluate import answered_by, empty_warnings, pending, run_eval, weak_warnings
 from .llamacpp import require_llama_cpp
 from .methods import METHODS, parametric
 from .models import load_model
@@ -172,7 +172,9 @@ def tune_(kb: Path = KB,
           scales: str = typer.Option(",".join(map(str, SCALES)), help="Adapter strengths to try."),
           shots: str = typer.Option(",".join(map(str, SHOTS)), help="Numbers of worked examples to try (from the end of dev)."),
           temperatures: str = typer.Option(",".join(map(str, TEMPERATURES)), help="Softmax merge temperatures to try (e.g. 1,4,16: a higher one spreads the weight over the top-k)."),
-          top_k: int = typer.Option(3, help="Documents retrieved per question.")):
+          top_k: int = typer.Option(3, help="Documents retrieved per question."),
+          adapters: Optional[str] = ADAPTERS,
+          translator: Optional[str] = TRANSLATOR):
     """Pick the adapter strength and the number of worked examples (and, with --temperatures, the softmax merge's
     temperature) on YOUR development questions (P-RAG F1 on the first half of the file), and keep them with the kb: ask, serve and eval use them (flags still override).
     Adapters are shared by every setting; answers are logged in the kb, so a killed tuning resumes."""
@@ -185,7 +187,8 @@ def tune_(kb: Path = KB,
         ts = tuple(float(x) for x in temperatures.split(",") if x.strip())
     except ValueError:
         raise PragError("--scales and --temperatures take numbers and --shots whole numbers, comma-separated") from None
-    res = run_tune(_pipeline(kb), load_questions(path), f"{path} dev", budget=budget, top_k=top_k, scales=sc, shots=sh,
+    pipe = _pipeline(kb, {"generation.adapters": adapters, "generation.translator": translator})
+    res = run_tune(pipe, load_questions(path), f"{path} dev", budget=budget, top_k=top_k, scales=sc, shots=sh,
                    temperatures=ts)
     typer.echo(table(res))
 
@@ -292,6 +295,10 @@ def eval_(ctx: typer.Context,
         tuned = pipe.kb.tuning()
         shots = [q for q in all_qs if q.id in set(tuned["examples"])] if tuned else []
         source = f"tuned on {tuned['source']} (kb tuning.json)" if tuned else "the kb's kb.toml (never tuned)"
+    if (tuned := pipe.kb.tuning()) and parametric(ms) and (scale is None or few_shot is None):
+        if (was := tuned.get("adapters", "trained")) != (now := answered_by(pipe)):
+            typer.echo(f"warning: {kb}'s settings were tuned with {was} adapters, and this run answers with {now} "
+                       f"ones; `prag tune --kb {kb} --adapters ... --translator ...` re-tunes the kb for these", err=True)
     shown = {q.id for q in shots} | {q for q, _ in pipe.examples}
     qs = [q for q in split_qs(all_qs, split) if q.id not in shown and q.question not in shown][: limit or None]
     log = json_out.with_suffix(".log.jsonl") if json_out else None

@@ -90,9 +90,20 @@ def _setting(pipe, top_k: int, method: str) -> dict:
         setting["few_shot"] = [q for q, _ in pipe.examples]
     if METHODS.get(method).adapters:
         setting["adapters"] = recipe_key(pipe.config)
+        if gcfg.adapters != "trained":  # translated answers are not trained ones (absent for trained: old logs resume)
+            setting["answered_by"] = answered_by(pipe)
     if METHODS.get(method).dynamic is not None and pipe.config.dynamic != DynamicConfig():
         setting["dynamic"] = asdict(pipe.config.dynamic)  # only when changed: older logs at the defaults resume
     return setting
+
+
+def answered_by(pipe) -> str:
+    """Which adapters answer, as logs and tuning tables record it: "trained", or the mode with the translator's
+    checksum (another translator's answers are not this one's)."""
+    gcfg = pipe.config.generation
+    if gcfg.adapters == "trained":
+        return "trained"
+    return f"{gcfg.adapters}:{pipe.translator[1][:16]}" if gcfg.translator else f"{gcfg.adapters}:in-context"
 
 
 def _logged(log_path: Path | None, settings: dict[str, dict]) -> dict[tuple[str, str], dict]:

@@ -20,7 +20,7 @@ import time
 from .config import default_config
 from .corpus import Question, few_shot_examples, split
 from .errors import PragError
-from .evaluate import run_eval
+from .evaluate import answered_by, run_eval
 from .pipeline import Pipeline
 
 SCALES = (0.25, 0.5, 1.0)
@@ -68,7 +68,8 @@ def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 3
     untuned = default_config(base.model).generation
     best, rule = choose(rows, scores, {"few_shot": untuned.few_shot, "scale": untuned.scale,
                                        "temperature": untuned.temperature})
-    result = {"source": source, "method": method, "budget": budget, "top_k": top_k, "questions": [q.id for q in dev],
+    result = {"source": source, "method": method, "adapters": answered_by(pipe), "budget": budget, "top_k": top_k,
+              "questions": [q.id for q in dev],
               "examples": [q.id for q in examples[:best["few_shot"]]], "table": rows,
               "chosen": _setting(best), "rule": rule,
               "seconds": round(time.perf_counter() - t0, 1)}  # this run's, adapters included (a resumed run: its part)
@@ -110,7 +111,8 @@ def choose(rows: list[dict], scores: list[dict[str, float]], untuned: dict) -> t
 def table(result: dict) -> str:
     """The tuning table as text, the chosen row marked."""
     chosen = result["chosen"]
-    lines = [f"tuned on {len(result['questions'])} dev questions of {result['source']} ({result['method']} F1):",
+    lines = [f"tuned on {len(result['questions'])} dev questions of {result['source']} ({result['method']} F1, "
+             f"{result.get('adapters', 'trained')} adapters):",
              "  few_shot  scale  temperature     F1     EM"]
     key = ("few_shot", "scale", "temperature")  # a table from before temperatures were tuned has none: 1
     best = result.get("rule", {}).get("best")
