@@ -284,3 +284,23 @@ def test_eval_with_gold_documents_trains_them_and_reports_the_composition_gain(t
     assert set(res["methods"]) == {"rag@gold", "prag@gold", "prag@gold-1", "prag@gold-2"}
     kb = KnowledgeBase.open(tmp_path / "kb")
     assert kb.is_done("fic-01") and kb.is_done("fic-05") and not kb.is_done("fic-02"), "only the gold documents"
+
+
+def test_translator_train_records_the_documents_and_questions_it_trained_on(tiny_kb, tmp_path):
+    """So that an eval or a tuning on them is flagged (Pipeline.translator_saw): every training document's text
+    and every QA pair's question, given (--qa) or from the augmenter."""
+    from prag.translate import SEEN_QUESTIONS_FILE, seen_documents, text_fingerprint
+
+    docs = tiny_kb.docs[:2]
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"doc_id": docs[0].id, "question": "Who keeps the lamp?",
+                                              "answer": "Orla"}])
+    sub = tmp_path / "kb2"
+    corpus = write_jsonl(tmp_path / "two.jsonl", [{"id": d.id, "title": d.title, "text": d.text} for d in docs])
+    KnowledgeBase.create(sub, corpus, tiny_kb.config)
+    out = tmp_path / "t"
+    r = CliRunner().invoke(app, ["translator", "train", "--kb", str(sub), "--out", str(out), "--qa", str(qa),
+                                 "--read-layer", "1", "--epochs", "1", "--batch-docs", "2", "--no-bf16"])
+    assert r.exit_code == 0, r.output
+    assert seen_documents(out) == {text_fingerprint(d.as_text()) for d in docs}
+    asked = seen_documents(out, SEEN_QUESTIONS_FILE)
+    assert text_fingerprint("Who keeps the lamp?") in asked and len(asked) > 1  # the augmenter's for the other

@@ -222,6 +222,20 @@ def _with(kb, lm, **gen):
     return Pipeline(kb, lm, kb.config.override({f"generation.{k}": v for k, v in gen.items()}))
 
 
+def test_the_translator_says_which_documents_and_questions_it_trained_on(tiny_kb, tiny_lm, translator_dir):
+    from prag.translate import SEEN_QUESTIONS_FILE, write_seen
+
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:3]
+    ids = [d.id for d in tiny_kb.docs[:3]]
+    pipe = _with(tiny_kb, tiny_lm, adapters="translated", translator=str(translator_dir))
+    assert pipe.translator_saw(ids, qs) is None  # it does not say
+    write_seen(translator_dir, [tiny_kb.by_id[ids[0]].as_text(), "some other text"])
+    assert pipe.translator_saw(ids + ids[:1], qs) == {"seen": 1, "of": 3, "questions_seen": None, "questions_of": 3}
+    write_seen(translator_dir, [qs[1].question], SEEN_QUESTIONS_FILE)
+    assert pipe.translator_saw(ids, qs) == {"seen": 1, "of": 3, "questions_seen": 1, "questions_of": 3}
+    assert Pipeline(tiny_kb, tiny_lm).translator_saw(ids, qs) is None  # trained adapters answer
+
+
 def test_translated_adapters_answer_without_training_and_say_so(tiny_kb, tiny_lm, translator_dir, monkeypatch):
     pipe = _with(tiny_kb, tiny_lm, adapters="translated", translator=str(translator_dir))
     monkeypatch.setattr(pipe, "parameterize", lambda *a, **k: pytest.fail("trained a document"))

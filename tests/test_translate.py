@@ -146,6 +146,9 @@ def test_training_lowers_the_qa_loss(tiny_lm, tmp_path):
     assert summary["steps"] == 100 and len(curve) == 100
     assert sum(curve[-5:]) / 5 < 0.9 * curve[0]
     load_translator(tmp_path / "t", model="tiny")
+    from prag.translate import seen_documents, text_fingerprint
+    assert seen_documents(tmp_path / "t") == {text_fingerprint(it.text) for it in items}  # what it trained on
+    assert text_fingerprint("a  b\n") == text_fingerprint("a b") and seen_documents(tmp_path) is None
 
 
 def test_a_killed_training_run_resumes_to_the_same_translator(tiny_lm, tmp_path, monkeypatch):
@@ -280,6 +283,27 @@ def test_the_shipped_smollm2_translator_verifies_and_names_its_training_document
             assert (listed["corpus_sha256"], listed["qa_sha256"]) == (seen["trained_on_corpus_sha256"],
                                                                        seen["trained_on_qa_sha256"])
     assert has_shipped_translator("smollm2") and not has_shipped_translator("tiny")
+
+
+def test_the_shipped_translator_lists_its_training_data_and_no_test_question_is_in_it():
+    """documents.sha256 / questions.sha256 (benchmarks/experiments/translator_seen.py) let eval and tune flag
+    questions it trained on; the shared datasets' test questions (second half) must not be among them."""
+    from pathlib import Path
+
+    from prag.corpus import load_questions, split
+    from prag.translate import SEEN_QUESTIONS_FILE, seen_documents, shipped_translator, text_fingerprint
+    folder = shipped_translator("smollm2")
+    docs, asked = seen_documents(folder), seen_documents(folder, SEEN_QUESTIONS_FILE)
+    assert len(docs) == 5449 and len(asked) == 759
+    root = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    sets = [p for p in sorted(root.glob("*/questions.jsonl"))]
+    if not sets:
+        pytest.skip("no ../shared/datasets here")
+    for path in sets:
+        qs = load_questions(path)
+        assert not {text_fingerprint(q.question) for q in split(qs, "test")} & asked, path
+    popqa = [q for q in split(load_questions(root / "popqa" / "questions.jsonl"), "dev")]
+    assert sum(text_fingerprint(q.question) in asked for q in popqa) > 100  # its dev questions were trained on
 
 
 def test_no_shipped_translator_for_a_model_without_one_is_a_clear_error():

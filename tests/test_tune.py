@@ -105,9 +105,19 @@ def test_a_tuning_records_which_adapters_it_was_chosen_with(tiny_kb, tiny_lm, tr
     assert res["adapters"] == f"translated:{pipe.translator[1][:16]}"
     assert f"prag F1, translated:{pipe.translator[1][:16]} adapters" in table(res)
     assert KnowledgeBase.open(tiny_kb.root).config.generation.adapters == "trained"  # the flag is not kept
+    assert res["translator_saw"] is None and "warning" not in table(res)  # it does not list its training data
+    from prag.translate import write_seen
+    write_seen(translator_dir, [q.question for q in qs[:1]], "questions.sha256")
+    write_seen(translator_dir, [d.as_text() for d in tiny_kb.docs])
+    again = tune(pipe, qs, "fictional dev", budget=2, top_k=1, scales=(1.0,), shots=(0,), progress=False)
+    n = len(pipe.retrieved_ids([q for q in qs if q.id in again["questions"]], 1))
+    assert again["translator_saw"] == {"seen": n, "of": n, "questions_seen": 1, "questions_of": 2}
+    assert (f"warning: {n} of the {n} documents these dev questions retrieve and 1 of the 2 questions were in the "
+            "translator's training data") in table(again)
     trained = tune(Pipeline(tiny_kb, tiny_lm), qs, "fictional dev", budget=2, top_k=1, scales=(1.0,), shots=(0,),
                    progress=False)
     assert trained["adapters"] == "trained" and "trained adapters" in table(trained)
+    assert trained["translator_saw"] is None
 
 
 def test_weak_warnings_point_to_tune():

@@ -4,6 +4,9 @@ BM25 did not retrieve for it (strength and worked examples as in translator_real
 
     .venv/bin/python benchmarks/experiments/translator_control.py --translator runs/translator-smollm2-v5-export \
         --tag v5 --out benchmarks/results/translator/real/control-smollm2-v5.json
+
+With --split dev --scale S --few-shot N --kb-suffix -translated it checks a dev tuning's questions instead (the first
+--limit dev questions, as `prag tune` scores them); the retrieved side is then read from the kb's tuning.json.
 """
 from __future__ import annotations
 
@@ -30,19 +33,23 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--split", choices=["test", "dev"], default="test")
+    ap.add_argument("--scale", type=float, default=None, help="default: Table 1's (PopQA 0.5, else 0.25)")
+    ap.add_argument("--few-shot", type=int, default=4)
+    ap.add_argument("--kb-suffix", default="", help="runs/kb-<dataset>-<model><suffix>")
     a = ap.parse_args()
     lm = load_model(a.model)
     res = {"translator": a.translator, "datasets": {}}
     for d in a.datasets:
-        kb = KnowledgeBase.open(ROOT / "runs" / f"kb-{d}-{a.model}")
+        kb = KnowledgeBase.open(ROOT / "runs" / f"kb-{d}-{a.model}{a.kb_suffix}")
         all_qs = load_questions(dataset_dir(d) / "questions.jsonl")
         cfg = kb.config.override({"generation.adapters": "translated", "generation.translator": a.translator,
-                                  "generation.scale": 0.5 if d == "popqa" else 0.25})
+                                  "generation.scale": a.scale or (0.5 if d == "popqa" else 0.25)})
         pipe = Pipeline(kb, lm, cfg)
-        shots = few_shot_examples(all_qs, 4)
-        pipe.examples = [(q.question, q.golden_answers[0]) for q in shots]
+        shots = few_shot_examples(all_qs, 4)  # shown or not, the 4 are never scored (as in prag tune and eval)
+        pipe.examples = [(q.question, q.golden_answers[0]) for q in shots[: a.few_shot]]
         shown = {q.id for q in shots} | {q.question for q in shots}
-        qs = [q for q in split(all_qs, "test") if q.id not in shown and q.question not in shown][: a.limit]
+        qs = [q for q in split(all_qs, a.split) if q.id not in shown and q.question not in shown][: a.limit]
         rng = random.Random(0)
         ids = [doc.id for doc in kb.docs]
         f1s = []
@@ -50,11 +57,18 @@ def main() -> None:
             near = {h.doc.id for h in pipe.retrieve(q.question, 3)}
             other = rng.choice([i for i in ids if i not in near])
             f1s.append(score(pipe.ask(q.question, "prag", doc_ids=[other]).answer, q.golden_answers)["f1"])
-        run = json.loads((ROOT / f"benchmarks/results/translator/real/{d}-{a.model}-{a.tag}-test{a.limit}.json")
-                         .read_text())
-        res["datasets"][d] = {"n": len(qs), "random_document_prag_f1": round(sum(f1s) / len(f1s), 3),
-                              "retrieved_prag_f1": round(run["methods"]["prag"]["f1"], 3),
-                              "rag_f1": round(run["methods"]["rag"]["f1"], 3)}
+        res["datasets"][d] = {"n": len(qs), "split": a.split, "scale": pipe.config.generation.scale,
+                              "few_shot": len(pipe.examples),
+                              "random_document_prag_f1": round(sum(f1s) / len(f1s), 3)}
+        if a.split == "test":
+            run = json.loads((ROOT / f"benchmarks/results/translator/real/{d}-{a.model}-{a.tag}-test{a.limit}.json")
+                             .read_text())
+            res["datasets"][d] |= {"retrieved_prag_f1": round(run["methods"]["prag"]["f1"], 3),
+                                   "rag_f1": round(run["methods"]["rag"]["f1"], 3)}
+        else:
+            row = next(r for r in kb.tuning()["table"]
+                       if (r["scale"], r["few_shot"]) == (pipe.config.generation.scale, len(pipe.examples)))
+            res["datasets"][d] |= {"retrieved_prag_f1": row["f1"]}
         print(d, res["datasets"][d], flush=True)
     a.out.write_text(json.dumps(res, indent=1))
 

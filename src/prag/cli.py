@@ -38,8 +38,17 @@ from .models import load_model
 from .pipeline import Pipeline
 from .report import markdown_table, runtime_table, write_report
 from .store import KnowledgeBase
-from .translate import TrainConfig, TrainItem, TranslatorConfig, load_translator, shipped_translator, train_translator
-from .tune import SCALES, SHOTS, TEMPERATURES, table
+from .translate import (
+    SEEN_QUESTIONS_FILE,
+    TrainConfig,
+    TrainItem,
+    TranslatorConfig,
+    load_translator,
+    shipped_translator,
+    train_translator,
+    write_seen,
+)
+from .tune import SCALES, SHOTS, TEMPERATURES, saw_warning, table
 from .tune import tune as run_tune
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -285,7 +294,9 @@ def eval_(ctx: typer.Context,
             and few_shot is None):  # never tuned: tune on the dataset's dev questions first (never on test)
         typer.echo(f"{kb} has no tuned settings: tuning on the first {tune_budget} dev questions of "
                    f"{ds_dir.name} (prag tune)", err=True)
-        run_tune(pipe, all_qs, f"{ds_dir.name} dev", budget=tune_budget, top_k=top_k)
+        tuned = run_tune(pipe, all_qs, f"{ds_dir.name} dev", budget=tune_budget, top_k=top_k)
+        if warning := saw_warning(tuned["translator_saw"], "the dev questions retrieve"):
+            typer.echo(warning, err=True)
         pipe = _pipeline(kb, flags)
     if few_shot is not None:  # the flag: examples from this file's dev split
         shots = few_shot_examples(all_qs, few_shot)
@@ -323,13 +334,16 @@ def eval_(ctx: typer.Context,
                kb_config={k: pipe.config.to_dict()[k] for k in ("lora", "augment")})  # how its adapters were made
     if with_adapters:  # the offline cost of the adapters these questions use, whichever run made them
         pipe.kb.refresh()  # adapters another process wrote to this kb count too
-        res["encoding"] = pipe.kb.encoding_cost(gold if gold is not None else pipe.retrieved_ids(qs, top_k))
+        used = gold if gold is not None else pipe.retrieved_ids(qs, top_k)
+        res["encoding"] = pipe.kb.encoding_cost(used)
+        res["translator_saw"] = pipe.translator_saw(used, qs)
     text = json.dumps(res, indent=2)
     if json_out:
         atomic_write(json_out, text)
         atomic_write(json_out.with_suffix(".md"), markdown_table([res]) + "\n" + runtime_table([res]))
     typer.echo(text)
-    for line in empty_warnings(res) + weak_warnings(res):
+    for line in empty_warnings(res) + weak_warnings(res) + [w for w in [saw_warning(res.get("translator_saw"),
+                                                                             "these questions use")] if w]:
         typer.echo(line, err=True)
 
 
@@ -434,6 +448,9 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
     ids = [d.id for d in pipe.kb.docs]
     meta = {"kb": str(kb), "qa_file": str(qa) if qa else None, "trained_on": ids,
             "trained_on_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), **init_meta}
+    out.mkdir(parents=True, exist_ok=True)  # the questions it trains on, so that an eval on them is flagged
+    write_seen(out, [q for rows in given.values() for q, _ in rows] + [q.question for a in augs.values() for q in a.qa],
+               SEEN_QUESTIONS_FILE)
     typer.echo(json.dumps(train_translator(lm, pipe.injector, items, cfg, train, out, meta,
                                            budget_s=minutes * 60 if minutes else None, init=init)))
 

@@ -46,6 +46,8 @@ WEIGHTS_FILE = "translator.safetensors"
 CONFIG_FILE = "translator.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOSS_FILE = "loss.jsonl"
+SEEN_FILE = "documents.sha256"  # the training documents' text fingerprints, one per line (text_fingerprint)
+SEEN_QUESTIONS_FILE = "questions.sha256"  # the training QA pairs' questions, likewise
 
 
 @dataclass
@@ -347,6 +349,26 @@ def save_translator(translator: Translator, out: Path, meta: dict | None = None)
     return sha
 
 
+def text_fingerprint(text: str) -> str:
+    """A document's text (whitespace-normalised) as 16 hex digits of its sha256: how a translator's training
+    documents are recognised in another kb, whatever their ids there."""
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:16]
+
+
+def write_seen(out: Path, texts, name: str = SEEN_FILE) -> None:
+    """Record the documents (or, with SEEN_QUESTIONS_FILE, the questions) a translator trains on: sorted
+    fingerprints, one per line."""
+    atomic_write(Path(out) / name, "".join(f + "\n" for f in sorted({text_fingerprint(t) for t in texts})))
+
+
+def seen_documents(folder: Path, name: str = SEEN_FILE) -> set[str] | None:
+    """The fingerprints of the documents (or questions) the translator in `folder` trained on, or None when it
+    does not say. A translator answers questions it trained on far better than new ones (docs/results.md), so an
+    eval or a tuning on them overstates it."""
+    path = Path(folder) / name
+    return set(path.read_text(encoding="utf-8").split()) if path.is_file() else None
+
+
 def has_shipped_translator(model: str) -> bool:
     return (Path(__file__).parent / "translators" / model / CONFIG_FILE).is_file()
 
@@ -469,6 +491,7 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         raise PragError("no training document has a QA pair")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_seen(out, [it.text for it in items])
     device = next(lm.model.parameters()).device
     translator = new_translator(lm, injector, cfg).to(device)  # beside the model (a GPU's, when it is on one)
     params = [p for p in translator.parameters()]

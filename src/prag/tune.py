@@ -51,7 +51,7 @@ def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 3
     kb = pipe.kb
     (kb.root / "tuning").mkdir(exist_ok=True)
     log = kb.root / "tuning" / "tune.log.jsonl"
-    pipe.parameterize_retrieved(dev, top_k, progress=progress)  # once: every setting uses the same adapters
+    need = pipe.parameterize_retrieved(dev, top_k, progress=progress)  # once: every setting uses the same adapters
     rows, scores = [], []
     base = pipe.config
     for n in shots:
@@ -71,7 +71,7 @@ def tune(pipe: Pipeline, questions: list[Question], source: str, budget: int = 3
     result = {"source": source, "method": method, "adapters": answered_by(pipe), "budget": budget, "top_k": top_k,
               "questions": [q.id for q in dev],
               "examples": [q.id for q in examples[:best["few_shot"]]], "table": rows,
-              "chosen": _setting(best), "rule": rule,
+              "chosen": _setting(best), "rule": rule, "translator_saw": pipe.translator_saw(need, dev),
               "seconds": round(time.perf_counter() - t0, 1)}  # this run's, adapters included (a resumed run: its part)
     kb.save_tuning(result, [(q.question, q.golden_answers[0]) for q in examples[:best["few_shot"]]])
     return result
@@ -122,4 +122,18 @@ def table(result: dict) -> str:
             mark = "  <- best F1 (the chosen one is within one standard error, nearer the untuned defaults)"
         lines.append(f"  {r['few_shot']:>8}  {r['scale']:>5}  {r.get('temperature', 1.0):>11}  {r['f1']:.3f}  "
                      f"{r['em']:.3f}{mark}")
+    if warning := saw_warning(result.get("translator_saw"), "these dev questions retrieve"):
+        lines.append(warning)
     return "\n".join(lines)
+
+
+def saw_warning(saw: dict | None, what: str) -> str | None:
+    """A warning when a translator trained on documents or questions that an eval or a tuning uses
+    (Pipeline.translator_saw)."""
+    if not saw or not (saw["seen"] or saw.get("questions_seen")):
+        return None
+    parts = [f"{saw['seen']} of the {saw['of']} documents {what}"] if saw["seen"] else []
+    if saw.get("questions_seen"):
+        parts.append(f"{saw['questions_seen']} of the {saw['questions_of']} questions")
+    return (f"warning: {' and '.join(parts)} were in the translator's training data: translated F1 on them "
+            "overstates what it does on new ones (docs/results.md, \"A translator on its own training data\")")
