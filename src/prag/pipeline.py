@@ -42,14 +42,7 @@ from .models import LoadedModel, load_model
 from .retrieval import Hit
 from .rules import QA, Augmentation
 from .store import KnowledgeBase, sha256_file
-from .translate import (
-    SEEN_QUESTIONS_FILE,
-    Translator,
-    load_translator,
-    seen_documents,
-    shipped_translator,
-    text_fingerprint,
-)
+from .translate import Translator, load_translator, shipped_translator, training_overlap
 from .translate import translate as translate_docs
 from .update import ADAPTER_FILE, Adapter, Injector, merge_adapters
 
@@ -230,14 +223,8 @@ class Pipeline:
         if not name or self.config.generation.adapters == "trained":
             return None
         folder = shipped_translator(self.config.model) if name == "default" else Path(name)
-        seen, asked = seen_documents(folder), seen_documents(folder, SEEN_QUESTIONS_FILE)
-        if seen is None:
-            return None
-        ids = sorted(set(doc_ids))
-        texts = {q.question for q in questions}
-        return {"seen": sum(text_fingerprint(self.kb.by_id[i].as_text()) in seen for i in ids), "of": len(ids),
-                "questions_seen": None if asked is None else sum(text_fingerprint(t) in asked for t in texts),
-                "questions_of": len(texts)}
+        return training_overlap(folder, [self.kb.by_id[i].as_text() for i in set(doc_ids)],
+                                [q.question for q in questions])
 
     # ------------------------------------------------------------------ offline
     def translate(self, docs: list[Document], force: bool = False, progress: bool = False, batch: int = 16) -> dict:

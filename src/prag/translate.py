@@ -369,6 +369,19 @@ def seen_documents(folder: Path, name: str = SEEN_FILE) -> set[str] | None:
     return set(path.read_text(encoding="utf-8").split()) if path.is_file() else None
 
 
+def training_overlap(folder: Path, doc_texts, questions) -> dict | None:
+    """How many of these document texts and questions the translator in `folder` trained on: {"seen", "of",
+    "questions_seen", "questions_of"} (the question counts None when it lists no questions), or None when it does
+    not list its training documents."""
+    seen, asked = seen_documents(folder), seen_documents(folder, SEEN_QUESTIONS_FILE)
+    if seen is None:
+        return None
+    texts, qs = set(doc_texts), set(questions)
+    return {"seen": sum(text_fingerprint(t) in seen for t in texts), "of": len(texts),
+            "questions_seen": None if asked is None else sum(text_fingerprint(q) in asked for q in qs),
+            "questions_of": len(qs)}
+
+
 def has_shipped_translator(model: str) -> bool:
     return (Path(__file__).parent / "translators" / model / CONFIG_FILE).is_file()
 
