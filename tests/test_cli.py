@@ -289,7 +289,7 @@ def test_eval_with_gold_documents_trains_them_and_reports_the_composition_gain(t
 def test_translator_train_records_the_documents_and_questions_it_trained_on(tiny_kb, tmp_path):
     """So that an eval or a tuning on them is flagged (Pipeline.translator_saw): every training document's text
     and every QA pair's question, given (--qa) or from the augmenter."""
-    from prag.translate import SEEN_QUESTIONS_FILE, seen_documents, text_fingerprint
+    from prag.translate import SEEN_QUESTIONS_FILE, seen_fingerprints, text_fingerprint
 
     docs = tiny_kb.docs[:2]
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"doc_id": docs[0].id, "question": "Who keeps the lamp?",
@@ -301,6 +301,6 @@ def test_translator_train_records_the_documents_and_questions_it_trained_on(tiny
     r = CliRunner().invoke(app, ["translator", "train", "--kb", str(sub), "--out", str(out), "--qa", str(qa),
                                  "--read-layer", "1", "--epochs", "1", "--batch-docs", "2", "--no-bf16"])
     assert r.exit_code == 0, r.output
-    assert seen_documents(out) == {text_fingerprint(d.as_text()) for d in docs}
-    asked = seen_documents(out, SEEN_QUESTIONS_FILE)
+    assert seen_fingerprints(out) == {text_fingerprint(d.as_text()) for d in docs}
+    asked = seen_fingerprints(out, SEEN_QUESTIONS_FILE)
     assert text_fingerprint("Who keeps the lamp?") in asked and len(asked) > 1  # the augmenter's for the other

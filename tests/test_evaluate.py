@@ -224,6 +224,9 @@ def test_eval_resume_never_reuses_one_kind_of_adapters_answers_for_another(tiny_
     assert pending(a, qs, ["prag"], 1, log) == []
     assert pending(translated("b", 2), qs, ["prag"], 1, log) == qs
     assert pending(trained, qs, ["prag"], 1, log) == []  # the trained rows still serve trained runs
+    default = Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override({"generation.adapters": "trained-else-translated",
+                                                                  "generation.translator": str(tmp_path / "a")}))
+    assert pending(default, qs, ["prag"], 1, log) == []  # an eval trains every document first: trained answers
 
 
 def test_resumed_eval_builds_adapters_only_for_unanswered_questions(tiny_kb, tiny_lm, tmp_path):

@@ -87,13 +87,27 @@ def test_eval_on_a_dataset_tunes_a_kb_never_tuned_then_uses_it(tmp_path, tiny_mo
     b = json.loads((tmp_path / "b.json").read_text())
     assert r.exit_code == 0 and b["settings"] == {**b["settings"], "scale": 0.125, "source": "flags"}
     assert KnowledgeBase.open(tmp_path / "kb").tuning() == tuned  # tuned once
+    assert tuned["adapters"] == "trained"
     assert "tuned with" not in r.stderr
     tr = make_translator(KnowledgeBase.open(tmp_path / "kb"), tiny_lm, tmp_path / "translator")
     r = CliRunner().invoke(app, args + ["--adapters", "translated", "--translator", str(tr)])
     assert r.exit_code == 0 and "tuned with trained adapters, and this run answers with translated:" in r.stderr
+    assert f"--adapters translated --translator {tr}` re-tunes" in r.stderr
+    r = CliRunner().invoke(app, args + ["--adapters", "trained-else-translated", "--translator", str(tr)])
+    assert r.exit_code == 0 and "tuned with" not in r.stderr  # eval trains every document it uses: trained answers
+    path = tmp_path / "kb" / "tuning.json"
+    path.write_text(json.dumps({k: v for k, v in tuned.items() if k != "adapters"}))  # a tuning from before the key
+    r = CliRunner().invoke(app, args + ["--adapters", "translated", "--translator", str(tr)])
+    assert r.exit_code == 0 and "tuned with" not in r.stderr  # not known: no guess
+    r = CliRunner().invoke(app, ["tune", "--kb", str(tmp_path / "kb"), "--dataset", "fic", "--budget", "1",
+                                 "--scales", "1.0", "--shots", "0", "--top-k", "1", "--adapters", "translated",
+                                 "--translator", str(tr)])
+    assert r.exit_code == 0, r.output
+    assert "translated:" in r.stdout and KnowledgeBase.open(tmp_path / "kb").tuning()["adapters"].startswith("translated:")
     monkeypatch.setattr(cli, "_pipeline", real)
     s = CliRunner().invoke(app, ["status", "--kb", str(tmp_path / "kb")])
-    assert "<- chosen" in s.output and f"scale {tuned['chosen']['scale']}" in s.output
+    now = KnowledgeBase.open(tmp_path / "kb").tuning()  # the translated tuning just above
+    assert "<- chosen" in s.output and f"scale {now['chosen']['scale']}" in s.output and "translated:" in s.output
 
 
 def test_a_tuning_records_which_adapters_it_was_chosen_with(tiny_kb, tiny_lm, translator_dir):
@@ -104,7 +118,6 @@ def test_a_tuning_records_which_adapters_it_was_chosen_with(tiny_kb, tiny_lm, tr
     res = tune(pipe, qs, "fictional dev", budget=2, top_k=1, scales=(1.0,), shots=(0,), progress=False)
     assert res["adapters"] == f"translated:{pipe.translator[1][:16]}"
     assert f"prag F1, translated:{pipe.translator[1][:16]} adapters" in table(res)
-    assert KnowledgeBase.open(tiny_kb.root).config.generation.adapters == "trained"  # the flag is not kept
     assert res["translator_saw"] is None and "warning" not in table(res)  # it does not list its training data
     from prag.translate import write_seen
     write_seen(translator_dir, [q.question for q in qs[:1]], "questions.sha256")

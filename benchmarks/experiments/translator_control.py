@@ -5,8 +5,8 @@ BM25 did not retrieve for it (strength and worked examples as in translator_real
     .venv/bin/python benchmarks/experiments/translator_control.py --translator runs/translator-smollm2-v5-export \
         --tag v5 --out benchmarks/results/translator/real/control-smollm2-v5.json
 
-With --split dev --scale S --few-shot N --kb-suffix -translated it checks a dev tuning's questions instead (the first
---limit dev questions, as `prag tune` scores them); the retrieved side is then read from the kb's tuning.json.
+With --split dev --scale S --few-shot N --kb-suffix=-translated it checks a dev tuning's questions instead (those
+the kb's tuning.json lists); the retrieved side is then that tuning's row for S and N.
 """
 from __future__ import annotations
 
@@ -44,12 +44,17 @@ def main() -> None:
         kb = KnowledgeBase.open(ROOT / "runs" / f"kb-{d}-{a.model}{a.kb_suffix}")
         all_qs = load_questions(dataset_dir(d) / "questions.jsonl")
         cfg = kb.config.override({"generation.adapters": "translated", "generation.translator": a.translator,
-                                  "generation.scale": a.scale or (0.5 if d == "popqa" else 0.25)})
+                                  "generation.scale": a.scale if a.scale is not None else 0.5 if d == "popqa" else 0.25})
         pipe = Pipeline(kb, lm, cfg)
         shots = few_shot_examples(all_qs, 4)  # shown or not, the 4 are never scored (as in prag tune and eval)
         pipe.examples = [(q.question, q.golden_answers[0]) for q in shots[: a.few_shot]]
         shown = {q.id for q in shots} | {q.question for q in shots}
         qs = [q for q in split(all_qs, a.split) if q.id not in shown and q.question not in shown][: a.limit]
+        tuned = kb.tuning() if a.split == "dev" else None
+        if a.split == "dev":
+            if tuned is None:
+                raise SystemExit(f"{kb.root} has no tuning.json: --split dev checks a dev tuning's questions")
+            qs = [q for q in all_qs if q.id in set(tuned["questions"])]
         rng = random.Random(0)
         ids = [doc.id for doc in kb.docs]
         f1s = []
@@ -66,9 +71,12 @@ def main() -> None:
             res["datasets"][d] |= {"retrieved_prag_f1": round(run["methods"]["prag"]["f1"], 3),
                                    "rag_f1": round(run["methods"]["rag"]["f1"], 3)}
         else:
-            row = next(r for r in kb.tuning()["table"]
-                       if (r["scale"], r["few_shot"]) == (pipe.config.generation.scale, len(pipe.examples)))
-            res["datasets"][d] |= {"retrieved_prag_f1": row["f1"]}
+            rows = [r for r in tuned["table"] if (r["scale"], r["few_shot"], r.get("temperature", 1.0))
+                    == (pipe.config.generation.scale, len(pipe.examples), pipe.config.generation.temperature)]
+            if not rows:
+                raise SystemExit(f"{kb.root}/tuning.json has no row for strength {pipe.config.generation.scale}, "
+                                 f"{len(pipe.examples)} examples")
+            res["datasets"][d] |= {"retrieved_prag_f1": rows[0]["f1"]}
         print(d, res["datasets"][d], flush=True)
     a.out.write_text(json.dumps(res, indent=1))
 

@@ -38,16 +38,7 @@ from .models import load_model
 from .pipeline import Pipeline
 from .report import markdown_table, runtime_table, write_report
 from .store import KnowledgeBase
-from .translate import (
-    SEEN_QUESTIONS_FILE,
-    TrainConfig,
-    TrainItem,
-    TranslatorConfig,
-    load_translator,
-    shipped_translator,
-    train_translator,
-    write_seen,
-)
+from .translate import TrainConfig, TrainItem, TranslatorConfig, load_translator, train_translator, translator_folder
 from .tune import SCALES, SHOTS, TEMPERATURES, saw_warning, table
 from .tune import tune as run_tune
 
@@ -56,7 +47,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 KB = typer.Option(..., "--kb", help="Knowledge-base directory.")
 TEMPERATURE = typer.Option(None, help="With --merge softmax: weights softmax(BM25 score / T); a larger T spreads the weight over the top-k (default: the kb's, 1).")
-ADAPTERS = typer.Option(None, help="Which adapters answer: trained | translated | trained-else-translated (default: the kb's, trained).")
+ADAPTERS = typer.Option(None, help="Which adapters answer: trained | translated | trained-else-translated (default: the kb's; a new kb's is trained-else-translated).")
 TRANSLATOR = typer.Option(None, help="A translator folder (prag translator train), or 'default' for the one shipped for the kb's model.")
 BACKEND = typer.Option(None, help="Who generates: transformers | llamacpp (llama.cpp; needs the [llamacpp] extra). Default: the kb's config.")
 
@@ -186,7 +177,9 @@ def tune_(kb: Path = KB,
           translator: Optional[str] = TRANSLATOR):
     """Pick the adapter strength and the number of worked examples (and, with --temperatures, the softmax merge's
     temperature) on YOUR development questions (P-RAG F1 on the first half of the file), and keep them with the kb: ask, serve and eval use them (flags still override).
-    Adapters are shared by every setting; answers are logged in the kb, so a killed tuning resumes."""
+    Adapters are shared by every setting; answers are logged in the kb, so a killed tuning resumes. With
+    --adapters translated the settings are chosen for a translator's adapters (tuning.json says which); it warns when
+    the translator trained on these dev questions or their documents."""
     if (questions is None) == (dataset is None):
         raise PragError("give exactly one of --questions FILE or --dataset NAME")
     path = questions or dataset_dir(dataset) / "questions.jsonl"
@@ -307,9 +300,13 @@ def eval_(ctx: typer.Context,
         shots = [q for q in all_qs if q.id in set(tuned["examples"])] if tuned else []
         source = f"tuned on {tuned['source']} (kb tuning.json)" if tuned else "the kb's kb.toml (never tuned)"
     if (tuned := pipe.kb.tuning()) and parametric(ms) and (scale is None or few_shot is None):
-        if (was := tuned.get("adapters", "trained")) != (now := answered_by(pipe)):
+        was, now = tuned.get("adapters"), answered_by(pipe)  # a tuning from before the key: not known, no warning
+        if was is not None and was != now:  # another kind, or another translator
+            g = pipe.config.generation
             typer.echo(f"warning: {kb}'s settings were tuned with {was} adapters, and this run answers with {now} "
-                       f"ones; `prag tune --kb {kb} --adapters ... --translator ...` re-tunes the kb for these", err=True)
+                       f"ones; `prag tune --kb {kb} --adapters {g.adapters}"
+                       + (f" --translator {g.translator}" if g.adapters == "translated" else "")
+                       + "` re-tunes the kb for them", err=True)
     shown = {q.id for q in shots} | {q for q, _ in pipe.examples}
     qs = [q for q in split_qs(all_qs, split) if q.id not in shown and q.question not in shown][: limit or None]
     log = json_out.with_suffix(".log.jsonl") if json_out else None
@@ -420,7 +417,7 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
                            memory_layers=mem).validate()  # before the model loads: a bad setting fails at once
     init, init_meta = None, {}
     if init_from:
-        folder = shipped_translator(pipe.config.model) if init_from == "default" else Path(init_from)
+        folder = translator_folder(init_from, pipe.config.model)
         init, init_sha = load_translator(folder, pipe.config.model)
         asked = {"read_layer": read_layer, "r": rank, "max_doc_tokens": max_doc_tokens}
         differ = [f"{k} {getattr(init.cfg, k)} (asked {v})" for k, v in asked.items() if getattr(init.cfg, k) != v]
@@ -448,10 +445,9 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
     ids = [d.id for d in pipe.kb.docs]
     meta = {"kb": str(kb), "qa_file": str(qa) if qa else None, "trained_on": ids,
             "trained_on_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), **init_meta}
-    out.mkdir(parents=True, exist_ok=True)  # the questions it trains on, so that an eval on them is flagged
-    write_seen(out, [q for rows in given.values() for q, _ in rows] + [q.question for a in augs.values() for q in a.qa],
-               SEEN_QUESTIONS_FILE)
-    typer.echo(json.dumps(train_translator(lm, pipe.injector, items, cfg, train, out, meta,
+    asked = [q for rows in given.values() for q, _ in rows] + [q.question for a in augs.values() for q in a.qa]
+    typer.echo(json.dumps(train_translator(lm, pipe.injector, items, cfg, train, out, meta, questions=asked,
+                                           init_folder=folder if init_from else None,
                                            budget_s=minutes * 60 if minutes else None, init=init)))
 
 

@@ -14,6 +14,7 @@ from .config import DynamicConfig, recipe_key
 from .errors import PragError
 from .methods import METHODS
 from .text import normalize_answer
+from .translate import translator_sha
 
 
 def _f1_one(pred: str, gold: str) -> tuple[float, float, float]:
@@ -79,7 +80,8 @@ def summarize(rows: list[dict]) -> dict:
 def _setting(pipe, top_k: int, method: str) -> dict:
     """What a logged answer depends on besides the question: rows of another setting are redone, not reused.
     prag and combine also depend on the adapters, so their rows carry the kb's `recipe_key` (`prag parameterize`
-    keeps kb.toml describing the adapters it holds)."""
+    keeps kb.toml describing the adapters it holds) and, when translated adapters answer, `answered_by` (which
+    translator); a row without it was answered by trained adapters (or logged before the key existed)."""
     gcfg = pipe.config.generation
     setting = {"top_k": top_k, "backend": gcfg.backend, "merge": gcfg.merge, "model": pipe.config.model}
     if gcfg.scale != 1.0:  # keys only when set, so logs written before they existed still resume
@@ -90,20 +92,21 @@ def _setting(pipe, top_k: int, method: str) -> dict:
         setting["few_shot"] = [q for q, _ in pipe.examples]
     if METHODS.get(method).adapters:
         setting["adapters"] = recipe_key(pipe.config)
-        if gcfg.adapters != "trained":  # translated answers are not trained ones (absent for trained: old logs resume)
-            setting["answered_by"] = answered_by(pipe)
+        if (by := answered_by(pipe)) != "trained":  # only translated ones carry it: older logs resume
+            setting["answered_by"] = by
     if METHODS.get(method).dynamic is not None and pipe.config.dynamic != DynamicConfig():
         setting["dynamic"] = asdict(pipe.config.dynamic)  # only when changed: older logs at the defaults resume
     return setting
 
 
 def answered_by(pipe) -> str:
-    """Which adapters answer, as logs and tuning tables record it: "trained", or the mode with the translator's
-    checksum (another translator's answers are not this one's)."""
+    """Which adapters answer, as logs and tunings record it: "translated:<the translator's sha256, 16 digits>"
+    when `generation.adapters` is "translated", else "trained" ("trained-else-translated" counts as trained here:
+    an eval or a tuning trains every document it retrieves before answering)."""
     gcfg = pipe.config.generation
-    if gcfg.adapters == "trained":
+    if gcfg.adapters != "translated" or not gcfg.translator:
         return "trained"
-    return f"{gcfg.adapters}:{pipe.translator[1][:16]}" if gcfg.translator else f"{gcfg.adapters}:in-context"
+    return f"translated:{translator_sha(gcfg.translator, pipe.config.model)[:16]}"
 
 
 def _logged(log_path: Path | None, settings: dict[str, dict]) -> dict[tuple[str, str], dict]:

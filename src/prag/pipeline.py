@@ -42,7 +42,7 @@ from .models import LoadedModel, load_model
 from .retrieval import Hit
 from .rules import QA, Augmentation
 from .store import KnowledgeBase, sha256_file
-from .translate import Translator, load_translator, shipped_translator, training_overlap
+from .translate import Translator, load_translator, training_overlap, translator_folder
 from .translate import translate as translate_docs
 from .update import ADAPTER_FILE, Adapter, Injector, merge_adapters
 
@@ -210,20 +210,21 @@ class Pipeline:
         if not name:
             raise PragError("no translator configured: pass --translator DIR (or default)")
         if self._translator[0] != name:
-            tr, sha = load_translator(shipped_translator(self.config.model) if name == "default" else Path(name),
+            tr, sha = load_translator(translator_folder(name, self.config.model),
                                       model=self.config.model)
             self._translator = (name, (tr.to(self.injector.device), sha))
         return self._translator[1]
 
     def translator_saw(self, doc_ids, questions=()) -> dict | None:
-        """How many of these documents, and of these questions, the configured translator trained on (matched by
-        text): {"seen", "of", "questions_seen", "questions_of"} (the question counts None when it does not list its
-        questions), or None when no translator answers or it does not list its training documents."""
-        name = self.config.generation.translator
-        if not name or self.config.generation.adapters == "trained":
+        """How many of these documents, and of these questions, the translator trained on (matched by text; see
+        translate.training_overlap), when translated adapters answer (`generation.adapters` "translated"; in
+        "trained-else-translated", eval and tune train every document they use first); else None, as when the
+        translator does not list its training documents."""
+        gcfg = self.config.generation
+        if gcfg.adapters != "translated" or not gcfg.translator:
             return None
-        folder = shipped_translator(self.config.model) if name == "default" else Path(name)
-        return training_overlap(folder, [self.kb.by_id[i].as_text() for i in set(doc_ids)],
+        return training_overlap(translator_folder(gcfg.translator, self.config.model),
+                                [self.kb.by_id[i].as_text() for i in sorted(set(doc_ids))],
                                 [q.question for q in questions])
 
     # ------------------------------------------------------------------ offline

@@ -355,31 +355,42 @@ def text_fingerprint(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:16]
 
 
-def write_seen(out: Path, texts, name: str = SEEN_FILE) -> None:
+def write_seen(out: Path, texts, name: str = SEEN_FILE, inherited: set[str] | None = None) -> None:
     """Record the documents (or, with SEEN_QUESTIONS_FILE, the questions) a translator trains on: sorted
-    fingerprints, one per line."""
-    atomic_write(Path(out) / name, "".join(f + "\n" for f in sorted({text_fingerprint(t) for t in texts})))
+    fingerprints, one per line, with `inherited` ones (those of the translator it started from) added."""
+    prints = {text_fingerprint(t) for t in texts} | (inherited or set())
+    atomic_write(Path(out) / name, "".join(f + "\n" for f in sorted(prints)))
 
 
-def seen_documents(folder: Path, name: str = SEEN_FILE) -> set[str] | None:
-    """The fingerprints of the documents (or questions) the translator in `folder` trained on, or None when it
-    does not say. A translator answers questions it trained on far better than new ones (docs/results.md), so an
-    eval or a tuning on them overstates it."""
+def seen_fingerprints(folder: Path, name: str = SEEN_FILE) -> set[str] | None:
+    """The fingerprints of the documents (or, with SEEN_QUESTIONS_FILE, the questions) the translator in `folder`
+    trained on, or None when it does not say. A translator answers questions it trained on far better than new ones
+    (docs/results.md), so an eval or a tuning on them overstates it."""
     path = Path(folder) / name
     return set(path.read_text(encoding="utf-8").split()) if path.is_file() else None
 
 
-def training_overlap(folder: Path, doc_texts, questions) -> dict | None:
-    """How many of these document texts and questions the translator in `folder` trained on: {"seen", "of",
-    "questions_seen", "questions_of"} (the question counts None when it lists no questions), or None when it does
-    not list its training documents."""
-    seen, asked = seen_documents(folder), seen_documents(folder, SEEN_QUESTIONS_FILE)
+def training_overlap(folder: Path, doc_texts: list[str], questions: list[str]) -> dict | None:
+    """How many of these documents (one text per document) and questions the translator in `folder` trained on:
+    {"seen", "of", "questions_seen", "questions_of"} (the question counts None when it lists no questions), or None
+    when it does not list its training documents."""
+    seen, asked = seen_fingerprints(folder), seen_fingerprints(folder, SEEN_QUESTIONS_FILE)
     if seen is None:
         return None
-    texts, qs = set(doc_texts), set(questions)
-    return {"seen": sum(text_fingerprint(t) in seen for t in texts), "of": len(texts),
-            "questions_seen": None if asked is None else sum(text_fingerprint(q) in asked for q in qs),
-            "questions_of": len(qs)}
+    return {"seen": sum(text_fingerprint(t) in seen for t in doc_texts), "of": len(doc_texts),
+            "questions_seen": None if asked is None else sum(text_fingerprint(q) in asked for q in questions),
+            "questions_of": len(questions)}
+
+
+def translator_folder(name: str, model: str) -> Path:
+    """The folder `generation.translator` (or --translator, --init-from) names: a path, or "default", the
+    translator shipped for `model`."""
+    return shipped_translator(model) if name == "default" else Path(name)
+
+
+def translator_sha(name: str, model: str) -> str:
+    """The sha256 its translator.json records for the weights (load_translator verifies it), without loading them."""
+    return translator_info(translator_folder(name, model))["sha256"]
 
 
 def has_shipped_translator(model: str) -> bool:
@@ -492,19 +503,23 @@ def _step_of(line: str) -> float:
 
 def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem], cfg: TranslatorConfig,
                      train: TrainConfig, out: Path, meta: dict | None = None, progress: bool = True,
-                     budget_s: float | None = None, init: Translator | None = None) -> dict:
+                     budget_s: float | None = None, init: Translator | None = None,
+                     questions: list[str] | None = None, init_folder: Path | None = None) -> dict:
     """Train (or resume) a translator on `items`; checkpoints in `out` every `train.checkpoint_every` steps and
     the finished translator in `out` at the end. Returns a summary (steps, seconds, first and last losses).
 
     `budget_s`: stop once this call has trained that many seconds, with a checkpoint and a usable translator
     in `out` marked partial (run again to go on). `init`: a translator of the same config whose weights a new
-    run starts from (ignored when resuming a checkpoint)."""
+    run starts from (ignored when resuming a checkpoint).
+
+    Once the settings are checked, `out` lists what the translator trains on: the items' texts (SEEN_FILE) and
+    `questions` (SEEN_QUESTIONS_FILE; none given: not written), with those of `init_folder`, the translator it
+    started from, added."""
     items = [it for it in items if it.qa]
     if not items:
         raise PragError("no training document has a QA pair")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_seen(out, [it.text for it in items])
     device = next(lm.model.parameters()).device
     translator = new_translator(lm, injector, cfg).to(device)  # beside the model (a GPU's, when it is on one)
     params = [p for p in translator.parameters()]
@@ -535,6 +550,10 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         if unexpected or any(not k.startswith("mem_") for k in missing):
             raise PragError(f"--init-from: weights do not match ({sorted(unexpected + missing)[:5]})")
     resumed = step > 0
+    write_seen(out, [it.text for it in items], inherited=seen_fingerprints(init_folder) if init_folder else None)
+    if questions is not None:
+        write_seen(out, questions, SEEN_QUESTIONS_FILE,
+                   inherited=seen_fingerprints(init_folder, SEEN_QUESTIONS_FILE) if init_folder else None)
 
     def sched(s: int) -> float:  # linear warm-up, then cosine to zero
         return min(1.0, (s + 1) / max(1, train.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * s / total))
