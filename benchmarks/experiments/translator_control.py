@@ -15,6 +15,8 @@ import json
 import random
 from pathlib import Path
 
+from shared_sets import DATASETS, TABLE1_FEW_SHOT, table1_scale
+
 from prag.corpus import dataset_dir, few_shot_examples, load_questions, split
 from prag.evaluate import score
 from prag.models import load_model
@@ -22,7 +24,6 @@ from prag.pipeline import Pipeline
 from prag.store import KnowledgeBase
 
 ROOT = Path(__file__).resolve().parents[2]
-DATASETS = ["2wikimultihopqa-comparison", "2wikimultihopqa", "hotpotqa", "popqa"]
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--split", choices=["test", "dev"], default="test")
     ap.add_argument("--scale", type=float, default=None, help="default: Table 1's (PopQA 0.5, else 0.25)")
-    ap.add_argument("--few-shot", type=int, default=4)
+    ap.add_argument("--few-shot", type=int, default=TABLE1_FEW_SHOT)
     ap.add_argument("--kb-suffix", default="", help="runs/kb-<dataset>-<model><suffix>")
     a = ap.parse_args()
     lm = load_model(a.model)
@@ -44,9 +45,9 @@ def main() -> None:
         kb = KnowledgeBase.open(ROOT / "runs" / f"kb-{d}-{a.model}{a.kb_suffix}")
         all_qs = load_questions(dataset_dir(d) / "questions.jsonl")
         cfg = kb.config.override({"generation.adapters": "translated", "generation.translator": a.translator,
-                                  "generation.scale": a.scale if a.scale is not None else 0.5 if d == "popqa" else 0.25})
+                                  "generation.scale": a.scale if a.scale is not None else table1_scale(d)})
         pipe = Pipeline(kb, lm, cfg)
-        shots = few_shot_examples(all_qs, 4)  # shown or not, the 4 are never scored (as in prag tune and eval)
+        shots = few_shot_examples(all_qs, TABLE1_FEW_SHOT)  # shown or not, never scored (as in prag tune and eval)
         pipe.examples = [(q.question, q.golden_answers[0]) for q in shots[: a.few_shot]]
         shown = {q.id for q in shots} | {q.question for q in shots}
         qs = [q for q in split(all_qs, a.split) if q.id not in shown and q.question not in shown][: a.limit]

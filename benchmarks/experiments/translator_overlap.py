@@ -11,13 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
+from shared_sets import DATASETS
+
 from prag.config import default_config
 from prag.corpus import dataset_dir, few_shot_examples, load_questions, split
 from prag.store import KnowledgeBase
 from prag.translate import training_overlap
 
 ROOT = Path(__file__).resolve().parents[2]
-DATASETS = ["2wikimultihopqa-comparison", "2wikimultihopqa", "hotpotqa", "popqa"]
 
 
 def main() -> None:

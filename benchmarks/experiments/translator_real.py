@@ -11,8 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
+from shared_sets import DATASETS
+
 ROOT = Path(__file__).resolve().parents[2]
-DATASETS = ["2wikimultihopqa-comparison", "2wikimultihopqa", "hotpotqa", "popqa"]
 
 
 def f1(res: dict | None, method: str) -> float | None:
