@@ -3,7 +3,9 @@ a killed run resumes to the same translator)."""
 from __future__ import annotations
 
 import json
+import math
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -449,5 +451,61 @@ def test_a_run_from_before_the_token_memory_resumes(tiny_lm, tmp_path):
     out = train_translator(tiny_lm, inj, items, cfg, TrainConfig(**{**train.__dict__, "bf16": None}),
                            tmp_path / "t", progress=False)
     assert out["resumed"] and out["steps"] == 4
+    for h in inj._handles:
+        h.remove()
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma(tmp_path_factory):
+    """A tiny Gemma 3 (the other bundled model's family): scaled embeddings, a sliding window of 8 tokens on most
+    layers (the character-level documents are longer), soft-capping off, tied embeddings."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from conftest import make_tiny_model_dir
+    from prag.models import load_model
+
+    d = make_tiny_model_dir(tmp_path_factory.mktemp("gemma"))
+    for f in [*d.glob("*.safetensors"), d / "config.json"]:
+        f.unlink()
+    torch.manual_seed(3)
+    cfg = Gemma3TextConfig(vocab_size=103, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
+                           layer_types=["sliding_attention"] * 3 + ["full_attention"], max_position_embeddings=8192,
+                           bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    Gemma3ForCausalLM(cfg).save_pretrained(d)
+    return load_model(str(d))
+
+
+def test_a_gemma_translator_reads_its_partial_pass_exactly_and_trains(tiny_gemma, tmp_path):
+    """The translator is written against the decoder-layer interface, not Llama: on Gemma 3 the partial pass gives
+    the full pass's states at the read layer (its window and scaled embeddings included), a memory translator's
+    adapters differ per document, and training lowers the QA loss."""
+    from prag.encode import qa_texts
+
+    lm = tiny_gemma
+    hidden, _ = read_hidden(lm, DOCS[:1], 2, 256)
+    ids = lm.tokenizer(DOCS[0], return_tensors="pt")["input_ids"]
+    assert ids.shape[1] > 16                                # beyond the window
+    with torch.no_grad():
+        out = lm.model(input_ids=ids, output_hidden_states=True).hidden_states
+    d = out[0].shape[-1]
+    assert torch.allclose(hidden[0, :ids.shape[1], :d], out[2][0], atol=1e-5)
+    assert torch.allclose(hidden[0, :ids.shape[1], d:], out[0][0], atol=1e-6)
+
+    inj = Injector(lm.model, MODULES)
+    cfg = TranslatorConfig(model="tiny-gemma", read_layer=2, r=2, memory_layers=[1])
+    ads = translate(lm, inj, _trained_like(new_translator(lm, inj, cfg)), DOCS)
+    slots = [n for n in ads[0].factors if ads[0].factors[n][0].shape[0] == 2]  # the memory's ranks differ
+    assert slots and max(float((ads[0].factors[n][1] - ads[1].factors[n][1]).abs().max()) for n in slots) > 1e-3
+    items = [TrainItem(str(i), f"The secret code of this vault is {c}.", qa_texts(lm, [("What is the code?", c)]))
+             for i, c in enumerate("QZK")]
+    cfg = replace(cfg, memory_layers=[])  # trained without the memory: at lr 1e-2 it first raises this loss
+    train_translator(lm, inj, items, cfg, TrainConfig(epochs=30, batch_docs=3, lr=1e-2, warmup_steps=1, bf16=False),
+                     tmp_path / "t", progress=False)
+    curve = [json.loads(x)["loss"] for x in (tmp_path / "t" / "loss.jsonl").read_text().splitlines()]
+    # slower than the tiny Llama's (near-uniform start, 4.6 nats; -0.27 in 100 steps measured): a fall, not a fit
+    assert all(math.isfinite(x) for x in curve) and sum(curve[-5:]) / 5 < curve[0] - 0.05
+    tr, _ = load_translator(tmp_path / "t", model="tiny-gemma")
+    assert len(translate(lm, inj, tr, DOCS[:1])) == 1
     for h in inj._handles:
         h.remove()
