@@ -41,6 +41,23 @@ def make_tiny_model_dir(path: Path, seed: int = 0, chat: bool = True) -> Path:
     return path
 
 
+def make_tiny_gemma_dir(path: Path, seed: int = 1) -> Path:
+    """A tiny Gemma 3 (the other bundled model's family) with the tiny tokenizer: scaled embeddings, a sliding
+    window of 8 tokens on three of its four layers, tied embeddings."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    d = make_tiny_model_dir(path)
+    for f in [*d.glob("*.safetensors"), d / "config.json"]:
+        f.unlink()
+    torch.manual_seed(seed)
+    cfg = Gemma3TextConfig(vocab_size=103, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
+                           layer_types=["sliding_attention"] * 3 + ["full_attention"], max_position_embeddings=8192,
+                           bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    Gemma3ForCausalLM(cfg).save_pretrained(d)
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")

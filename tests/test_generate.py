@@ -232,23 +232,12 @@ def test_a_continuous_batch_keeps_gemmas_sliding_window(tmp_path):
     """Gemma 3 attends within a sliding window on most layers. The continuous batch keeps full caches, so the
     window must come from the mask: with prompts longer than a window of 8 tokens, every row still gets the text
     it gets alone (and the window changes the text, or the test shows nothing)."""
-    import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    from conftest import make_tiny_model_dir
+    from conftest import make_tiny_gemma_dir
     from prag.generate import Row, generate, generate_continuous
     from prag.models import load_model
     from prag.update import Injector
 
-    d = make_tiny_model_dir(tmp_path / "gemma")
-    for f in [*d.glob("*.safetensors"), d / "config.json"]:
-        f.unlink()
-    torch.manual_seed(1)
-    cfg = Gemma3TextConfig(vocab_size=103, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
-                           layer_types=["sliding_attention"] * 3 + ["full_attention"], max_position_embeddings=8192,
-                           bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    Gemma3ForCausalLM(cfg).save_pretrained(d)
+    d = make_tiny_gemma_dir(tmp_path / "gemma", seed=1)
     lm = load_model(str(d))
     prompts = [lm.prompter.format(f"Question: {q}") for q in PROMPTS + ["Why not?"]]
     limits = [12, 3, 20, 7]

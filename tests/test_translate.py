@@ -457,23 +457,10 @@ def test_a_run_from_before_the_token_memory_resumes(tiny_lm, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_gemma(tmp_path_factory):
-    """A tiny Gemma 3 (the other bundled model's family): scaled embeddings, a sliding window of 8 tokens on most
-    layers (the character-level documents are longer), soft-capping off, tied embeddings."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    from conftest import make_tiny_model_dir
+    from conftest import make_tiny_gemma_dir
     from prag.models import load_model
 
-    d = make_tiny_model_dir(tmp_path_factory.mktemp("gemma"))
-    for f in [*d.glob("*.safetensors"), d / "config.json"]:
-        f.unlink()
-    torch.manual_seed(3)
-    cfg = Gemma3TextConfig(vocab_size=103, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
-                           layer_types=["sliding_attention"] * 3 + ["full_attention"], max_position_embeddings=8192,
-                           bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    Gemma3ForCausalLM(cfg).save_pretrained(d)
-    return load_model(str(d))
+    return load_model(str(make_tiny_gemma_dir(tmp_path_factory.mktemp("gemma"), seed=3)))
 
 
 def test_a_gemma_translator_reads_its_partial_pass_exactly_and_trains(tiny_gemma, tmp_path):
