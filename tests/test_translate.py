@@ -86,15 +86,18 @@ def test_padding_in_a_batch_does_not_change_a_documents_adapter(parts):
     assert max_diff(alone, batched) < 1e-4
 
 
-def test_reading_stops_at_the_read_layer_and_matches_the_full_pass(parts):
-    lm, _, _ = parts
-    hidden, mask = read_hidden(lm, DOCS[:1], 1, 256)
+@pytest.mark.parametrize("model, read_layer", [("tiny_lm", 1), ("tiny_gemma", 2)])
+def test_reading_stops_at_the_read_layer_and_matches_the_full_pass(model, read_layer, request):
+    """Also on Gemma 3: its sliding window (the character-level document is longer) and scaled embeddings."""
+    lm = request.getfixturevalue(model)
+    hidden, mask = read_hidden(lm, DOCS[:1], read_layer, 256)
     ids = lm.tokenizer(DOCS[0], return_tensors="pt")["input_ids"]
+    assert ids.shape[1] > 16                                # beyond Gemma's window
     with torch.no_grad():
         out = lm.model(input_ids=ids, output_hidden_states=True).hidden_states
     d = out[0].shape[-1]
-    assert torch.allclose(hidden[0, :ids.shape[1], :d], out[1][0], atol=1e-5)   # after layer 1
-    assert torch.allclose(hidden[0, :ids.shape[1], d:], out[0][0], atol=1e-6)   # the input embeddings
+    assert torch.allclose(hidden[0, :ids.shape[1], :d], out[read_layer][0], atol=1e-5)   # after the read layer
+    assert torch.allclose(hidden[0, :ids.shape[1], d:], out[0][0], atol=1e-6)            # the input embeddings
 
 
 def test_a_saved_translator_loads_with_its_checksum_and_refuses_corruption_and_other_models(parts, tmp_path):
@@ -463,22 +466,12 @@ def tiny_gemma(tmp_path_factory):
     return load_model(str(make_tiny_gemma_dir(tmp_path_factory.mktemp("gemma"), seed=3)))
 
 
-def test_a_gemma_translator_reads_its_partial_pass_exactly_and_trains(tiny_gemma, tmp_path):
-    """The translator is written against the decoder-layer interface, not Llama: on Gemma 3 the partial pass gives
-    the full pass's states at the read layer (its window and scaled embeddings included), a memory translator's
-    adapters differ per document, and training lowers the QA loss."""
+def test_a_gemma_translator_differs_per_document_and_trains(tiny_gemma, tmp_path):
+    """The translator is written against the decoder-layer interface, not Llama: on Gemma 3 (its partial pass is
+    checked above) a memory translator's adapters differ per document, and training lowers the QA loss."""
     from prag.encode import qa_texts
 
     lm = tiny_gemma
-    hidden, _ = read_hidden(lm, DOCS[:1], 2, 256)
-    ids = lm.tokenizer(DOCS[0], return_tensors="pt")["input_ids"]
-    assert ids.shape[1] > 16                                # beyond the window
-    with torch.no_grad():
-        out = lm.model(input_ids=ids, output_hidden_states=True).hidden_states
-    d = out[0].shape[-1]
-    assert torch.allclose(hidden[0, :ids.shape[1], :d], out[2][0], atol=1e-5)
-    assert torch.allclose(hidden[0, :ids.shape[1], d:], out[0][0], atol=1e-6)
-
     inj = Injector(lm.model, MODULES)
     cfg = TranslatorConfig(model="tiny-gemma", read_layer=2, r=2, memory_layers=[1])
     ads = translate(lm, inj, _trained_like(new_translator(lm, inj, cfg)), DOCS)
