@@ -22,7 +22,7 @@ def test_generation_stops_once_cancelled(tiny_lm):
     ev.set()  # the client went away before the first token
     cut = generate(tiny_lm, prompt, 40, stop_at_newline=False, cancel=ev)
     n = [len(tiny_lm.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in (full, cut)]
-    assert n[0] > 5 and n[1] <= 1, n
+    assert n[0] >= 5 and n[1] <= 1, n
     assert generate(tiny_lm, prompt, 40, stop_at_newline=False, cancel=threading.Event()) == full
 
 
@@ -188,7 +188,7 @@ def test_a_base_model_row_ends_at_its_first_line_break(tmp_path):
     from prag.models import load_model
     from prag.update import Injector
 
-    lm = load_model(str(make_tiny_model_dir(tmp_path / "base", seed=4, chat=False)))  # a seed that writes "\n"
+    lm = load_model(str(make_tiny_model_dir(tmp_path / "base", seed=8, chat=False)))  # a seed that writes "\n"
     inj = Injector(lm.model, ["down_proj"])
     prompts = [lm.prompter.format(f"Question: {q}") for q in PROMPTS]
     alone = [generate(lm, p, 30) for p in prompts]
@@ -317,3 +317,47 @@ def test_one_row_installs_its_adapters_once(tiny_lm, rows_and_alone):
     inj.apply_rows = lambda rows: calls.append(len(rows)) or real(rows)
     generate_continuous(tiny_lm, inj, _feed(make_rows({})[:1]), 4, stop_at_newline=False)
     assert calls == [1]
+
+
+class Scripted:
+    """A forward hook on the output layer that makes greedy decoding write `script` (token ids), then the last
+    id of it forever: the model's own weights play no part."""
+
+    def __init__(self, script: list[int]):
+        self.script, self.step = script, 0
+
+    def __call__(self, module, args, out):
+        import torch
+
+        tok = self.script[min(self.step, len(self.script) - 1)]
+        self.step += 1
+        forced = torch.full_like(out, -1e4)
+        forced[..., tok] = 0.0
+        return forced
+
+
+@pytest.mark.parametrize("special", ["<s>", "<unk>", "</s>"])
+@pytest.mark.parametrize("path", ["generate", "continuous"])
+def test_an_answer_ends_at_any_special_token(tiny_lm, special, path):
+    """A model that starts a new turn (here the tiny tokenizer's <s> or <unk>, in SmolLM2 <|im_start|>) has ended
+    its answer: what follows is not part of it, though decoding would hide the special token and glue the rest on."""
+    from prag.generate import Row, generate, generate_continuous
+    from prag.update import Injector
+
+    tok = tiny_lm.tokenizer
+    assert tok.convert_tokens_to_ids(special) in tiny_lm.end_ids and tok.eos_token_id in tiny_lm.end_ids
+    script = [tok.convert_tokens_to_ids(c) for c in "ab"] + [tok.convert_tokens_to_ids(special)] + \
+        [tok.convert_tokens_to_ids("c")]
+    hook = tiny_lm.model.lm_head.register_forward_hook(Scripted(script))
+    try:
+        prompt = tiny_lm.prompter.format("Question: Who commands the Halvard Sorrel?")
+        if path == "generate":
+            got = generate(tiny_lm, prompt, 10, stop_at_newline=False)
+        else:
+            out: dict = {}
+            generate_continuous(tiny_lm, Injector(tiny_lm.model, ["down_proj"]),
+                                _feed([Row(prompt, 10, done=lambda t, u: out.setdefault("t", t))]), 1)
+            got = out["t"]
+    finally:
+        hook.remove()
+    assert got == "ab", got  # without the stop: "abccccccc"

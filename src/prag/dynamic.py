@@ -100,11 +100,12 @@ def qfs_query(texts: list[str], attn_row: list[float], candidates: list[int], n:
 
 
 # ---------------------------------------------------------------- running them on a model
-def _scored(tok, ids: list[int], logit_rows, max_new_tokens: int, eos: int | None) -> Scored:
-    """Scored tokens from generated ids and the logits row that produced each (generation stops at `eos`)."""
+def _scored(tok, ids: list[int], logit_rows, max_new_tokens: int, ends: frozenset[int]) -> Scored:
+    """Scored tokens from generated ids and the logits row that produced each (generation stops at a token in
+    `ends`)."""
     out_ids, texts, probs, ents = [], [], [], []
     for t, row in zip(ids, logit_rows):
-        if t == eos:
+        if t in ends:
             break
         logp = torch.log_softmax(torch.as_tensor(row).float().reshape(-1), dim=-1)
         out_ids.append(t)
@@ -120,7 +121,7 @@ def scored_generate(lm, prompt: str, max_new_tokens: int, backend=None) -> Score
     on the transformers model."""
     ids, rows = backend.scored(prompt, max_new_tokens) if backend is not None else generate_scored(lm, prompt,
                                                                                                  max_new_tokens)
-    return _scored(lm.tokenizer, ids, rows, max_new_tokens, lm.tokenizer.eos_token_id)
+    return _scored(lm.tokenizer, ids, rows, max_new_tokens, lm.end_ids)
 
 
 def _retrieve(pipe, query: str, question: str, top_k: int) -> list:

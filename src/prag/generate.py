@@ -43,12 +43,12 @@ PLAIN_GREEDY = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_t
 
 
 def greedy_kwargs(lm: LoadedModel, stop_at_newline: bool = True) -> dict:
-    """Settings every greedy `model.generate` call shares: pad and end tokens, no logits processors (as
-    `PLAIN_GREEDY`), and for base models (no chat template) a stop at the first line break, where their answer
-    ends."""
+    """Settings every greedy `model.generate` call shares: pad and end tokens (`LoadedModel.end_ids`: any special
+    token ends an answer), no logits processors (as `PLAIN_GREEDY`), and for base models (no chat template) a stop
+    at the first line break, where their answer ends."""
     tok = lm.tokenizer
     kw = {"do_sample": False, "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-          "eos_token_id": [tok.eos_token_id] if tok.eos_token_id is not None else None,
+          "eos_token_id": sorted(lm.end_ids) or None,
           **PLAIN_GREEDY}
     if stop_at_newline and not lm.prompter.chat:
         kw.update(stop_strings=["\n"], tokenizer=tok)
