@@ -12,7 +12,9 @@ MINUTES=${MINUTES:-5}        # of training; the model's load, the data's QA pair
 EPOCHS=${EPOCHS:-}           # the cosine schedule's length; empty: sized to end within MINUTES (a 30 s trial first)
 BATCH=${BATCH:-32}
 LR=${LR:-1e-3}
-INIT=${INIT:-}
+INIT=${INIT:-}               # a translator to go on from (gpu_pack.sh INIT=... packs one into .gpu/init)
+ARGS=${ARGS:-}               # more `prag translator train` options, e.g. --memory-layers 5,6,7 for an init that has them
+EVAL=${EVAL:-1}              # 0: no trained adapters and no evaluation there (evaluate here on the CPU instead)
 SETUP=${SETUP:-1}
 TRAINED=${TRAINED:-1}        # 0: no trained adapters for the comparison (16 CPU minutes)
 PY=${PY:-python3}
@@ -31,7 +33,7 @@ if [ -z "$EPOCHS" ] && [ -f $TR/translator.json ]; then  # a run to go on with (
 fi
 if [ -z "$EPOCHS" ]; then  # time a few steps, then size the schedule so the learning rate anneals within MINUTES
   prag translator train --kb $KB --qa .gpu/data/qa.jsonl --out $TR-trial --epochs 1 --batch-docs "$BATCH" \
-    --lr "$LR" --contrast 1.0 --minutes 0.5 > /dev/null 2>&1
+    --lr "$LR" --contrast 1.0 --minutes 0.5 $ARGS > /dev/null 2>&1
   EPOCHS=$($PY -c "
 import json, sys
 c = [json.loads(x) for x in open('$TR-trial/loss.jsonl')]
@@ -42,11 +44,12 @@ print(round(0.95 * $MINUTES * 60 / per_step * $BATCH / docs, 4))")
   rm -rf $TR-trial
 fi
 prag translator train --kb $KB --qa .gpu/data/qa.jsonl --out $TR --epochs "$EPOCHS" --batch-docs "$BATCH" \
-  --lr "$LR" --contrast 1.0 --minutes "$MINUTES" ${INIT:+--init-from "$INIT"} 2>&1 | tr '\r' '\n' \
+  --lr "$LR" --contrast 1.0 --minutes "$MINUTES" ${INIT:+--init-from "$INIT"} $ARGS 2>&1 | tr '\r' '\n' \
   | sed '/^translator: /d' > "$OUT/train.log"
 tail -2 "$OUT/train.log"
 cp $TR/translator.safetensors $TR/translator.json $TR/loss.jsonl "$OUT/"  # back even if what follows runs out of time
 echo "trained in $((SECONDS - t0)) s"
+[ "$EVAL" = 1 ] || exit 0
 for set in fictional30 fictional-heldout; do  # trained adapters for the same-run comparison
   K=runs/kb-$set-smollm2
   [ -f $K/kb.toml ] || prag index --corpus benchmarks/data/$set/corpus.jsonl --kb $K --model smollm2 > /dev/null
