@@ -37,7 +37,8 @@ if [ -z "$EPOCHS" ]; then  # time a few steps, then size the schedule so the lea
   EPOCHS=$($PY -c "
 import json, sys
 c = [json.loads(x) for x in open('$TR-trial/loss.jsonl')]
-per_step = (c[-1]['seconds'] - c[0]['seconds']) / (len(c) - 1) if len(c) > 1 else c[0]['seconds']  # warm-up step left out
+h = len(c) // 2  # the trial's second half: on the H200 its first steps ran slower, and the whole trial 2x slower than training
+per_step = (c[-1]['seconds'] - c[h]['seconds']) / (len(c) - 1 - h) if len(c) > 2 else c[-1]['seconds'] / len(c)
 docs = json.load(open('$TR-trial/translator.json'))['documents']
 print(round(0.95 * $MINUTES * 60 / per_step * $BATCH / docs, 4))")
   echo "schedule: $EPOCHS epochs"
