@@ -238,8 +238,8 @@ class LlamaCppBackend:
 def generate_text(backend: LlamaCppBackend, lm, prompt: str, max_new_tokens: int,
                   adapters: list[tuple[Path, float]] = (), scores: list | None = None,
                   streamer=None, cancel: threading.Event | None = None) -> tuple[str, list[int], float]:
-    """The llama.cpp counterpart of `generate.generate`: same tokenizer, same stop rules (the end tokens, `LoadedModel.end_ids`; for base
-    models the first line break; `cancel` set). Returns (text, generated ids, Update seconds)."""
+    """The llama.cpp counterpart of `generate.generate`: same tokenizer, same stop rules (`LoadedModel.end_ids`; for
+    base models the first line break; `cancel` set). Returns (text, generated ids, Update seconds)."""
     tok = lm.tokenizer
     ids = tok(prompt, add_special_tokens=False)["input_ids"]
     stop_ids = set(lm.end_ids)

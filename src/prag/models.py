@@ -15,6 +15,7 @@ import importlib.util
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -142,21 +143,18 @@ class LoadedModel:
     tokenizer: object
     prompter: "Prompter"
     load_seconds: float
-    _end_ids: frozenset[int] | None = field(default=None, repr=False, compare=False)
 
-    @property
+    @cached_property
     def end_ids(self) -> frozenset[int]:
         """Tokens that end an answer: the end token and every other special token of the tokenizer (a turn's start
         or end, end of text, padding). Decoding drops special tokens, so whatever a model writes after one belongs
         to a turn it made up: a translated adapter once had SmolLM2 follow "Varnholm" with
         "<|im_start|>system...", scored as "Varnholmsystemsystem". Gemma ends a turn with <end_of_turn>, not
         its end token."""
-        if self._end_ids is None:
-            tok = self.tokenizer
-            ids = {i for i, t in getattr(tok, "added_tokens_decoder", {}).items() if t.special}
-            ids |= set(getattr(tok, "all_special_ids", []))
-            self._end_ids = frozenset(ids | ({tok.eos_token_id} if tok.eos_token_id is not None else set()))
-        return self._end_ids
+        tok = self.tokenizer
+        ids = {i for i, t in getattr(tok, "added_tokens_decoder", {}).items() if t.special}
+        ids |= set(getattr(tok, "all_special_ids", []))
+        return frozenset(ids | ({tok.eos_token_id} if tok.eos_token_id is not None else set()))
 
     @property
     def pad_id(self) -> int:
