@@ -25,8 +25,10 @@ GGUF=$(.venv/bin/python -c "from prag.models import MODELS; print(MODELS.get('sm
 split -n "$PARTS" -d "$GGUF" $G/part-
 for i in $(seq 1 "$PARTS"); do mv $G/part-$(printf %02d $((i - 1))) $G/m$i/; done
 sha256sum "$GGUF" | cut -d' ' -f1 > $G/m$PARTS/sha256
-[ -f $DATA/sources.json ] || [ "$DATA" != runs/translator-data ] ||  # the default data: made here if missing
-  .venv/bin/python benchmarks/experiments/translator_data.py --out $DATA > /dev/null
+if [ "$DATA" = runs/translator-data ] && ! grep -q '"generator": 2' $DATA/sources.json 2>/dev/null; then
+  .venv/bin/python benchmarks/experiments/translator_data.py --out $DATA > /dev/null  # the default, by this generator
+fi
+[ -f $DATA/sources.json ] || { echo "no translator data in $DATA (benchmarks/experiments/translator_data.py)" >&2; exit 2; }
 cp $DATA/{corpus.jsonl,qa.jsonl,sources.json} $G/data/
 [ -z "${INIT:-}" ] || { mkdir -p $G/init && cp "$INIT"/translator.{json,safetensors} $G/init/; }
 rm -rf $G/datasets && cp -r ../shared/datasets $G/datasets
