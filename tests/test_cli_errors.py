@@ -223,6 +223,8 @@ def test_warmup_bad_recipe(guard, unchanged, tmp_path, args, needle):
     (("--init-from", "default"), "no translator ships for model"),
     (("--memory-layers", "8"), "translator.memory_layers must be distinct layer indices in [0, read_layer 8)"),
     (("--memory-layers", "5,x"), "--memory-layers must be comma-separated integers, not '5,x'"),
+    (("--in-context", "2"), "in_context must be a share in [0, 1], not 2.0"),
+    (("--epochs", "0"), "epochs must be a finite number > 0, not 0.0"),
 ])
 def test_translator_train_bad_settings(guard, unchanged, tmp_path, args, needle):
     assert_clean_error(prag(guard, "translator", "train", "--kb", unchanged, "--out", tmp_path / "t", *args), needle)

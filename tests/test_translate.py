@@ -288,6 +288,75 @@ def test_the_contrast_term_is_zero_only_when_the_own_adapter_wins_by_the_margin(
     assert abs(alone - alone_plain) < 1e-6  # one document: no term
 
 
+def _ctx_items(lm):
+    from prag.translate import train_item
+    facts = [("Who is Quorvel Hane?", "a glassblower"), ("What is the Ambry Bridge built of?", "red granite"),
+             ("Where is Pellow Works?", "Draun")]
+    return [train_item(lm, str(i), d, [facts[i]]) for i, d in enumerate(DOCS)]
+
+
+def test_in_context_rows_hold_their_document_and_another_and_half_take_the_others_adapter(tiny_lm):
+    from prag.translate import _qa_rows
+    items = _ctx_items(tiny_lm) * 20  # 60 rows: the owner split is random
+    bare = _qa_rows(tiny_lm, items, 1, random.Random(0))
+    assert not bare[5].any() and bare[4].tolist() == list(range(len(items)))
+    ids, mask, lengths, starts, owner, ctx = _qa_rows(tiny_lm, items, 1, random.Random(0), in_context=1.0)
+    assert ctx.all()
+    for j, it in enumerate(items):
+        text = tiny_lm.tokenizer.decode(ids[j, :lengths[j]])
+        other = items[(j + 1) % len(items)]
+        assert it.text in text and other.text in text and it.questions[0] in text
+        assert text.endswith(it.qa[0][1].strip()) or it.qa[0][1].strip() in text[-40:]  # its own answer
+        assert owner[j] in (j, (j + 1) % len(items))
+    took_other = sum(int(owner[j]) != j for j in range(len(items))) / len(items)
+    assert 0.25 < took_other < 0.75
+    assert (lengths > bare[2]).all()  # the documents make the rows longer
+    half = _qa_rows(tiny_lm, items, 1, random.Random(0), in_context=0.5)[5].float().mean()
+    assert 0.25 < half < 0.75
+
+
+def test_in_context_needs_the_bare_questions_and_two_documents(tiny_lm):
+    from prag.translate import _qa_rows
+    no_questions = _items(tiny_lm)  # built without questions: always bare
+    assert not _qa_rows(tiny_lm, no_questions, 1, random.Random(0), in_context=1.0)[5].any()
+    assert not _qa_rows(tiny_lm, _ctx_items(tiny_lm)[:1], 1, random.Random(0), in_context=1.0)[5].any()
+
+
+def test_the_contrast_term_skips_rows_with_documents_in_the_prompt(parts):
+    from prag.translate import batch_loss
+    lm, inj, tr = parts
+    _trained_like(tr)
+    items = _ctx_items(lm)
+    with torch.no_grad():
+        plain = float(batch_loss(lm, inj, tr, items, 1, random.Random(0), in_context=1.0))
+        with_term = float(batch_loss(lm, inj, tr, items, 1, random.Random(0), contrast=1.0, margin=100.0,
+                                     in_context=1.0))
+        bare = float(batch_loss(lm, inj, tr, items, 1, random.Random(0)))
+    assert plain == with_term  # every row has documents in its prompt: no contrast term
+    assert abs(plain - bare) > 1e-3  # and the rows are not the bare ones
+
+
+def test_training_with_documents_in_the_prompt_lowers_its_loss(tiny_lm, tmp_path):
+    inj = Injector(tiny_lm.model, MODULES)
+    summary = train_translator(tiny_lm, inj, _ctx_items(tiny_lm), TranslatorConfig(model="tiny", read_layer=1),
+                               TrainConfig(epochs=40, batch_docs=3, lr=1e-2, warmup_steps=1, bf16=False,
+                                           in_context=0.5), tmp_path / "t", progress=False)
+    assert summary["last_loss"] < summary["first_loss"]
+    assert json.loads((tmp_path / "t" / "translator.json").read_text())["train"]["in_context"] == 0.5
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("epochs", 0.0, "epochs must be a finite number > 0"), ("lr", float("nan"), "lr must be a finite number > 0"),
+    ("batch_docs", 0, "batch_docs must be at least 1"), ("qa_per_doc", 0, "qa_per_doc must be at least 1"),
+    ("checkpoint_every", 0, "checkpoint_every must be at least 1"), ("contrast", -1.0, "contrast must be"),
+    ("in_context", 1.5, "in_context must be a share in [0, 1]"), ("in_context", -0.1, "in_context must be"),
+])
+def test_a_bad_training_setting_is_refused(field, value, needle):
+    with pytest.raises(PragError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        replace(TrainConfig(), **{field: value}).validate()
+    TrainConfig().validate()
+
+
 def test_the_shipped_smollm2_translator_verifies_and_names_its_training_documents():
     import hashlib
     from pathlib import Path

@@ -29,7 +29,6 @@ from .config import WARMUP_EPOCHS, WARMUP_LR, build_config, default_config
 from .corpus import dataset_dir, few_shot_examples, load_questions, read_jsonl
 from .corpus import split as split_qs
 from .distributed import parameterize_on_ray
-from .encode import qa_texts
 from .errors import PragError
 from .evaluate import answered_by, empty_warnings, pending, run_eval, weak_warnings
 from .llamacpp import require_llama_cpp
@@ -38,7 +37,7 @@ from .models import load_model
 from .pipeline import Pipeline
 from .report import markdown_table, runtime_table, write_report
 from .store import KnowledgeBase
-from .translate import TrainConfig, TrainItem, TranslatorConfig, load_translator, train_translator, translator_folder
+from .translate import TrainConfig, TranslatorConfig, load_translator, train_item, train_translator, translator_folder
 from .tune import SCALES, SHOTS, TEMPERATURES, saw_warning, table
 from .tune import tune as run_tune
 
@@ -401,6 +400,7 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
                      memory_layers: str = typer.Option("", help="Token memory: comma-separated 0-based layers below --read-layer whose down_proj also gets one rank per document token (e.g. 5,6,7); empty: none."),
                      bf16: Optional[bool] = typer.Option(None, help="bfloat16 autocast for the frozen model's passes (default: where bf16 is fast, a GPU or a CPU with bf16 units)."),
                      contrast: float = typer.Option(0.0, help="Weight of a margin term that asks each QA pair's loss to be lower with its own document's adapter than with another's (runs every row twice)."),
+                     in_context: float = typer.Option(0.0, help="Share of QA rows asked as combine asks: the document and another in the prompt, half of them with the other's adapter, so that an adapter learns not to override its context (0-1; rows are longer)."),
                      minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training in this call, leaving a checkpoint and a usable (partial) translator; run again to go on."),
                      init_from: Optional[str] = typer.Option(None, help="Start a new run from this translator's weights (a folder, or 'default': the shipped one); same settings needed."),
                      threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's).")):
@@ -412,6 +412,8 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
         mem = [int(x) for x in memory_layers.split(",") if x.strip()]
     except ValueError:
         raise PragError(f"--memory-layers must be comma-separated integers, not {memory_layers!r}") from None
+    train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16,
+                        contrast=contrast, in_context=in_context).validate()
     pipe = _pipeline(kb)
     cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens,
                            memory_layers=mem).validate()  # before the model loads: a bad setting fails at once
@@ -437,11 +439,9 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
     pipe = Pipeline(pipe.kb, lm, pipe.config)
     rest = [d for d in pipe.kb.docs if d.id not in given]
     augs = dict(zip([d.id for d in rest], pipe.augment_many(rest))) if rest else {}
-    items = [TrainItem(d.id, d.as_text(), qa_texts(lm, given[d.id] if d.id in given
-                                                  else [(q.question, q.answer) for q in augs[d.id].qa]))
+    items = [train_item(lm, d.id, d.as_text(), given[d.id] if d.id in given
+                        else [(q.question, q.answer) for q in augs[d.id].qa])
              for d in pipe.kb.docs]
-    train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16,
-                        contrast=contrast)
     ids = [d.id for d in pipe.kb.docs]
     meta = {"kb": str(kb), "qa_file": str(qa) if qa else None, "trained_on": ids,
             "trained_on_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), **init_meta}

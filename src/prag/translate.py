@@ -37,8 +37,10 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .atomic import atomic_file, atomic_write
-from .encode import sequence_losses, shared_prefix
+from .corpus import Document
+from .encode import qa_texts, sequence_losses, shared_prefix
 from .errors import PragError
+from .generate import question_message
 from .models import LoadedModel, fast_bf16
 from .update import Adapter, Injector
 
@@ -110,6 +112,22 @@ class TrainConfig:
     bf16: bool | None = None        # bfloat16 autocast (2.3x faster on a CPU with avx512_bf16, 20x slower on one
                                     # without); None: the resumed run's, else models.fast_bf16. Master weights fp32
     contrast: float = 0.0           # weight of the margin term against another document's adapter (batch_loss)
+    in_context: float = 0.0         # share of QA rows asked as combine asks: the document and another one in the
+                                    # prompt, half of them with that other document's adapter (batch_loss)
+
+    def validate(self) -> "TrainConfig":
+        for name in ("epochs", "lr"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise PragError(f"translator training: {name} must be a finite number > 0, not {v}")
+        for name in ("batch_docs", "qa_per_doc", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise PragError(f"translator training: {name} must be at least 1, not {getattr(self, name)}")
+        if not (math.isfinite(self.contrast) and self.contrast >= 0):
+            raise PragError(f"translator training: contrast must be a finite number >= 0, not {self.contrast}")
+        if not 0 <= self.in_context <= 1:
+            raise PragError(f"translator training: in_context must be a share in [0, 1], not {self.in_context}")
+        return self
 
 
 def _normed(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -436,51 +454,82 @@ def load_translator(folder: Path, model: str | None = None) -> tuple[Translator,
 
 @dataclass
 class TrainItem:
-    """One training document: its text and its QA pairs as (prompt, answer) strings in the answer-time layout."""
+    """One training document: its text and its QA pairs as (prompt, answer) strings in the answer-time layout;
+    `questions`, the bare questions of `qa` in order, lets a row be asked with documents in the prompt instead
+    (`TrainConfig.in_context`)."""
     doc_id: str
     text: str
     qa: list[tuple[str, str]]
+    questions: list[str] = field(default_factory=list)
 
 
-def _qa_rows(lm: LoadedModel, items: list[TrainItem], per_doc: int, rng: random.Random
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded QA sequences (ids, mask, lengths, answer starts) and each row's document index."""
+def train_item(lm: LoadedModel, doc_id: str, text: str, pairs: list[tuple[str, str]]) -> TrainItem:
+    """A `TrainItem` from (question, answer) pairs."""
+    return TrainItem(doc_id, text, qa_texts(lm, pairs), [q for q, _ in pairs])
+
+
+MAX_QA_TOKENS = 256        # a bare QA row's tokens at most
+MAX_CONTEXT_TOKENS = 1024  # a row with documents in the prompt: longer ones are asked bare instead
+
+
+def _qa_rows(lm: LoadedModel, items: list[TrainItem], per_doc: int, rng: random.Random, in_context: float = 0.0
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded QA sequences (ids, mask, lengths, answer starts), each row's adapter owner (a document index)
+    and whether the row has documents in its prompt. With `in_context` (and two documents or more) that share of
+    rows is asked with the document and the next one in the prompt, in random order, and half of those rows take
+    the next document's adapter: as in combine, where the top document's adapter may not be the one that holds
+    the answer, and the prompt must win."""
     tok = lm.tokenizer
     rows = []
     for j, it in enumerate(items):
-        for prompt, answer in rng.sample(it.qa, min(per_doc, len(it.qa))):
+        for k in rng.sample(range(len(it.qa)), min(per_doc, len(it.qa))):
+            prompt, answer = it.qa[k]
+            owner, ctx = j, False
+            if in_context > 0 and len(items) > 1 and k < len(it.questions) and rng.random() < in_context:
+                other = (j + 1) % len(items)
+                docs = [Document(it.doc_id, "", it.text), Document(items[other].doc_id, "", items[other].text)]
+                rng.shuffle(docs)
+                asked = lm.prompter.format(question_message(it.questions[k], docs))
+                if len(tok(asked + answer, add_special_tokens=False)["input_ids"]) <= MAX_CONTEXT_TOKENS:
+                    prompt, ctx = asked, True
+                    owner = other if rng.random() < 0.5 else j
             head = tok(prompt, add_special_tokens=False)["input_ids"]
-            full = tok(prompt + answer, add_special_tokens=False)["input_ids"][:256]
-            rows.append((full, min(max(shared_prefix(full, head), 1), len(full) - 1), j))
-    width = max(len(f) for f, _, _ in rows)
+            full = tok(prompt + answer, add_special_tokens=False)["input_ids"][:MAX_CONTEXT_TOKENS if ctx
+                                                                              else MAX_QA_TOKENS]
+            rows.append((full, min(max(shared_prefix(full, head), 1), len(full) - 1), owner, ctx))
+    width = max(len(r[0]) for r in rows)
     ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (f, _, _) in enumerate(rows):
+    for i, (f, *_) in enumerate(rows):
         ids[i, :len(f)] = torch.tensor(f)
         mask[i, :len(f)] = 1
-    lengths = torch.tensor([len(f) for f, _, _ in rows])
-    starts = torch.tensor([s for _, s, _ in rows])
-    owner = torch.tensor([j for _, _, j in rows])
-    return ids, mask, lengths, starts, owner
+    lengths = torch.tensor([len(r[0]) for r in rows])
+    starts = torch.tensor([r[1] for r in rows])
+    owner = torch.tensor([r[2] for r in rows])
+    ctx = torch.tensor([r[3] for r in rows], dtype=torch.bool)
+    return ids, mask, lengths, starts, owner, ctx
 
 
 def batch_loss(lm: LoadedModel, injector: Injector, translator: Translator, items: list[TrainItem],
-               per_doc: int, rng: random.Random, contrast: float = 0.0, margin: float = 1.0) -> torch.Tensor:
+               per_doc: int, rng: random.Random, contrast: float = 0.0, margin: float = 1.0,
+               in_context: float = 0.0) -> torch.Tensor:
     """Mean answer-token LM loss of the items' QA pairs, each row with its own document's translated adapter.
 
-    With `contrast` > 0 (and two documents or more) every row is also run with the next document's adapter, and
-    `contrast` x relu(margin - (that loss - its own)) is added: an adapter that helps every document alike (a
-    format adapter) earns nothing from this term; only what is specific to the document does."""
+    With `contrast` > 0 (and two documents or more) every bare row (no documents in its prompt) is also run with
+    the next document's adapter, and `contrast` x relu(margin - (that loss - its own)) is added: an adapter that
+    helps every document alike (a format adapter) earns nothing from this term; only what is specific to the
+    document does. `in_context`: the share of rows asked with documents in the prompt (`_qa_rows`)."""
     cfg = translator.cfg
     injector.clear()
     hidden, mask, inputs = read_states(lm, injector, cfg, [it.text for it in items])
     named = translator.factors(injector, hidden, mask, inputs)
-    ids, qmask, lengths, starts, owner = _qa_rows(lm, items, per_doc, rng)
-    contrasted = contrast > 0 and len(items) > 1
-    if contrasted:  # the same rows again, each with another document's adapter
+    ids, qmask, lengths, starts, owner, ctx = _qa_rows(lm, items, per_doc, rng, in_context)
+    bare = (~ctx).nonzero().squeeze(1)
+    contrasted = contrast > 0 and len(items) > 1 and len(bare) > 0
+    if contrasted:  # the bare rows again, each with another document's adapter
         n = len(owner)
-        ids, qmask, lengths, starts = (torch.cat([t, t]) for t in (ids, qmask, lengths, starts))
-        owner = torch.cat([owner, (owner + 1) % len(items)])
+        ids, qmask, lengths, starts = (torch.cat([t, t[bare]]) for t in (ids, qmask, lengths, starts))
+        owner = torch.cat([owner, (owner[bare] + 1) % len(items)])
     device = hidden.device
     scaling = cfg.alpha / cfg.r
     injector.set_terms({n_: [(a[owner.to(device)], b[owner.to(device)], scaling)] for n_, (a, b) in named.items()})
@@ -491,7 +540,7 @@ def batch_loss(lm: LoadedModel, injector: Injector, translator: Translator, item
     if not contrasted:
         return losses.mean()
     own, other = losses[:n], losses[n:]
-    return own.mean() + contrast * torch.relu(margin - (other - own)).mean()
+    return own.mean() + contrast * torch.relu(margin - (other - own[bare.to(device)])).mean()
 
 
 def _step_of(line: str) -> float:
@@ -588,7 +637,8 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         device_type = next(lm.model.parameters()).device.type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=train.bf16):
             loss = batch_loss(lm, injector, translator, batch, train.qa_per_doc,
-                              random.Random(train.seed * 7919 + step), train.contrast)
+                              random.Random(train.seed * 7919 + step), train.contrast,
+                              in_context=train.in_context)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
