@@ -4,6 +4,8 @@
 # Trained prag and combine on the same questions come from Table 1 (benchmarks/results/table1/<d>-<model>-v2.json);
 # translator_real.py puts them side by side. Resumable: each eval resumes from its .log.jsonl.
 #   TR=runs/translator-smollm2-v5 TAG=v5 bash benchmarks/experiments/translator_real.sh
+# SCALE sets one strength for every dataset in DATASETS instead (a translated kb's own, chosen on dev by
+# translator_strength.sh); give such a run its own TAG.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TR=${TR:?a translator folder}
@@ -17,6 +19,7 @@ OUT=benchmarks/results/translator/real
 mkdir -p "$OUT"
 for d in $DATASETS; do
   scale=0.25; [ "$d" = popqa ] && scale=0.5
+  scale=${SCALE:-$scale}
   KB=runs/kb-$d-$MODEL
   $PRAG eval --dataset "$d" --model "$MODEL" --kb "$KB" --split test --limit "$LIMIT" --methods rag,prag,combine \
     --few-shot 4 --scale "$scale" --adapters translated --translator "$TR" --batch-size "$BATCH" \
