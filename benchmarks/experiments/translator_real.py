@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--rag-tag", default=None, help="take rag from this tag's run of the same dataset when TAG's run "
+                    "has none (METHODS=prag,combine: rag involves no adapter, so its answers are the same)")
     a = ap.parse_args()
     head = ("| dataset | closed (Table 1) | rag | translated prag | translated combine | trained prag (Table 1) | trained combine (Table 1)"
             " | translated combine - rag |")
@@ -46,7 +48,11 @@ def main() -> None:
         ic = json.loads(ic_path.read_text()) if ic_path.exists() else None
         if ic is not None and (ic.get("split"), ic.get("limit")) != ("test", a.limit):
             ic = None
-        row = {"closed": f1(ic, "closed"), "rag": f1(run, "rag"), "translated_prag": f1(run, "prag"),
+        rag = f1(run, "rag")
+        if rag is None and a.rag_tag:
+            other = ROOT / f"benchmarks/results/translator/real/{d}-{a.model}-{a.rag_tag}-test{a.limit}.json"
+            rag = f1(json.loads(other.read_text()), "rag") if other.exists() else None
+        row = {"closed": f1(ic, "closed"), "rag": rag, "translated_prag": f1(run, "prag"),
                "translated_combine": f1(run, "combine"),
                "trained_prag": f1(t1, "prag"), "trained_combine": f1(t1, "combine")}
         gain = None

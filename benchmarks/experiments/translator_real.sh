@@ -15,15 +15,17 @@ LIMIT=${LIMIT:-100}
 BATCH=${BATCH:-8}
 DATASETS=${DATASETS:-"2wikimultihopqa-comparison 2wikimultihopqa hotpotqa popqa"}
 PRAG=${PRAG:-.venv/bin/prag}
+METHODS=${METHODS:-rag,prag,combine}  # prag,combine with RAG_TAG=<an earlier run's TAG>: rag's F1 from that run
+RAG_TAG=${RAG_TAG:-}
 OUT=benchmarks/results/translator/real
 mkdir -p "$OUT"
 for d in $DATASETS; do
   scale=0.25; [ "$d" = popqa ] && scale=0.5
   scale=${SCALE:-$scale}
-  KB=runs/kb-$d-$MODEL
-  $PRAG eval --dataset "$d" --model "$MODEL" --kb "$KB" --split test --limit "$LIMIT" --methods rag,prag,combine \
+  KB=runs/kb-$d-$MODEL${KB_SUFFIX:-}  # KB_SUFFIX=-tr: a kb of its own (translator_strength.sh)
+  $PRAG eval --dataset "$d" --model "$MODEL" --kb "$KB" --split test --limit "$LIMIT" --methods "$METHODS" \
     --few-shot 4 --scale "$scale" --adapters translated --translator "$TR" --batch-size "$BATCH" \
     --json "$OUT/$d-$MODEL-$TAG-test$LIMIT.json" > /dev/null
 done
 .venv/bin/python benchmarks/experiments/translator_real.py --model "$MODEL" --tag "$TAG" --limit "$LIMIT" \
-  --datasets $DATASETS --out "$OUT/summary-$MODEL-$TAG.md"
+  --datasets $DATASETS ${RAG_TAG:+--rag-tag "$RAG_TAG"} --out "$OUT/summary-$MODEL-$TAG.md"

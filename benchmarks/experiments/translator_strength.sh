@@ -15,11 +15,12 @@ BATCH=${BATCH:-8}
 SCALES=${SCALES:-"0.125 0.25 0.5"}
 DATASETS=${DATASETS:-"2wikimultihopqa-comparison 2wikimultihopqa hotpotqa popqa"}
 PRAG=${PRAG:-.venv/bin/prag}
+KB_SUFFIX=${KB_SUFFIX:-}   # e.g. -tr: a kb of its own (the same corpus and worked examples) while another job uses runs/kb-D-MODEL
 OUT=benchmarks/results/translator/strength
 mkdir -p "$OUT"
 for d in $DATASETS; do
   for s in $SCALES; do
-    $PRAG eval --dataset "$d" --model "$MODEL" --kb "runs/kb-$d-$MODEL" --split dev --limit "$LIMIT" \
+    $PRAG eval --dataset "$d" --model "$MODEL" --kb "runs/kb-$d-$MODEL$KB_SUFFIX" --split dev --limit "$LIMIT" \
       --methods prag,combine --few-shot 4 --scale "$s" --adapters translated --translator "$TR" --batch-size "$BATCH" \
       --json "$OUT/$d-$MODEL-$TAG-dev$LIMIT-scale$s.json" > /dev/null
   done
