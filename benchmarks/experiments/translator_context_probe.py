@@ -114,11 +114,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--translators", nargs="+", type=Path, required=True)
     ap.add_argument("--strengths", nargs="+", type=float, default=[1.0, 0.25])
+    ap.add_argument("--sets", nargs="+", default=SETS)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     lm = load_model("smollm2")
-    docs, rows = rows_for(lm, SETS)
-    res = {"questions": len(rows) // len(CONDITIONS), "conditions": CONDITIONS,
+    docs, rows = rows_for(lm, a.sets)
+    res = {"sets": a.sets, "questions": len(rows) // len(CONDITIONS), "conditions": CONDITIONS,
            "translators": {str(f): probe(lm, f, docs, rows, a.strengths) for f in a.translators}}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=1))
