@@ -484,18 +484,20 @@ def _qa_rows(lm: LoadedModel, items: list[TrainItem], per_doc: int, rng: random.
     for j, it in enumerate(items):
         for k in rng.sample(range(len(it.qa)), min(per_doc, len(it.qa))):
             prompt, answer = it.qa[k]
-            owner, ctx = j, False
+            owner, full = j, None
             if in_context > 0 and len(items) > 1 and k < len(it.questions) and rng.random() < in_context:
                 other = (j + 1) % len(items)
                 docs = [Document(it.doc_id, "", it.text), Document(items[other].doc_id, "", items[other].text)]
                 rng.shuffle(docs)
                 asked = lm.prompter.format(question_message(it.questions[k], docs))
-                if len(tok(asked + answer, add_special_tokens=False)["input_ids"]) <= MAX_CONTEXT_TOKENS:
-                    prompt, ctx = asked, True
+                asked_full = tok(asked + answer, add_special_tokens=False)["input_ids"]
+                if len(asked_full) <= MAX_CONTEXT_TOKENS:
+                    prompt, full = asked, asked_full
                     owner = other if rng.random() < 0.5 else j
+            ctx = full is not None
+            if not ctx:
+                full = tok(prompt + answer, add_special_tokens=False)["input_ids"][:MAX_QA_TOKENS]
             head = tok(prompt, add_special_tokens=False)["input_ids"]
-            full = tok(prompt + answer, add_special_tokens=False)["input_ids"][:MAX_CONTEXT_TOKENS if ctx
-                                                                              else MAX_QA_TOKENS]
             rows.append((full, min(max(shared_prefix(full, head), 1), len(full) - 1), owner, ctx))
     width = max(len(r[0]) for r in rows)
     ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
