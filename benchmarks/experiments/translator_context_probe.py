@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from prag.corpus import Document, load_corpus, load_questions
-from prag.encode import qa_texts, sequence_losses, shared_prefix
+from prag.encode import qa_texts, sequence_losses
 from prag.generate import question_message
 from prag.models import load_model
-from prag.translate import load_translator, read_states
+from prag.translate import answer_start, load_translator, pad_rows, read_states
 from prag.update import Injector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,21 +83,14 @@ def probe(lm, folder: Path, docs: list[Document], rows: list[tuple], strengths: 
                 chunk = rows[i:i + 16]
                 seqs = []
                 for prompt, answer, _, _ in chunk:
-                    head = tok(prompt, add_special_tokens=False)["input_ids"]
                     full = tok(prompt + answer, add_special_tokens=False)["input_ids"]
-                    seqs.append((full, min(max(shared_prefix(full, head), 1), len(full) - 1)))
-                width = max(len(f) for f, _ in seqs)
-                ids = torch.full((len(seqs), width), lm.pad_id, dtype=torch.long)
-                mask = torch.zeros_like(ids)
-                for j, (f, _) in enumerate(seqs):
-                    ids[j, :len(f)] = torch.tensor(f)
-                    mask[j, :len(f)] = 1
+                    seqs.append((full, answer_start(tok, prompt, full)))
+                ids, mask, lengths, starts = pad_rows(lm, seqs)
                 owner = torch.tensor([none if o is None else o for _, _, o, _ in chunk])
                 scaling = tr.cfg.alpha / tr.cfg.r * s
                 inj.set_terms({n: [(a[owner], b[owner], scaling)] for n, (a, b) in factors.items()})
                 try:
-                    got = sequence_losses(lm.model, ids, mask, torch.tensor([len(f) for f, _ in seqs]),
-                                          torch.tensor([st for _, st in seqs]))
+                    got = sequence_losses(lm.model, ids, mask, lengths, starts)
                 finally:
                     inj.clear()
                 for (_, _, _, c), v in zip(chunk, got.tolist()):

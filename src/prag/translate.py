@@ -472,6 +472,23 @@ MAX_QA_TOKENS = 256        # a bare QA row's tokens at most
 MAX_CONTEXT_TOKENS = 1024  # a row with documents in the prompt: longer ones are asked bare instead
 
 
+def answer_start(tok, prompt: str, full: list[int]) -> int:
+    """Where the answer's tokens begin in `full` (the tokens of prompt + answer): at least 1, at most the last."""
+    return min(max(shared_prefix(full, tok(prompt, add_special_tokens=False)["input_ids"]), 1), len(full) - 1)
+
+
+def pad_rows(lm: LoadedModel, rows: list[tuple[list[int], int]]
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(token ids, answer start) rows, right-padded: ids, mask, lengths, starts."""
+    width = max(len(f) for f, _ in rows)
+    ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (f, _) in enumerate(rows):
+        ids[i, :len(f)] = torch.tensor(f)
+        mask[i, :len(f)] = 1
+    return ids, mask, torch.tensor([len(f) for f, _ in rows]), torch.tensor([st for _, st in rows])
+
+
 def _qa_rows(lm: LoadedModel, items: list[TrainItem], per_doc: int, rng: random.Random, in_context: float = 0.0
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded QA sequences (ids, mask, lengths, answer starts), each row's adapter owner (a document index)
@@ -497,16 +514,8 @@ def _qa_rows(lm: LoadedModel, items: list[TrainItem], per_doc: int, rng: random.
             ctx = full is not None
             if not ctx:
                 full = tok(prompt + answer, add_special_tokens=False)["input_ids"][:MAX_QA_TOKENS]
-            head = tok(prompt, add_special_tokens=False)["input_ids"]
-            rows.append((full, min(max(shared_prefix(full, head), 1), len(full) - 1), owner, ctx))
-    width = max(len(r[0]) for r in rows)
-    ids = torch.full((len(rows), width), lm.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (f, *_) in enumerate(rows):
-        ids[i, :len(f)] = torch.tensor(f)
-        mask[i, :len(f)] = 1
-    lengths = torch.tensor([len(r[0]) for r in rows])
-    starts = torch.tensor([r[1] for r in rows])
+            rows.append((full, answer_start(tok, prompt, full), owner, ctx))
+    ids, mask, lengths, starts = pad_rows(lm, [(f, st) for f, st, _, _ in rows])
     owner = torch.tensor([r[2] for r in rows])
     ctx = torch.tensor([r[3] for r in rows], dtype=torch.bool)
     return ids, mask, lengths, starts, owner, ctx
