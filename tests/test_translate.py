@@ -336,6 +336,26 @@ def test_the_contrast_term_skips_rows_with_documents_in_the_prompt(parts):
     assert abs(plain - bare) > 1e-3  # and the rows are not the bare ones
 
 
+def test_rows_padded_in_length_chunks_give_the_one_batch_loss(parts, monkeypatch):
+    """batch_loss pads in-context rows apart from bare ones (_length_chunks); each row keeps its own adapter, so
+    the loss equals that of one batch padded to the longest row."""
+    import prag.translate as T
+    lm, inj, tr = parts
+    _trained_like(tr)
+    items = _ctx_items(lm) * 2
+    lengths = T._qa_rows(lm, items, 1, random.Random(0), in_context=0.5)[2]
+    chunks = T._length_chunks(lengths, budget=int(lengths.max()) * 2)
+    assert len(chunks) > 1 and sorted(torch.cat(chunks).tolist()) == list(range(len(lengths)))
+    assert all(len(c) * int(lengths[c].max()) <= int(lengths.max()) * 2 for c in chunks)
+    one_by_one = T._length_chunks
+    with torch.no_grad():
+        monkeypatch.setattr(T, "_length_chunks", lambda n: one_by_one(n, 16))  # each row a chunk alone
+        chunked = float(T.batch_loss(lm, inj, tr, items, 1, random.Random(0), contrast=1.0, in_context=0.5))
+        monkeypatch.setattr(T, "_length_chunks", lambda n: [torch.arange(len(n))])
+        whole = float(T.batch_loss(lm, inj, tr, items, 1, random.Random(0), contrast=1.0, in_context=0.5))
+    assert abs(chunked - whole) < 1e-4
+
+
 def test_training_with_documents_in_the_prompt_lowers_its_loss(tiny_lm, tmp_path):
     inj = Injector(tiny_lm.model, MODULES)
     summary = train_translator(tiny_lm, inj, _ctx_items(tiny_lm), TranslatorConfig(model="tiny", read_layer=1),

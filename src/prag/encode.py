@@ -279,7 +279,7 @@ def sequence_losses(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tenso
     return sums / keep.sum(1).clamp(min=1)
 
 
-def _micro_batches(rows: list[tuple[int, int]], budget: int):
+def micro_batches(rows: list[tuple[int, int]], budget: int):
     """Split (length, doc) rows, sorted by length, into consecutive chunks whose padded size (rows x longest)
     fits `budget` tokens; a single row always forms a chunk."""
     while rows:
@@ -327,7 +327,7 @@ def train_adapters(model: torch.nn.Module, injector: Injector, sequences: list[l
             with torch.enable_grad():
                 for step in range(max(map(len, orders))):
                     todo = sorted((len(seqs[d][orders[d][step]]), d) for d in range(n) if step < len(orders[d]))
-                    for chunk in _micro_batches(todo, budget):
+                    for chunk in micro_batches(todo, budget):
                         rows = torch.tensor([d for _, d in chunk])
                         lengths = torch.tensor([ln for ln, _ in chunk])
                         ids = torch.full((len(chunk), int(lengths.max())), pad_id, dtype=torch.long)

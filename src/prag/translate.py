@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_file, atomic_write
 from .corpus import Document
-from .encode import qa_texts, sequence_losses, shared_prefix
+from .encode import micro_batches, qa_texts, sequence_losses, shared_prefix
 from .errors import PragError
 from .generate import question_message
 from .models import LoadedModel, fast_bf16
@@ -521,6 +521,13 @@ def _qa_rows(lm: LoadedModel, items: list[TrainItem], per_doc: int, rng: random.
     return ids, mask, lengths, starts, owner, ctx
 
 
+def _length_chunks(lengths: torch.Tensor, budget: int = 8192) -> list[torch.Tensor]:
+    """Row indices in `micro_batches` of `budget` padded tokens: in-context rows are about ten times longer than
+    bare ones, and padding each chunk only to its own longest row keeps the activations near the real token count."""
+    rows = sorted((int(n), i) for i, n in enumerate(lengths.tolist()))
+    return [torch.tensor([i for _, i in chunk]) for chunk in micro_batches(rows, budget)]
+
+
 def batch_loss(lm: LoadedModel, injector: Injector, translator: Translator, items: list[TrainItem],
                per_doc: int, rng: random.Random, contrast: float = 0.0, margin: float = 1.0,
                in_context: float = 0.0) -> torch.Tensor:
@@ -543,11 +550,17 @@ def batch_loss(lm: LoadedModel, injector: Injector, translator: Translator, item
         owner = torch.cat([owner, (owner[bare] + 1) % len(items)])
     device = hidden.device
     scaling = cfg.alpha / cfg.r
-    injector.set_terms({n_: [(a[owner.to(device)], b[owner.to(device)], scaling)] for n_, (a, b) in named.items()})
+    parts, order = [], []
     try:
-        losses = sequence_losses(lm.model, ids.to(device), qmask.to(device), lengths.to(device), starts.to(device))
+        for idx in _length_chunks(lengths):  # in-context rows are ~10x longer than bare ones: pad them apart
+            o, w = owner[idx].to(device), int(lengths[idx].max())
+            injector.set_terms({n_: [(a[o], b[o], scaling)] for n_, (a, b) in named.items()})
+            parts.append(sequence_losses(lm.model, ids[idx, :w].to(device), qmask[idx, :w].to(device),
+                                         lengths[idx].to(device), starts[idx].to(device)))
+            order.append(idx)
     finally:
         injector.clear()
+    losses = torch.cat(parts)[torch.argsort(torch.cat(order)).to(device)]
     if not contrasted:
         return losses.mean()
     own, other = losses[:n], losses[n:]
