@@ -33,7 +33,7 @@ if [ -z "$EPOCHS" ] && [ -f $TR/translator.json ]; then  # a run to go on with (
 fi
 if [ -z "$EPOCHS" ]; then  # time a few steps, then size the schedule so the learning rate anneals within MINUTES
   prag translator train --kb $KB --qa .gpu/data/qa.jsonl --out $TR-trial --epochs 1 --batch-docs "$BATCH" \
-    --lr "$LR" --contrast 1.0 --minutes 0.5 $ARGS > /dev/null 2>&1
+    --lr "$LR" --contrast 1.0 --minutes 0.5 $ARGS > "$OUT/trial.log" 2>&1 || { tail -5 "$OUT/trial.log"; exit 1; }
   EPOCHS=$($PY -c "
 import json, sys
 c = [json.loads(x) for x in open('$TR-trial/loss.jsonl')]
