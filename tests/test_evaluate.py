@@ -326,3 +326,36 @@ def test_an_oracle_eval_runs_every_condition_and_resumes(tiny_kb, tiny_lm, tmp_p
     plain = run_eval(pipe, qs, ["prag"], 3, log, progress=False)  # BM25 rows are another setting
     assert plain["methods"]["prag"]["n"] == 3 and len(log.read_text().splitlines()) == n + 3
     pipe.injector.remove()
+
+
+def test_batched_eval_lets_answered_questions_plans_go():
+    """_batches plans every question of a method first (to sort by prompt length); a plan holds its adapters, and
+    an adapter the Update used holds its packed copy, so answered chunks' plans must not stay alive to the end."""
+    import gc
+    import weakref
+    from types import SimpleNamespace
+
+    from prag.evaluate import ROWS_PER_CHUNK, _batches
+
+    class Plan:
+        def __init__(self, q):
+            self.prompt = q
+
+    made = []
+
+    def plan(question, method, top_k, ids):
+        p = Plan(question)
+        made.append(weakref.ref(p))
+        return p
+
+    pipe = SimpleNamespace(plan=plan)
+    todo = [("prag", "prag", SimpleNamespace(question="q" * (i + 1)), None) for i in range(3 * 2 * ROWS_PER_CHUNK)]
+    chunks = _batches(pipe, todo, 3, 2)
+    first = next(chunks)
+    answered = {id(r[4]) for r in first}
+    del first
+    second = next(chunks)
+    gc.collect()
+    alive = [r() for r in made if r() is not None]
+    assert len(alive) == len(made) - len(answered)  # the first chunk's plans are gone, the rest are kept
+    assert {id(p) for p in alive} >= {id(r[4]) for r in second}

@@ -251,6 +251,9 @@ def _batches(pipe, todo: list, top_k: int, batch_size: int):
         size = batch_size * ROWS_PER_CHUNK if batch_size > 1 else 1
         for start in range(0, len(rows), size):
             yield rows[start:start + size]
+            # answered: let their plans go. A plan holds its adapters, and an adapter the Update used holds its packed
+            # copy (tens of MB with a translator's token memory); kept to the end, they outgrew the kb's adapter cache
+            rows[start:start + size] = [None] * len(rows[start:start + size])
 
 
 def _log_row(done: dict, log, setting: dict, device: str, method: str, q, res, batch_rows: int) -> None:
