@@ -13,6 +13,7 @@ from pathlib import Path
 
 from prag.errors import PragError
 from prag.translate import (
+    SEEN_FILE,
     SEEN_QUESTIONS_FILE,
     load_translator,
     save_translator,
@@ -44,10 +45,9 @@ def main() -> None:
             "soup": {"t": args.t, "a": {"path": str(args.a), "sha256": sha_a}, "b": {"path": str(args.b), "sha256": sha_b}},
             "trained_on": f"what {args.a} and {args.b} trained on (their documents.sha256 and questions.sha256, joined)"}
     sha = save_translator(ta, args.out, meta)
-    for name in (None, SEEN_QUESTIONS_FILE):
-        kw = {} if name is None else {"name": name}
-        seen = (seen_fingerprints(args.a, **kw) or set()) | (seen_fingerprints(args.b, **kw) or set())
-        write_seen(args.out, [], inherited=seen, **kw)
+    for name in (SEEN_FILE, SEEN_QUESTIONS_FILE):
+        seen = (seen_fingerprints(args.a, name) or set()) | (seen_fingerprints(args.b, name) or set())
+        write_seen(args.out, [], name, inherited=seen)
     print(sha)
 
 
