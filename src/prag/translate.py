@@ -550,17 +550,16 @@ def batch_loss(lm: LoadedModel, injector: Injector, translator: Translator, item
         owner = torch.cat([owner, (owner[bare] + 1) % len(items)])
     device = hidden.device
     scaling = cfg.alpha / cfg.r
-    parts, order = [], []
+    chunks, parts = _length_chunks(lengths), []  # in-context rows are ~10x longer than bare ones: pad them apart
     try:
-        for idx in _length_chunks(lengths):  # in-context rows are ~10x longer than bare ones: pad them apart
+        for idx in chunks:
             o, w = owner[idx].to(device), int(lengths[idx].max())
             injector.set_terms({n_: [(a[o], b[o], scaling)] for n_, (a, b) in named.items()})
             parts.append(sequence_losses(lm.model, ids[idx, :w].to(device), qmask[idx, :w].to(device),
                                          lengths[idx].to(device), starts[idx].to(device)))
-            order.append(idx)
     finally:
         injector.clear()
-    losses = torch.cat(parts)[torch.argsort(torch.cat(order)).to(device)]
+    losses = torch.cat(parts)[torch.argsort(torch.cat(chunks)).to(device)]  # back in row order
     if not contrasted:
         return losses.mean()
     own, other = losses[:n], losses[n:]
