@@ -27,7 +27,7 @@ import statistics
 from pathlib import Path
 
 from prag.config import default_config
-from prag.corpus import load_questions, split
+from prag.corpus import dataset_dir, load_questions, split
 from prag.evaluate import score
 from prag.models import load_model
 from prag.pipeline import Pipeline
@@ -35,11 +35,12 @@ from prag.store import KnowledgeBase
 from prag.translate import translate
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "datasets"
 
 
 def source(name: str) -> tuple[Path, Path]:
-    folder = ROOT / "benchmarks/data" / name if (ROOT / "benchmarks/data" / name).is_dir() else SHARED / name
+    """A set of benchmarks/data, else a shared dataset as `prag eval --dataset` finds it ($PRAG_DATASETS too)."""
+    own = ROOT / "benchmarks/data" / name
+    folder = own if own.is_dir() else dataset_dir(name)
     return folder / "corpus.jsonl", folder / "questions.jsonl"
 
 
