@@ -485,6 +485,16 @@ def test_token_memory_rows_depend_on_their_own_tokens_and_ignore_padding(memory_
     assert not torch.allclose(keys_a[-2:], keys_b[-2:], atol=1e-3), "rows after it are not"
 
 
+def test_a_translated_adapter_holds_its_own_factors_not_its_batchs(memory_parts):
+    """Each factor owns exactly its bytes: a view into the batch's padded output would keep every document's
+    factors alive as long as any one adapter is cached."""
+    lm, inj, tr = memory_parts
+    for ad in translate(lm, inj, tr, DOCS[:1] + ["a much longer document " * 6]):
+        for a, b in ad.factors.values():
+            for t in (a, b):
+                assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+
+
 def test_a_memory_adapter_round_trips_the_store_files_with_per_module_ranks(memory_parts, tmp_path):
     from prag.config import LoraConfig
     from prag.encode import read_adapter, save_adapter

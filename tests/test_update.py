@@ -148,15 +148,41 @@ def test_an_adapter_whose_modules_differ_in_rank_applies_exactly(tiny_lm):
 
 
 def test_a_wide_layer_does_not_widen_the_others_and_buffers_do_not_pile_up(tiny_lm):
-    """The Update reads each layer's own columns only (k·r where no adapter is wider), and one buffer pair per
-    module group serves every rank: token-memory adapters make a new rank for nearly every question."""
+    """A wide layer's extra columns stay with that layer: the group's stack keeps the shared rank (k·r), in the
+    packed copy, the Update and per row, and one buffer pair per slot serves every rank (token-memory adapters
+    make a new rank for nearly every question)."""
     inj = Injector(tiny_lm.model, TARGETS)
     names = [n for n in inj.modules if n.endswith("down_proj")]
     key = next(k for k in inj.groups if k[0] == "down_proj")
     for extra in (7, 3, 11, 5):
-        ads = [_wider(random_adapter(inj, 0), names[1], extra, 1), random_adapter(inj, 2)]
-        inj.apply(ads)
-        assert inj.active[key][2] == [4, 4 + extra]                    # layer 0: 2 + 2; layer 1: + the extra
+        wide = _wider(random_adapter(inj, 0), names[1], extra, 1)
+        a, b, ex = wide.packed(inj)[key]
+        assert a.shape[1] == b.shape[2] == 2 and list(ex) == [1] and ex[1][0].shape[0] == extra
+        inj.apply([wide, random_adapter(inj, 2)])
+        a, b, ex = inj.active[key]
+        assert a.shape[1] == 4 and list(ex) == [1] and ex[1][0].shape[0] == extra  # layer 0: 2 + 2; layer 1: + extra
         inj.clear()
-    assert len(inj._buffers) == len(inj.groups)
+        with inj.lock:
+            inj.apply_rows([([wide], [1.0]), ([random_adapter(inj, 2)], [1.0])])
+            a, b, ex = inj.active[key]
+            assert a.shape[:3] == (len(names), 2, 2) and ex[1][0].shape == (2, extra, key[1])
+            assert not ex[1][0][1].any(), "the row without the wide layer gets zeros there"
+            inj.clear()
+    assert len(inj._buffers) == len(inj.groups) + 1                     # the groups, and layer 1's extra columns
+    inj.remove()
+
+
+def test_the_packed_copy_costs_the_factors_not_a_padding(tiny_lm):
+    """A translator's token memory in one layer of many: the packed copy (what an adapter cache budgets) grows by
+    that layer's columns, not by every layer's, and `footprint` predicts `nbytes` after an Update."""
+    inj = Injector(tiny_lm.model, TARGETS)
+    names = [n for n in inj.modules if n.endswith("down_proj")]
+    plain = random_adapter(inj, 0)
+    wide = _wider(plain, names[1], 40, 1)
+    for ad in (plain, wide):
+        inj.apply([ad])
+        inj.clear()
+        assert ad.nbytes() == ad.footprint()
+    d_in, d_out = inj.modules[names[1]].in_features, inj.modules[names[1]].out_features
+    assert wide.nbytes() - plain.nbytes() == 40 * (d_in + d_out) * 4        # the factors' columns, no copy of them
     inj.remove()

@@ -347,7 +347,8 @@ def translate(lm: LoadedModel, injector: Injector, translator: Translator, texts
     out = []
     for i in range(len(texts)):
         keep = cfg.r + int(mask[i].sum()) - 1  # a memory module's rows past this document's tokens are padding
-        out.append(Adapter({n: (a[i, :keep].float().cpu().contiguous(), b[i, :, :keep].float().cpu().contiguous())
+        # clone: a slice would keep the whole batch's (padded) factors alive for as long as this adapter lives
+        out.append(Adapter({n: (a[i, :keep].float().cpu().clone(), b[i, :, :keep].float().cpu().clone())
                             for n, (a, b) in named.items()}, cfg.r, cfg.alpha))
     return out
 

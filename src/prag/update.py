@@ -27,8 +27,9 @@ ADAPTER_CONFIG_FILE = "adapter_config.json"
 @dataclass
 class Adapter:
     """One document's LoRA: module name -> (A [r_m, in], B [out, r_m]); the scaling is alpha / r. A module's
-    rank r_m is r, or more where an adapter needs it (a translator's token memory): packing pads each module
-    group to its largest rank with zeros, which add nothing."""
+    rank r_m is r, or more where an adapter needs it (a translator's token memory): packing stacks each module
+    group at the rank all its layers share and keeps the wider layers' extra columns apart, so a few wide layers
+    do not pad all the others."""
     factors: dict[str, tuple[torch.Tensor, torch.Tensor]]
     r: int
     alpha: float
@@ -37,42 +38,53 @@ class Adapter:
     def scaling(self) -> float:
         return self.alpha / self.r
 
-    def packed(self, injector: "Injector") -> dict[tuple, tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]:
-        """Factors stacked per module group: key -> (A [L, R, in], B [L, out, R], each layer's rank), R the
-        group's largest rank (smaller layers zero-padded), cached on the adapter.
+    def packed(self, injector: "Injector") -> dict[tuple, tuple[torch.Tensor, torch.Tensor, dict]]:
+        """Factors stacked per module group: key -> (A [L, r0, in], B [L, out, r0], {layer: (A_x [e, in],
+        B_x [out, e])}), r0 the rank every layer of the group has and A_x, B_x a wider layer's columns past r0
+        (a translator's token memory). Cached on the adapter.
 
         Stacking once per adapter lets one Update do a handful of concatenations per group instead of two per
-        module (6 instead of 180 for a 30-layer model)."""
+        module (6 instead of 180 for a 30-layer model); keeping the extra columns apart keeps the copy the size
+        of the factors (a 10x zero padding otherwise, for a memory in 3 of 30 layers)."""
         cache = self.__dict__.setdefault("_packed", {})
         if injector.signature not in cache:
             out = {}
             for key, names in injector.groups.items():
                 _, d_in, d_out = key
-                ranks = tuple(self.factors[n][0].shape[0] if n in self.factors else self.r for n in names)
-                a = torch.zeros(len(names), max(ranks), d_in, dtype=injector.dtype)
-                b = torch.zeros(len(names), d_out, max(ranks), dtype=injector.dtype)
+                r0 = min(self.factors[n][0].shape[0] if n in self.factors else self.r for n in names)
+                a = torch.zeros(len(names), r0, d_in, dtype=injector.dtype)
+                b = torch.zeros(len(names), d_out, r0, dtype=injector.dtype)
+                extra = {}
                 for i, n in enumerate(names):
                     if n in self.factors:
                         fa, fb = self.factors[n]
-                        a[i, :fa.shape[0]] = fa
-                        b[i, :, :fb.shape[1]] = fb
-                out[key] = (a, b, ranks)
+                        a[i], b[i] = fa[:r0], fb[:, :r0]
+                        if fa.shape[0] > r0:
+                            extra[i] = (fa[r0:].to(injector.dtype), fb[:, r0:].to(injector.dtype))
+                out[key] = (a, b, extra)
             cache[injector.signature] = out
         return cache[injector.signature]
 
     def nbytes(self) -> int:
-        """Bytes held: the factors plus any packed copies (what an adapter cache must budget for)."""
+        """Bytes held: the factors plus any packed copies (what an adapter cache must budget for); the extra
+        columns are views of the factors where the dtypes agree, and count once."""
         tensors = [t for ab in self.factors.values() for t in ab]
-        tensors += [t for packs in self.__dict__.get("_packed", {}).values() for p in packs.values() for t in p[:2]]
+        own = {t.untyped_storage().data_ptr() for t in tensors}
+        for packs in self.__dict__.get("_packed", {}).values():
+            for a, b, extra in packs.values():
+                tensors += [a, b] + [t for ab in extra.values() for t in ab if t.untyped_storage().data_ptr() not in own]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def footprint(self) -> int:
         """What the adapter will hold once an Update has used it: its factors and, per module kind, the packed
-        copy ([layers, largest rank, in + out] in float32), for a cache to budget before that happens."""
+        copy (every layer at the kind's smallest rank, the wider layers' extra columns apart, in float32), for a
+        cache to budget before that happens."""
         kinds: dict[tuple, list[int]] = {}
         for name, (a, b) in self.factors.items():
             kinds.setdefault((name.rsplit(".", 1)[-1], a.shape[1], b.shape[0]), []).append(a.shape[0])
-        packed = sum(len(rs) * max(rs) * (d_in + d_out) * 4 for (_, d_in, d_out), rs in kinds.items())
+        f32 = all(a.dtype == torch.float32 for a, _ in self.factors.values())  # extra columns are views then
+        packed = sum((len(rs) * min(rs) + (0 if f32 else sum(rs) - len(rs) * min(rs))) * (d_in + d_out) * 4
+                     for (_, d_in, d_out), rs in kinds.items())
         return sum(t.numel() * t.element_size() for ab in self.factors.values() for t in ab) + packed
 
 
@@ -118,37 +130,40 @@ def merge_adapters(adapters: list[Adapter], scores: list[float], mode: str = "su
     return step(adapters, weights) if step and adapters else (adapters, weights)
 
 
-def _stack(a_buf: torch.Tensor, b_buf: torch.Tensor, pairs: list, key: tuple) -> list[int]:
-    """Write the packed factors of `pairs` ((packed adapter, weight·scaling) each) into a_buf [L, R, in] and
-    b_buf [L, out, R], from the adapters' (CPU) tensors to the model's device, and return each layer's rank.
-
-    First the rank every layer of an adapter has (one copy per adapter for all layers), then, layer by layer, the
-    extra rank some layers have (a translator's token memory): layer l's factors are its first used[l] columns,
-    and the hooks read no further, so a wide layer does not widen the others (nor do columns left from an earlier
-    Update matter)."""
+def _stack(a_buf: torch.Tensor, b_buf: torch.Tensor, pairs: list, key: tuple) -> int:
+    """Write the rank every layer shares of `pairs` ((packed adapter, weight·scaling) each) into a_buf [L, R, in]
+    and b_buf [L, out, R], from the adapters' (CPU) tensors to the model's device: one copy per adapter for all
+    layers. Returns the columns written (the hooks read no further, so columns left from an earlier Update do not
+    matter)."""
     off = 0
     for p, c in pairs:
-        a, b, ranks = p[key]
-        r = min(ranks)
-        a_buf[:, off:off + r].copy_(a[:, :r])
-        b_buf[:, :, off:off + r].copy_(b[:, :, :r]).mul_(c)
+        a, b, _ = p[key]
+        r = a.shape[1]
+        a_buf[:, off:off + r].copy_(a)
+        b_buf[:, :, off:off + r].copy_(b).mul_(c)
         off += r
-    used = [off] * a_buf.shape[0]
+    return off
+
+
+def _extras(pairs: list, key: tuple) -> dict[int, list[tuple[torch.Tensor, torch.Tensor, float]]]:
+    """The wider layers' extra columns of `pairs`: layer -> [(A_x, B_x, weight·scaling)], one per adapter that has
+    them there."""
+    out: dict[int, list] = {}
     for p, c in pairs:
-        a, b, ranks = p[key]
-        r = min(ranks)
-        for layer, rl in enumerate(ranks):
-            if rl > r:
-                u = used[layer]
-                a_buf[layer, u:u + rl - r].copy_(a[layer, r:rl])
-                b_buf[layer, :, u:u + rl - r].copy_(b[layer, :, r:rl]).mul_(c)
-                used[layer] += rl - r
-    return used
+        for layer, (a, b) in p[key][2].items():
+            out.setdefault(layer, []).append((a, b, c))
+    return out
 
 
-def _width(pairs: list, key: tuple) -> int:
-    """The widest layer of `pairs` stacked: the rank a group's buffer needs."""
-    return max(sum(rs) for rs in zip(*(p[key][2] for p, _ in pairs)))
+def _stack_extra(a_buf: torch.Tensor, b_buf: torch.Tensor, parts: list) -> int:
+    """Write one layer's extra columns (`_extras`' list) side by side into a_buf [E, in], b_buf [out, E]."""
+    off = 0
+    for a, b, c in parts:
+        e = a.shape[0]
+        a_buf[off:off + e].copy_(a)
+        b_buf[:, off:off + e].copy_(b).mul_(c)
+        off += e
+    return off
 
 
 class Injector:
@@ -192,10 +207,12 @@ class Injector:
                 return output
             x = args[0]
             if act is not None:  # A [L, R, in] shared by all rows, or [L, rows, R, in]: each row its own documents
-                a, b, used = act
-                u = used[idx]  # this layer's columns (others may be wider)
-                if u:
-                    output = output + (x @ a[idx][..., :u, :].mT) @ b[idx][..., :u].mT
+                a, b, extra = act
+                if a.shape[-2]:
+                    output = output + (x @ a[idx].mT) @ b[idx].mT
+                if idx in extra:  # this layer's columns past the shared rank: [E, in], or [rows, E, in]
+                    ax, bx = extra[idx]
+                    output = output + (x @ ax.mT) @ bx.mT
             for a, b, s in terms:  # a [r, in] shared by all rows, or [rows, r, in]: one adapter per batch row
                 delta = (x @ a.mT) @ b.mT
                 output = output + (delta if s == 1.0 else s * delta)
@@ -227,8 +244,14 @@ class Injector:
         if pairs:
             for key in self.groups:
                 # Reused buffers: fresh megabyte-sized tensors cost page faults on every question.
-                a_buf, b_buf = self._buffer(key, _width(pairs, key))
-                active[key] = (a_buf, b_buf, _stack(a_buf, b_buf, pairs, key))
+                a_buf, b_buf = self._buffer(key, sum(p[key][0].shape[1] for p, _ in pairs))
+                _stack(a_buf, b_buf, pairs, key)
+                extra = {}
+                for layer, parts in _extras(pairs, key).items():
+                    ax, bx = self._buffer((key, layer), sum(a.shape[0] for a, _, _ in parts))
+                    _stack_extra(ax, bx, parts)
+                    extra[layer] = (ax, bx)
+                active[key] = (a_buf, b_buf, extra)
         self.active = active
 
     def apply_rows(self, rows: list[tuple[list[Adapter], list[float]]]) -> None:
@@ -247,27 +270,35 @@ class Injector:
         for key in self.groups:
             _, d_in, d_out = key
             n = len(self.groups[key])
-            rank = max(_width(row, key) for row in packs if row)
+            rank = max(sum(p[key][0].shape[1] for p, _ in row) for row in packs)
             a_all = torch.zeros(n, len(rows), rank, d_in, dtype=self.dtype, device=self.device)
             b_all = torch.zeros(n, len(rows), d_out, rank, dtype=self.dtype, device=self.device)
-            used = [0] * n
             for i, row in enumerate(packs):  # zeros past a row's own columns add nothing
-                if row:
-                    used = [max(u, v) for u, v in zip(used, _stack(a_all[:, i], b_all[:, i], row, key))]
-            active[key] = (a_all, b_all, used)
+                _stack(a_all[:, i], b_all[:, i], row, key)
+            per_row = [_extras(row, key) for row in packs]
+            extra = {}
+            for layer in sorted({layer for ex in per_row for layer in ex}):
+                width = max(sum(a.shape[0] for a, _, _ in ex.get(layer, [])) for ex in per_row)
+                ax = torch.zeros(len(rows), width, d_in, dtype=self.dtype, device=self.device)
+                bx = torch.zeros(len(rows), d_out, width, dtype=self.dtype, device=self.device)
+                for i, ex in enumerate(per_row):
+                    _stack_extra(ax[i], bx[i], ex.get(layer, []))
+                extra[layer] = (ax, bx)
+            active[key] = (a_all, b_all, extra)
         self.active = active
 
-    def _buffer(self, key: tuple, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The group's Update buffers viewed at `rank` columns: one pair per group, grown (never one per rank
-        seen: token-memory adapters make a different rank for nearly every question)."""
-        buf = self._buffers.get(key)
-        if buf is None or buf[0].shape[1] < rank:
+    def _buffer(self, slot: tuple, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update buffers viewed at `rank` columns: a group's [L, R, in] and [L, out, R] (slot: the group's key),
+        or one layer's extra columns, [R, in] and [out, R] (slot: (key, layer)). One pair per slot, grown (never
+        one per rank seen: token-memory adapters make a different rank for nearly every question)."""
+        buf = self._buffers.get(slot)
+        if buf is None or buf[0].shape[-2] < rank:
+            key, lead = (slot, (len(self.groups[slot]),)) if slot in self.groups else (slot[0], ())
             _, d_in, d_out = key
-            n = len(self.groups[key])
-            buf = (torch.empty(n, rank, d_in, dtype=self.dtype, device=self.device),
-                   torch.empty(n, d_out, rank, dtype=self.dtype, device=self.device))
-            self._buffers[key] = buf
-        return buf[0][:, :rank], buf[1][:, :, :rank]
+            buf = (torch.empty(*lead, rank, d_in, dtype=self.dtype, device=self.device),
+                   torch.empty(*lead, d_out, rank, dtype=self.dtype, device=self.device))
+            self._buffers[slot] = buf
+        return buf[0][..., :rank, :], buf[1][..., :rank]
 
     @contextmanager
     def applied(self, adapters: list[Adapter], weights: list[float] | None = None):
