@@ -18,15 +18,16 @@ EVAL=${EVAL:-1}              # 0: no trained adapters and no evaluation there (e
 SETUP=${SETUP:-1}
 TRAINED=${TRAINED:-1}        # 0: no trained adapters for the comparison (16 CPU minutes)
 PY=${PY:-python3}
+MODEL=${MODEL:-$(cat .gpu/model 2>/dev/null || echo smollm2)}  # the model gpu_pack.sh packed
 OUT=${OUT:-/tmp/translator-gpu}
 mkdir -p "$OUT"
 [ "$SETUP" = 1 ] && source benchmarks/experiments/gpu_env.sh  # wheels, the model from its parts, PYTHONPATH
 export PYTHONUNBUFFERED=1
 prag() { $PY -m prag.cli "$@"; }
 DATA=$(cat .gpu/data/corpus.jsonl .gpu/data/qa.jsonl | sha256sum | cut -c1-8)  # a kb and a run per data version
-KB=runs/kb-translator-smollm2-$DATA
-TR=runs/translator-smollm2-gpu-$DATA
-[ -f $KB/kb.toml ] || prag index --corpus .gpu/data/corpus.jsonl --kb $KB --model smollm2 > /dev/null
+KB=runs/kb-translator-$MODEL-$DATA
+TR=runs/translator-$MODEL-gpu-$DATA
+[ -f $KB/kb.toml ] || prag index --corpus .gpu/data/corpus.jsonl --kb $KB --model "$MODEL" > /dev/null
 t0=$SECONDS
 if [ -z "$EPOCHS" ] && [ -f $TR/translator.json ]; then  # a run to go on with (a warm machine): its schedule
   EPOCHS=$($PY -c "import json; print(json.load(open('$TR/translator.json'))['train']['epochs'])")
@@ -52,9 +53,9 @@ cp $TR/translator.safetensors $TR/translator.json $TR/loss.jsonl "$OUT/"  # back
 echo "trained in $((SECONDS - t0)) s"
 [ "$EVAL" = 1 ] || exit 0
 for set in fictional30 fictional-heldout; do  # trained adapters for the same-run comparison
-  K=runs/kb-$set-smollm2
-  [ -f $K/kb.toml ] || prag index --corpus benchmarks/data/$set/corpus.jsonl --kb $K --model smollm2 > /dev/null
+  K=runs/kb-$set-$MODEL
+  [ -f $K/kb.toml ] || prag index --corpus benchmarks/data/$set/corpus.jsonl --kb $K --model "$MODEL" > /dev/null
   [ "$TRAINED" = 0 ] || prag parameterize --kb $K >> "$OUT/prep.log" 2>&1 || { tail -5 "$OUT/prep.log"; exit 1; }
 done
-$PY benchmarks/experiments/translator_eval.py --translator $TR --out "$OUT/eval.json"
+$PY benchmarks/experiments/translator_eval.py --translator $TR --model "$MODEL" --out "$OUT/eval.json"
 echo "done in $((SECONDS - t0)) s"
