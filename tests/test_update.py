@@ -186,3 +186,9 @@ def test_the_packed_copy_costs_the_factors_not_a_padding(tiny_lm):
     d_in, d_out = inj.modules[names[1]].in_features, inj.modules[names[1]].out_features
     assert wide.nbytes() - plain.nbytes() == 40 * (d_in + d_out) * 4        # the factors' columns, no copy of them
     inj.remove()
+    half = Injector(copy.deepcopy(tiny_lm.model).to(torch.bfloat16), TARGETS)  # the extra columns are copies there
+    for ad in (_wider(plain, names[1], 40, 1), _wider(plain, names[1], 7, 2)):
+        with half.applied([ad]):
+            pass
+        assert ad.nbytes() == ad.footprint(torch.bfloat16)
+    half.remove()

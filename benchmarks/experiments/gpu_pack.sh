@@ -2,7 +2,7 @@
 # Packs what a run on the GPU machine (the `device` tool) needs and its image lacks, into .gpu/ (git-ignored):
 #   .gpu/whl/    wheels of prag's dependencies missing there (gguf, bm25s, PyStemmer, tomli-w; Python 3.12)
 #   .gpu/m1..mN/ MODEL's GGUF (smollm2, the default: 94 MiB; gemma3-270m: 241 MiB, PARTS=5) cut in PARTS
-#                (default 3): a call carries at most 64 MiB with the working tree; .gpu/model names the model
+#                (default 3): a call carries at most 64 MiB with the working tree; mN/model names the model
 #   .gpu/data/   the translator's training documents (DATA, default runs/translator-data: translator_data.py)
 #   .gpu/init/   the translator a run goes on from (INIT, optional)
 #   .gpu/datasets/ the shared datasets (../shared does not travel; 8 MB)
@@ -24,7 +24,7 @@ PINS=$(.venv/bin/python -c "from importlib.metadata import version as v; print('
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d $G/whl $PINS
 GGUF=$(.venv/bin/python -c "from prag.models import MODELS; print(MODELS.get('$MODEL').locate())")
-echo "$MODEL" > $G/model
+echo "$MODEL" > $G/m$PARTS/model  # travels with the last part (.gpu/ is carried part by part)
 split -n "$PARTS" -d "$GGUF" $G/part-
 for i in $(seq 1 "$PARTS"); do mv $G/part-$(printf %02d $((i - 1))) $G/m$i/; done
 sha256sum "$GGUF" | cut -d' ' -f1 > $G/m$PARTS/sha256

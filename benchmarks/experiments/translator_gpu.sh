@@ -18,7 +18,7 @@ EVAL=${EVAL:-1}              # 0: no trained adapters and no evaluation there (e
 SETUP=${SETUP:-1}
 TRAINED=${TRAINED:-1}        # 0: no trained adapters for the comparison (16 CPU minutes)
 PY=${PY:-python3}
-MODEL=${MODEL:-$(cat .gpu/model 2>/dev/null || echo smollm2)}  # the model gpu_pack.sh packed
+MODEL=${MODEL:-$(cat .gpu/m*/model 2>/dev/null || echo smollm2)}  # the model gpu_pack.sh packed
 OUT=${OUT:-/tmp/translator-gpu}
 mkdir -p "$OUT"
 [ "$SETUP" = 1 ] && source benchmarks/experiments/gpu_env.sh  # wheels, the model from its parts, PYTHONPATH

@@ -347,8 +347,9 @@ def translate(lm: LoadedModel, injector: Injector, translator: Translator, texts
     out = []
     for i in range(len(texts)):
         keep = cfg.r + int(mask[i].sum()) - 1  # a memory module's rows past this document's tokens are padding
-        # clone: a slice would keep the whole batch's (padded) factors alive for as long as this adapter lives
-        out.append(Adapter({n: (a[i, :keep].float().cpu().clone(), b[i, :, :keep].float().cpu().clone())
+        # a copy: a slice would keep the whole batch's (padded) factors alive for as long as this adapter lives
+        out.append(Adapter({n: (a[i, :keep].to("cpu", torch.float32, copy=True),
+                                b[i, :, :keep].to("cpu", torch.float32, copy=True))
                             for n, (a, b) in named.items()}, cfg.r, cfg.alpha))
     return out
 

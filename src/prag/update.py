@@ -75,15 +75,16 @@ class Adapter:
                 tensors += [a, b] + [t for ab in extra.values() for t in ab if t.untyped_storage().data_ptr() not in own]
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    def footprint(self) -> int:
-        """What the adapter will hold once an Update has used it: its factors and, per module kind, the packed
-        copy (every layer at the kind's smallest rank, the wider layers' extra columns apart, in float32), for a
-        cache to budget before that happens."""
+    def footprint(self, dtype: torch.dtype = torch.float32) -> int:
+        """What the adapter will hold once an Update on a `dtype` model has used it: its factors and, per module
+        kind, the packed copy (every layer at the kind's smallest rank; the wider layers' extra columns, which are
+        views of the factors when the dtypes agree), for a cache to budget before that happens."""
         kinds: dict[tuple, list[int]] = {}
         for name, (a, b) in self.factors.items():
             kinds.setdefault((name.rsplit(".", 1)[-1], a.shape[1], b.shape[0]), []).append(a.shape[0])
-        f32 = all(a.dtype == torch.float32 for a, _ in self.factors.values())  # extra columns are views then
-        packed = sum((len(rs) * min(rs) + (0 if f32 else sum(rs) - len(rs) * min(rs))) * (d_in + d_out) * 4
+        shared = all(a.dtype == dtype and b.dtype == dtype for a, b in self.factors.values())
+        size = torch.empty((), dtype=dtype).element_size()
+        packed = sum((len(rs) * min(rs) + (0 if shared else sum(rs) - len(rs) * min(rs))) * (d_in + d_out) * size
                      for (_, d_in, d_out), rs in kinds.items())
         return sum(t.numel() * t.element_size() for ab in self.factors.values() for t in ab) + packed
 
