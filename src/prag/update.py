@@ -131,19 +131,22 @@ def merge_adapters(adapters: list[Adapter], scores: list[float], mode: str = "su
     return step(adapters, weights) if step and adapters else (adapters, weights)
 
 
-def _stack(a_buf: torch.Tensor, b_buf: torch.Tensor, pairs: list, key: tuple) -> int:
-    """Write the rank every layer shares of `pairs` ((packed adapter, weight·scaling) each) into a_buf [L, R, in]
-    and b_buf [L, out, R], from the adapters' (CPU) tensors to the model's device: one copy per adapter for all
-    layers. Returns the columns written (the hooks read no further, so columns left from an earlier Update do not
-    matter)."""
+def _stack(a_buf: torch.Tensor, b_buf: torch.Tensor, parts: list[tuple[torch.Tensor, torch.Tensor, float]]) -> None:
+    """Write `parts` ((A [..., r, in], B [..., out, r], weight·scaling) each) side by side into a_buf [..., R, in]
+    and b_buf [..., out, R], from the adapters' (CPU) tensors to the model's device: a group's shared rank for all
+    its layers at once ([L, ...]), or one layer's extra columns. Views cut to exactly these columns are what the
+    hooks read, so columns left from an earlier Update do not matter."""
     off = 0
-    for p, c in pairs:
-        a, b, _ = p[key]
-        r = a.shape[1]
-        a_buf[:, off:off + r].copy_(a)
-        b_buf[:, :, off:off + r].copy_(b).mul_(c)
+    for a, b, c in parts:
+        r = a.shape[-2]
+        a_buf[..., off:off + r, :].copy_(a)
+        b_buf[..., off:off + r].copy_(b).mul_(c)
         off += r
-    return off
+
+
+def _shared(pairs: list, key: tuple) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    """The group stacks of `pairs` ((packed adapter, weight·scaling) each): every layer at the shared rank."""
+    return [(p[key][0], p[key][1], c) for p, c in pairs]
 
 
 def _extras(pairs: list, key: tuple) -> dict[int, list[tuple[torch.Tensor, torch.Tensor, float]]]:
@@ -154,17 +157,6 @@ def _extras(pairs: list, key: tuple) -> dict[int, list[tuple[torch.Tensor, torch
         for layer, (a, b) in p[key][2].items():
             out.setdefault(layer, []).append((a, b, c))
     return out
-
-
-def _stack_extra(a_buf: torch.Tensor, b_buf: torch.Tensor, parts: list) -> int:
-    """Write one layer's extra columns (`_extras`' list) side by side into a_buf [E, in], b_buf [out, E]."""
-    off = 0
-    for a, b, c in parts:
-        e = a.shape[0]
-        a_buf[off:off + e].copy_(a)
-        b_buf[:, off:off + e].copy_(b).mul_(c)
-        off += e
-    return off
 
 
 class Injector:
@@ -246,11 +238,11 @@ class Injector:
             for key in self.groups:
                 # Reused buffers: fresh megabyte-sized tensors cost page faults on every question.
                 a_buf, b_buf = self._buffer(key, sum(p[key][0].shape[1] for p, _ in pairs))
-                _stack(a_buf, b_buf, pairs, key)
+                _stack(a_buf, b_buf, _shared(pairs, key))
                 extra = {}
                 for layer, parts in _extras(pairs, key).items():
                     ax, bx = self._buffer((key, layer), sum(a.shape[0] for a, _, _ in parts))
-                    _stack_extra(ax, bx, parts)
+                    _stack(ax, bx, parts)
                     extra[layer] = (ax, bx)
                 active[key] = (a_buf, b_buf, extra)
         self.active = active
@@ -275,7 +267,7 @@ class Injector:
             a_all = torch.zeros(n, len(rows), rank, d_in, dtype=self.dtype, device=self.device)
             b_all = torch.zeros(n, len(rows), d_out, rank, dtype=self.dtype, device=self.device)
             for i, row in enumerate(packs):  # zeros past a row's own columns add nothing
-                _stack(a_all[:, i], b_all[:, i], row, key)
+                _stack(a_all[:, i], b_all[:, i], _shared(row, key))
             per_row = [_extras(row, key) for row in packs]
             extra = {}
             for layer in sorted({layer for ex in per_row for layer in ex}):
@@ -283,7 +275,7 @@ class Injector:
                 ax = torch.zeros(len(rows), width, d_in, dtype=self.dtype, device=self.device)
                 bx = torch.zeros(len(rows), d_out, width, dtype=self.dtype, device=self.device)
                 for i, ex in enumerate(per_row):
-                    _stack_extra(ax[i], bx[i], ex.get(layer, []))
+                    _stack(ax[i], bx[i], ex.get(layer, []))
                 extra[layer] = (ax, bx)
             active[key] = (a_all, b_all, extra)
         self.active = active
