@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from prag.corpus import dataset_dir, load_corpus, load_questions, split
+from prag.evaluate import composition
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,34 +45,32 @@ def build(dataset: str, split_: str, limit: int) -> None:
     print(f"{out}: {len(chosen)} pair documents")
 
 
-def _f1s(path: Path) -> dict[str, dict[str, float]]:
-    rows: dict[str, dict[str, float]] = {}
+def _rows(path: Path) -> dict[str, list[dict]]:
+    """An eval log's rows by method label."""
+    rows: dict[str, list[dict]] = {}
     for line in path.read_text().splitlines():
         r = json.loads(line)
-        rows.setdefault(r["method"], {})[r["id"]] = r["f1"]
+        rows.setdefault(r["method"], []).append(r)
     return rows
 
 
 def table(dataset: str, split_: str, limit: int, merge: str) -> None:
-    """Pair adapter against the committed oracle run on the same questions (separate adapters merged, each alone)."""
+    """Pair adapter against the committed oracle run on the same questions (separate adapters merged, each alone):
+    the oracle's composition table with the pair's answers standing in for "together"."""
     res = ROOT / "benchmarks" / "results" / "oracle"
-    base = _f1s(res / f"oracle-{dataset}-smollm2-{split_}{limit}-{merge}.log.jsonl")
-    pair = _f1s(res / f"pair-{dataset}-smollm2-{split_}{limit}.log.jsonl")
-    qs = {q.id: q for q in load_questions(folder(dataset, split_, limit) / "questions.jsonl")}
+    base = _rows(res / f"oracle-{dataset}-smollm2-{split_}{limit}-{merge}.log.jsonl")
+    pair = _rows(res / f"pair-{dataset}-smollm2-{split_}{limit}.log.jsonl")
     out = {}
     for m in ("prag", "combine"):
-        ids = [i for i in pair[f"{m}@gold"] if f"{m}@gold-1" in base and i in base[f"{m}@gold-1"]]
-        single = {i: max(v[i] for k, v in base.items() if k.startswith(f"{m}@gold-") and i in v) for i in ids}
-        by_type: dict[str, list[str]] = {}
-        for i in ids:
-            by_type.setdefault(qs[i].type, []).append(i)
-        for t, sub in [("all", ids)] + sorted(by_type.items()):
-            n = len(sub)
-            together, p, b = (sum(d[i] for i in sub) / n for d in (base[f"{m}@gold"], pair[f"{m}@gold"], single))
-            out[f"{m}/{t}"] = {"n": n, "merged": round(together, 3), "pair": round(p, 3), "best_single": round(b, 3),
-                               "pair_gain": round(p - b, 3), "pair_minus_merged": round(p - together, 3)}
-    rag = pair.get("rag@gold", {})
-    out["rag@pair"] = round(sum(rag.values()) / max(len(rag), 1), 3)
+        merged = composition(base, m)
+        paired = composition({**base, f"{m}@gold": pair[f"{m}@gold"]}, m)
+        for t, p, b in [("all", paired, merged)] + [(t, paired["by_type"][t], merged["by_type"][t])
+                                                     for t in paired.get("by_type", {})]:
+            out[f"{m}/{t}"] = {"n": p["n"], "merged": round(b["together"], 3), "pair": round(p["together"], 3),
+                               "best_single": round(p["best_single"], 3), "pair_gain": round(p["gain"], 3),
+                               "pair_minus_merged": round(p["together"] - b["together"], 3)}
+    rag = [r["f1"] for r in pair.get("rag@gold", [])]
+    out["rag@pair"] = round(sum(rag) / max(len(rag), 1), 3)
     path = res / f"pair-{dataset}-smollm2-{split_}{limit}-summary.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
