@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from prag.corpus import dataset_dir, load_corpus, load_questions, split
+from prag.corpus import dataset_dir, load_corpus, load_questions, read_jsonl, split
 from prag.evaluate import composition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +48,7 @@ def build(dataset: str, split_: str, limit: int) -> None:
 def _rows(path: Path) -> dict[str, list[dict]]:
     """An eval log's rows by method label."""
     rows: dict[str, list[dict]] = {}
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
+    for _, r in read_jsonl(path):  # not splitlines(): a prediction may hold U+2028
         rows.setdefault(r["method"], []).append(r)
     return rows
 
