@@ -1,6 +1,6 @@
 """Issue 24's real-data table: translated prag and combine and rag (one run per dataset, translator_real.sh)
 beside closed-book and trained prag and combine on the same questions (Table 1's runs,
-benchmarks/results/table1/<d>-<model>-incontext.json and -v2.json),
+benchmarks/results/table1/<d>-<model>-incontext.json and -v2.json, else -parametric.json),
 and the floor's check: translated combine >= rag + 3 F1.
 
     .venv/bin/python benchmarks/experiments/translator_real.py --tag v5 --out benchmarks/results/translator/real/summary-smollm2-v5.md
@@ -41,6 +41,8 @@ def main() -> None:
             continue
         run = json.loads(path.read_text())
         t1_path = ROOT / f"benchmarks/results/table1/{d}-{a.model}-v2.json"
+        if not t1_path.exists():  # Gemma's Table 1 has one run of the adapter methods
+            t1_path = t1_path.with_name(f"{d}-{a.model}-parametric.json")
         t1 = json.loads(t1_path.read_text()) if t1_path.exists() else None
         if t1 is not None and (t1.get("split"), t1.get("limit")) != ("test", a.limit):
             t1 = None  # other questions: not comparable

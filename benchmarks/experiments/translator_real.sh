@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 24's real-data check: translated prag and combine beside rag, test split, first LIMIT questions, the
-# Table-1 settings (4 worked examples from dev, strength 0.25, PopQA 0.5, softmax top-3), one run per dataset.
-# Trained prag and combine on the same questions come from Table 1 (benchmarks/results/table1/<d>-<model>-v2.json);
+# Table-1 settings (4 worked examples from dev, strength 0.25, PopQA 0.5; Gemma 0.5; softmax top-3), one run per dataset.
+# Trained prag and combine on the same questions come from Table 1 (benchmarks/results/table1/<d>-<model>-v2.json, or
+# -parametric.json where there is no v2: Gemma);
 # translator_real.py puts them side by side. Resumable: each eval resumes from its .log.jsonl.
 #   TR=runs/translator-smollm2-v5 TAG=v5 bash benchmarks/experiments/translator_real.sh
 # SCALE sets one strength for every dataset in DATASETS instead (a translated kb's own, chosen on dev); give such a
@@ -25,6 +26,7 @@ OUT=${OUT:-benchmarks/results/translator/real}
 mkdir -p "$OUT"
 for d in $DATASETS; do
   scale=0.25; [ "$d" = popqa ] && scale=0.5
+  [ "$MODEL" = gemma3-270m ] && scale=0.5  # Gemma's Table 1: 0.5 on every dataset
   scale=${SCALE:-$scale}
   KB=runs/kb-$d-$MODEL${KB_SUFFIX:-}  # KB_SUFFIX=-tr: a kb of its own (the same corpus and worked examples)
   for s in ${SCALES:-$scale}; do
