@@ -15,6 +15,11 @@ from prag.corpus import dataset_dir, load_corpus, load_questions, split
 from prag.retrieval import BM25Retriever
 
 
+def nearest(bm25: BM25Retriever, doc, k: int, query_chars: int = 1000) -> list[str]:
+    """The ids of `doc`'s k nearest documents by BM25, its own first `query_chars` characters as the query."""
+    return [h.doc.id for h in bm25.retrieve(doc.as_text()[:query_chars], k + 1) if h.doc.id != doc.id][:k]
+
+
 def coverage(dataset: str, which: str, ks: list[int], query_chars: int) -> dict:
     src = dataset_dir(dataset)
     docs = load_corpus(src / "corpus.jsonl")
@@ -23,8 +28,7 @@ def coverage(dataset: str, which: str, ks: list[int], query_chars: int) -> dict:
     qs = [q for q in split(load_questions(src / "questions.jsonl"), which) if len(q.gold_doc_ids) == 2]
     near = {}
     for i in {d for q in qs for d in q.gold_doc_ids}:
-        hits = bm25.retrieve(by_id[i].as_text()[:query_chars], max(ks) + 1)
-        near[i] = [h.doc.id for h in hits if h.doc.id != i][: max(ks)]
+        near[i] = nearest(bm25, by_id[i], max(ks), query_chars)
     out = {"questions": len(qs), "types": {}}
     for t in sorted({q.type for q in qs}) + ["all"]:
         sub = [q for q in qs if t in ("all", q.type)]

@@ -21,6 +21,8 @@ import argparse
 import json
 from pathlib import Path
 
+from neighbour_pairs import nearest  # a sibling script
+
 from prag.corpus import dataset_dir, load_corpus, load_questions, read_jsonl, split
 from prag.evaluate import composition
 from prag.retrieval import BM25Retriever
@@ -48,7 +50,7 @@ def bm25_pairs(dataset: str, split_: str, limit: int, k: int = 2) -> dict[str, t
 
     def neighbours(i: str) -> list[str]:
         if i not in near:
-            near[i] = [h.doc.id for h in bm25.retrieve(by_id[i].as_text()[:1000], k + 1) if h.doc.id != i][:k]
+            near[i] = nearest(bm25, by_id[i], k)
         return near[i]
 
     hits, out = table1_hits(dataset), {}
@@ -83,9 +85,10 @@ def build(dataset: str, split_: str, limit: int, source: str = "gold") -> None:
             row = {"id": q.id, "question": q.question, "golden_answers": q.golden_answers, "type": q.type,
                    "gold_doc_ids": list(q.gold_doc_ids)}
             if q.id in members:
-                pid = f"pair-{q.id}" if source == "gold" else "pair-" + "+".join(sorted(members[q.id]))
+                ids = members[q.id] if source == "gold" else sorted(members[q.id])  # a stored pair: one order
+                pid = f"pair-{q.id}" if source == "gold" else "pair-" + "+".join(ids)
                 if pid not in written:  # the paragraphs joined, each led by its title (as one document reads in context)
-                    text = "\n".join(docs[d].as_text() for d in (members[q.id] if source == "gold" else sorted(members[q.id])))
+                    text = "\n".join(docs[d].as_text() for d in ids)
                     c.write(json.dumps({"id": pid, "title": "", "text": text}) + "\n")
                     written.add(pid)
                 row["gold_doc_ids"] = [pid]
