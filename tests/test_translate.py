@@ -370,6 +370,7 @@ def test_training_with_documents_in_the_prompt_lowers_its_loss(tiny_lm, tmp_path
     ("batch_docs", 0, "batch_docs must be at least 1"), ("qa_per_doc", 0, "qa_per_doc must be at least 1"),
     ("checkpoint_every", 0, "checkpoint_every must be at least 1"), ("contrast", -1.0, "contrast must be"),
     ("in_context", 1.5, "in_context must be a share in [0, 1]"), ("in_context", -0.1, "in_context must be"),
+    ("memory_push", 0.0, "memory_push must be a finite number > 0"), ("memory_push", float("inf"), "memory_push"),
 ])
 def test_a_bad_training_setting_is_refused(field, value, needle):
     with pytest.raises(PragError, match=needle.replace("[", r"\[").replace("]", r"\]")):
@@ -586,5 +587,55 @@ def test_a_gemma_translator_differs_per_document_and_trains(tiny_gemma, tmp_path
     assert all(math.isfinite(x) for x in curve) and sum(curve[-5:]) / 5 < curve[0] - 0.05
     tr, _ = load_translator(tmp_path / "t", model="tiny-gemma")
     assert len(translate(lm, inj, tr, DOCS[:1])) == 1
+    for h in inj._handles:
+        h.remove()
+
+
+@pytest.mark.parametrize("model", ["tiny_lm", "tiny_gemma"])
+@pytest.mark.parametrize("target", [0.05, 0.4])
+def test_calibration_makes_the_memory_write_its_target_share_of_the_modules_output(model, target, request):
+    """Per memory layer, whatever the model's activation sizes (Gemma 3's memory wrote 25x its module's output
+    from the fixed start, SmolLM2's 0.26x): the push is linear in mem_scale, so one rescale lands on the target."""
+    from prag.translate import calibrate_memory, memory_push
+
+    lm = request.getfixturevalue(model)
+    inj = Injector(lm.model, MODULES)
+    tr = new_translator(lm, inj, TranslatorConfig(model="tiny", read_layer=2, r=2, memory_layers=[0, 1]))
+    before = memory_push(lm, inj, tr, DOCS)
+    factors = calibrate_memory(lm, inj, tr, DOCS, target)
+    after = memory_push(lm, inj, tr, DOCS)
+    assert torch.allclose(after, torch.full_like(after, target), rtol=1e-3), (before, after)
+    assert factors == pytest.approx((target / before).tolist(), rel=1e-4)
+    with pytest.raises(PragError, match="finite number > 0"):
+        calibrate_memory(lm, inj, tr, DOCS, 0.0)
+    for h in inj._handles:
+        h.remove()
+
+
+def test_memory_push_needs_a_memory(parts):
+    from prag.translate import memory_push
+
+    lm, inj, tr = parts
+    with pytest.raises(PragError, match="no token memory"):
+        memory_push(lm, inj, tr, DOCS)
+
+
+def test_a_new_run_calibrates_its_memory_once_and_a_resumed_run_keeps_that(tiny_lm, tmp_path):
+    inj = Injector(tiny_lm.model, MODULES)
+    cfg = lambda: TranslatorConfig(model="tiny", read_layer=2, memory_layers=[1])  # noqa: E731
+    train = TrainConfig(epochs=2, batch_docs=2, lr=1e-2, warmup_steps=1, bf16=False, memory_push=0.3)
+    whole = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "a", progress=False)
+    first = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "b", progress=False,
+                             budget_s=1e-9)
+    rest = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), train, tmp_path / "b", progress=False)
+    assert len(whole["memory_calibration"]) == 1
+    assert first["memory_calibration"] == rest["memory_calibration"] == whole["memory_calibration"]
+    a, _ = load_translator(tmp_path / "a")
+    b, _ = load_translator(tmp_path / "b")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-6), k
+    plain = train_translator(tiny_lm, inj, _items(tiny_lm), cfg(), replace(train, memory_push=None), tmp_path / "c",
+                             progress=False)
+    assert "memory_calibration" not in plain
     for h in inj._handles:
         h.remove()

@@ -401,6 +401,7 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
                      bf16: Optional[bool] = typer.Option(None, help="bfloat16 autocast for the frozen model's passes (default: where bf16 is fast, a GPU or a CPU with bf16 units)."),
                      contrast: float = typer.Option(0.0, help="Weight of a margin term that asks each QA pair's loss to be lower with its own document's adapter than with another's (runs every row twice)."),
                      in_context: float = typer.Option(0.0, help="Share of QA rows asked as combine asks: the document and another in the prompt, half of them with the other's adapter, so that an adapter learns not to override its context (0-1; rows are longer)."),
+                     memory_push: Optional[float] = typer.Option(None, help="A new run's token memory starts writing this share of its module's output on the first documents, whatever the model (0.4: SmolLM2's start; none: the fixed start that wrote 25x on Gemma 3)."),
                      minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training in this call, leaving a checkpoint and a usable (partial) translator; run again to go on."),
                      init_from: Optional[str] = typer.Option(None, help="Start a new run from this translator's weights (a folder, or 'default': the shipped one); same settings needed."),
                      threads: Optional[int] = typer.Option(None, help="CPU threads (default: torch's).")):
@@ -413,7 +414,7 @@ def translator_train(kb: Path = typer.Option(..., "--kb", help="Knowledge base w
     except ValueError:
         raise PragError(f"--memory-layers must be comma-separated integers, not {memory_layers!r}") from None
     train = TrainConfig(epochs=epochs, batch_docs=batch_docs, qa_per_doc=qa_per_doc, lr=lr, bf16=bf16,
-                        contrast=contrast, in_context=in_context).validate()
+                        contrast=contrast, in_context=in_context, memory_push=memory_push).validate()
     pipe = _pipeline(kb)
     cfg = TranslatorConfig(model=pipe.config.model, read_layer=read_layer, r=rank, max_doc_tokens=max_doc_tokens,
                            memory_layers=mem).validate()  # before the model loads: a bad setting fails at once

@@ -114,6 +114,8 @@ class TrainConfig:
     contrast: float = 0.0           # weight of the margin term against another document's adapter (batch_loss)
     in_context: float = 0.0         # share of QA rows asked as combine asks: the document and another one in the
                                     # prompt, half of them with that other document's adapter (batch_loss)
+    memory_push: float | None = None  # a new run's token memory starts writing this share of its module's output
+                                    # on the first documents (calibrate_memory); None: mem_scale 0.1 (v7-v10, g1)
 
     def validate(self) -> "TrainConfig":
         for name in ("epochs", "lr"):
@@ -127,6 +129,8 @@ class TrainConfig:
             raise PragError(f"translator training: contrast must be a finite number >= 0, not {self.contrast}")
         if not 0 <= self.in_context <= 1:
             raise PragError(f"translator training: in_context must be a share in [0, 1], not {self.in_context}")
+        if self.memory_push is not None and not (math.isfinite(self.memory_push) and self.memory_push > 0):
+            raise PragError(f"translator training: memory_push must be a finite number > 0, not {self.memory_push}")
         return self
 
 
@@ -266,6 +270,44 @@ def new_translator(lm: LoadedModel, injector: Injector, cfg: TranslatorConfig) -
     if cfg.read_layer > n_decoder:
         raise PragError(f"translator.read_layer {cfg.read_layer} is beyond the model's {n_decoder} layers")
     return Translator(cfg.validate())
+
+
+def memory_push(lm: LoadedModel, injector: Injector, translator: Translator, texts: list[str]) -> torch.Tensor:
+    """How hard the token memory writes, per memory layer: ||scaling * B_mem A_mem x|| / ||W x|| over the
+    documents' own tokens x (each document read back through its own memory), the mean over `texts`.
+
+    Measured on the base models: a new translator's memory (mem_scale 0.1) writes 0.26 of its module's output on
+    SmolLM2 at question time but 25x it on Gemma 3 270M, whose down_proj inputs are far larger; Gemma's trained g1
+    wrote ~130x and broke real answers at any strength (benchmarks/experiments/translator_norm.py)."""
+    cfg = translator.cfg
+    kind = cfg.memory_kind()
+    if kind is None:
+        raise PragError("this translator has no token memory")
+    hidden, mask, inputs = read_states(lm, injector, cfg, texts)
+    with torch.no_grad():
+        keys, vals = translator.memory(hidden, mask, inputs)
+        x = inputs.float()                                                       # [docs, layers, tokens, in]
+        w = torch.stack([injector.modules[injector.groups[kind][layer]].weight.float()
+                         for layer in cfg.memory_layers])                        # [layers, out, in]
+        y = torch.einsum("blti,loi->blto", x, w)
+        delta = torch.einsum("blrt,blro->blto", torch.einsum("blri,blti->blrt", keys, x),
+                             vals.transpose(-1, -2)) * (cfg.alpha / cfg.r)      # [docs, layers, tokens, out]
+        m = mask.to(x.dtype)[:, None, :, None]
+        ratio = (delta * m).flatten(2).norm(dim=-1) / (y * m).flatten(2).norm(dim=-1).clamp(min=1e-12)
+    return ratio.mean(0)
+
+
+def calibrate_memory(lm: LoadedModel, injector: Injector, translator: Translator, texts: list[str],
+                     target: float) -> list[float]:
+    """Scale each memory layer's output (mem_scale) so that it writes `target` times its module's output on
+    `texts` (`memory_push`), whatever the base model's activation sizes; returns the factors applied."""
+    if not (math.isfinite(target) and target > 0):
+        raise PragError(f"the memory's target write must be a finite number > 0, not {target}")
+    push = memory_push(lm, injector, translator, texts)
+    factors = (target / push.clamp(min=1e-12)).to(translator.mem_scale.dtype)
+    with torch.no_grad():
+        translator.mem_scale.mul_(factors[:, None].to(translator.mem_scale.device))
+    return [round(float(f), 6) for f in factors]
 
 
 class _Stop(Exception):
@@ -623,6 +665,9 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         missing, unexpected = translator.load_state_dict(init.state_dict(), strict=False)
         if unexpected or any(not k.startswith("mem_") for k in missing):
             raise PragError(f"--init-from: weights do not match ({sorted(unexpected + missing)[:5]})")
+    calibrated = state.get("memory_calibration") if state is not None else None
+    if state is None and train.memory_push is not None and cfg.memory_layers and (init is None or grows):
+        calibrated = calibrate_memory(lm, injector, translator, [it.text for it in items[:16]], train.memory_push)
     resumed = step > 0
     write_seen(out, [it.text for it in items], inherited=seen_fingerprints(init_folder) if init_folder else None)
     if questions is not None:
@@ -647,7 +692,7 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         with atomic_file(ckpt) as tmp:
             torch.save({"translator": translator.state_dict(), "optimizer": opt.state_dict(), "step": step,
                         "seconds": seconds, "config": asdict(cfg), "train": asdict(train),
-                        "n_items": len(items)}, tmp)
+                        "n_items": len(items), "memory_calibration": calibrated}, tmp)
     while step < total:
         if budget_s is not None and this_call >= budget_s:
             save_checkpoint()
@@ -683,6 +728,7 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
     curve = [json.loads(line) for line in losses_path.read_text().splitlines()] if losses_path.exists() else []
     summary = {"steps": step, "total_steps": total, "partial": step < total, "steps_this_call": step - started,
                "resumed": resumed, "init_used": init is not None and not resumed,
+               **({"memory_calibration": calibrated} if calibrated else {}),
                "train_seconds": round(seconds, 1), "documents": len(items),
                "first_loss": curve[0]["loss"] if curve else None,
                "last_loss": sum(c["loss"] for c in curve[-20:]) / len(curve[-20:]) if curve else None}
