@@ -5,7 +5,7 @@ split into the fixed slots (the first r ranks) and the token memory (the rest). 
 
     .venv/bin/python benchmarks/experiments/translator_norm.py --model gemma3-270m \
         --translator runs/translator-gemma3-270m-cpu --out benchmarks/results/translator/norm-gemma-g1.json
-`--fresh raw|module` measures a new, untrained translator instead (what training starts from).
+`--fresh` measures a new, untrained translator instead (what training starts from).
 
 Invented: fictional30's questions and their top-1 documents (kb-fictional30-<model>, trained adapters there).
 Real: the first test questions of HotpotQA whose top-1 document has a trained adapter in kb-hotpotqa-<model> (the
@@ -79,18 +79,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="gemma3-270m")
     ap.add_argument("--translator", type=Path, help="a trained translator folder")
-    ap.add_argument("--fresh", choices=["raw", "module"],
-                    help="instead: a new (untrained) translator with memory layers 5-7 in these units")
+    ap.add_argument("--fresh", action="store_true",
+                    help="instead: a new (untrained) translator with memory layers 5-7, as training starts")
     ap.add_argument("--n", type=int, default=20, help="documents per set")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     lm = load_model(a.model)
-    if (a.translator is None) == (a.fresh is None):
+    if (a.translator is None) == (not a.fresh):
         ap.error("give --translator or --fresh")
     if a.fresh:
         injector = Injector(lm.model, default_config(a.model).lora.target_modules)
-        translator = new_translator(lm, injector, TranslatorConfig(model=a.model, memory_layers=[5, 6, 7],
-                                                                   memory_units=a.fresh))
+        translator = new_translator(lm, injector, TranslatorConfig(model=a.model, memory_layers=[5, 6, 7]))
         sha = None
         for h in injector._handles:
             h.remove()
@@ -103,7 +102,7 @@ def main() -> None:
         "hotpotqa-test": (ROOT / f"runs/kb-hotpotqa-{a.model}",
                           split(load_questions(ROOT / "../shared/datasets/hotpotqa/questions.jsonl"), "test")),
     }
-    res = {"model": a.model, "translator": str(a.translator or f"fresh, {a.fresh} units"), "sha256": sha, "sets": {}}
+    res = {"model": a.model, "translator": str(a.translator or "fresh"), "sha256": sha, "sets": {}}
     for name, (kb_dir, qs) in sets.items():
         kb = KnowledgeBase.open(kb_dir)
         pipe = Pipeline(kb, lm, kb.config)
