@@ -22,8 +22,8 @@ def main() -> None:
     ap.add_argument("gain", type=float)
     ap.add_argument("out", type=Path)
     a = ap.parse_args()
-    if a.gain <= 0:
-        ap.error("gain must be positive")
+    if not a.gain >= 0:
+        ap.error("gain must be >= 0 (0: the memory writes nothing, the fixed slots alone)")
     tr, sha = load_translator(a.translator)
     if tr.cfg.memory_kind() is None:
         ap.error("this translator has no token memory")

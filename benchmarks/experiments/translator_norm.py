@@ -4,7 +4,7 @@ adapter, hooks every target module, and reports ||delta|| / ||output|| per modul
 split into the fixed slots (the first r ranks) and the token memory (the rest). Nothing is trained.
 
     .venv/bin/python benchmarks/experiments/translator_norm.py --model gemma3-270m \
-        --translator runs/translator-gemma3-270m-cpu --out benchmarks/results/translator/norm-gemma-g1.json
+        --translator runs/translator-gemma3-270m-cpu --out benchmarks/results/translator/norm-gemma3-270m-g1.json
 `--fresh` measures a new, untrained translator instead (what training starts from).
 
 Invented: fictional30's questions and their top-1 documents (kb-fictional30-<model>, trained adapters there).
