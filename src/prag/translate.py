@@ -276,9 +276,10 @@ def memory_push(lm: LoadedModel, injector: Injector, translator: Translator, tex
     """How hard the token memory writes, per memory layer: ||scaling * B_mem A_mem x|| / ||W x|| over the
     documents' own tokens x (each document read back through its own memory), the mean over `texts`.
 
-    Measured on the base models: a new translator's memory (mem_scale 0.1) writes 0.26 of its module's output on
-    SmolLM2 at question time but 25x it on Gemma 3 270M, whose down_proj inputs are far larger; Gemma's trained g1
-    wrote ~130x and broke real answers at any strength (benchmarks/experiments/translator_norm.py)."""
+    Measured this way on 16 fictional documents: a new translator's memory (mem_scale 0.1) writes 0.44 of its
+    module's output on SmolLM2 but 9-38x it on Gemma 3 270M (layers 5-7), whose down_proj inputs are far larger;
+    SmolLM2's v10 writes 3-5x, Gemma's g1 37-210x, and g1's answers on real questions broke at every strength
+    until its memory was scaled down (translator_norm.py, translator_memory_gain.py in benchmarks/experiments)."""
     cfg = translator.cfg
     kind = cfg.memory_kind()
     if kind is None:
