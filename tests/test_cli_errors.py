@@ -224,6 +224,7 @@ def test_warmup_bad_recipe(guard, unchanged, tmp_path, args, needle):
     (("--memory-layers", "8"), "translator.memory_layers must be distinct layer indices in [0, read_layer 8)"),
     (("--memory-layers", "5,x"), "--memory-layers must be comma-separated integers, not '5,x'"),
     (("--in-context", "2"), "in_context must be a share in [0, 1], not 2.0"),
+    (("--memory-push", "0"), "memory_push must be a finite number > 0, not 0.0"),
     (("--epochs", "0"), "epochs must be a finite number > 0, not 0.0"),
 ])
 def test_translator_train_bad_settings(guard, unchanged, tmp_path, args, needle):
