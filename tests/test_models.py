@@ -56,3 +56,12 @@ def test_bf16_on_a_gpu_needs_native_support(monkeypatch, capability, fast):
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert fast_bf16(torch.device("cuda")) is fast
+
+
+@pytest.mark.parametrize("model, lr", [("smollm2", 3e-3), ("gemma3-270m", 1e-3)])
+def test_an_untuned_kb_uses_the_worst_case_strength_for_every_registered_model(model, lr):
+    """0.25 for both (docs/results.md, "Defaults without dev questions"): Gemma's Table-1 0.5 put P-RAG below
+    closed-book on 2WQA dev with no worked examples."""
+    from prag.config import default_config
+    cfg = default_config(model)
+    assert (cfg.generation.scale, cfg.generation.few_shot, cfg.lora.lr) == (0.25, 0, lr)

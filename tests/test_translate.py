@@ -606,6 +606,7 @@ def test_calibration_makes_the_memory_write_its_target_share_of_the_modules_outp
     after = memory_push(lm, inj, tr, DOCS)
     assert torch.allclose(after, torch.full_like(after, target), rtol=1e-3), (before, after)
     assert factors == pytest.approx((target / before).tolist(), rel=1e-4)
+    assert torch.allclose(tr.mem_scale, 0.1 * torch.tensor(factors)[:, None].expand_as(tr.mem_scale), rtol=1e-3)  # factors: 6 decimals
     with pytest.raises(PragError, match="finite number > 0"):
         calibrate_memory(lm, inj, tr, DOCS, 0.0)
     for h in inj._handles:
@@ -639,3 +640,64 @@ def test_a_new_run_calibrates_its_memory_once_and_a_resumed_run_keeps_that(tiny_
     assert "memory_calibration" not in plain
     for h in inj._handles:
         h.remove()
+
+
+@pytest.mark.parametrize("model", ["tiny_lm", "tiny_gemma"])
+def test_memory_push_is_what_the_installed_adapter_adds_to_its_module(model, request):
+    """Measured apart from memory_push's own arithmetic: install the translated adapter (slots silenced, one memory
+    layer) through the Injector and compare the memory module's output with and without it."""
+    from prag.translate import memory_push
+
+    lm = request.getfixturevalue(model)
+    inj = Injector(lm.model, MODULES)
+    tr = new_translator(lm, inj, TranslatorConfig(model="tiny", read_layer=2, r=2, memory_layers=[1]))
+    with torch.no_grad():
+        tr.mem_val.normal_(0, 0.5, generator=torch.Generator().manual_seed(3))
+        for p in tr.proj_b:
+            p.zero_()                                     # the fixed slots write nothing
+    name = inj.groups[tr.cfg.memory_kind()][1]
+    out = {}
+    handle = inj.modules[name].register_forward_hook(lambda m, args, y: out.__setitem__("y", y[0].detach().clone()))
+    ids = torch.tensor([lm.tokenizer(DOCS[0], add_special_tokens=True)["input_ids"]])
+    with torch.no_grad():
+        lm.model(ids)
+        base = out["y"]
+        [ad] = translate(lm, inj, tr, DOCS[:1])
+        inj.apply([ad])
+        lm.model(ids)
+        inj.clear()
+    handle.remove()
+    want = (out["y"] - base).norm() / base.norm()
+    assert want > 1e-3
+    assert memory_push(lm, inj, tr, DOCS[:1]).item() == pytest.approx(want.item(), rel=1e-3)
+    for h in inj._handles:
+        h.remove()
+
+
+@pytest.mark.parametrize("layers, init_memory, needle", [
+    ([], False, "this run has no memory layers"),
+    ([1], True, "starts from has one already"),
+])
+def test_memory_push_is_refused_where_there_is_no_new_memory_to_calibrate(tiny_lm, tmp_path, layers, init_memory,
+                                                                          needle):
+    inj = Injector(tiny_lm.model, MODULES)
+    cfg = TranslatorConfig(model="tiny", read_layer=2, memory_layers=layers)
+    init = new_translator(tiny_lm, inj, cfg) if init_memory else None
+    with pytest.raises(PragError, match=needle):
+        train_translator(tiny_lm, inj, _items(tiny_lm), cfg, TrainConfig(epochs=1, bf16=False, memory_push=0.3),
+                         tmp_path / "t", progress=False, init=init)
+    for h in inj._handles:
+        h.remove()
+
+
+def test_a_memory_grown_on_a_translator_without_one_is_calibrated(parts, tmp_path):
+    from prag.translate import memory_push
+
+    lm, inj, start = parts                                # read_layer 1, no memory
+    cfg = TranslatorConfig(model="tiny", read_layer=1, r=2, memory_layers=[0])
+    summary = train_translator(lm, inj, _items(lm), cfg, TrainConfig(epochs=1, batch_docs=3, lr=1e-9, warmup_steps=1,
+                                                                     bf16=False, memory_push=0.3),
+                               tmp_path / "t", progress=False, init=start)
+    assert summary["init_used"] and len(summary["memory_calibration"]) == 1
+    tr, _ = load_translator(tmp_path / "t")
+    assert memory_push(lm, inj, tr, [it.text for it in _items(lm)]).item() == pytest.approx(0.3, rel=0.02)  # fp16

@@ -60,8 +60,9 @@ def _gemma_gguf() -> Path:
 
 MODELS.register("gemma3-270m", ModelEntry(
     "Gemma 3 270M", _gemma_gguf, gguf=True, chat=False,
-    defaults={**_TUNED, "lora": {**_TUNED["lora"], "lr": 1e-3}}))  # lr 3e-3 degenerates on Gemma; strength 0.25 by
-# the same worst-case rule as SmolLM2's (0.5, Table 1's, falls below closed-book on 2WQA dev with no examples)
+    # lr 3e-3 degenerates on Gemma. Strength 0.25 (_TUNED's) by the same worst-case rule as SmolLM2's: Table 1's 0.5
+    # falls below closed-book on 2WQA dev with no worked examples (docs/results.md, "Defaults without dev questions")
+    defaults={**_TUNED, "lora": {**_TUNED["lora"], "lr": 1e-3}}))
 
 LOCAL_DEFAULTS = _TUNED  # a model given by path gets the tuned small-model recipe
 

@@ -274,7 +274,8 @@ def new_translator(lm: LoadedModel, injector: Injector, cfg: TranslatorConfig) -
 
 def memory_push(lm: LoadedModel, injector: Injector, translator: Translator, texts: list[str]) -> torch.Tensor:
     """How hard the token memory writes, per memory layer: ||scaling * B_mem A_mem x|| / ||W x|| over the
-    documents' own tokens x (each document read back through its own memory), the mean over `texts`.
+    documents' own tokens x (each document read back through its own memory), the mean over `texts`; at
+    generation strength s the write is s times this.
 
     Measured this way on 16 fictional documents: a new translator's memory (mem_scale 0.1) writes 0.44 of its
     module's output on SmolLM2 but 9-38x it on Gemma 3 270M (layers 5-7), whose down_proj inputs are far larger;
@@ -284,7 +285,8 @@ def memory_push(lm: LoadedModel, injector: Injector, translator: Translator, tex
     kind = cfg.memory_kind()
     if kind is None:
         raise PragError("this translator has no token memory")
-    hidden, mask, inputs = read_states(lm, injector, cfg, texts)
+    with injector.lock:  # the documents are read with no adapter installed
+        hidden, mask, inputs = read_states(lm, injector, cfg, texts)
     with torch.no_grad():
         keys, vals = translator.memory(hidden, mask, inputs)
         x = inputs.float()                                                       # [docs, layers, tokens, in]
@@ -667,7 +669,11 @@ def train_translator(lm: LoadedModel, injector: Injector, items: list[TrainItem]
         if unexpected or any(not k.startswith("mem_") for k in missing):
             raise PragError(f"--init-from: weights do not match ({sorted(unexpected + missing)[:5]})")
     calibrated = state.get("memory_calibration") if state is not None else None
-    if state is None and train.memory_push is not None and cfg.memory_layers and (init is None or grows):
+    if train.memory_push is not None and not cfg.memory_layers:
+        raise PragError("memory_push calibrates a token memory's start: this run has no memory layers")
+    if train.memory_push is not None and init is not None and init.cfg.memory_layers:
+        raise PragError("memory_push calibrates a new memory: the translator this run starts from has one already")
+    if state is None and train.memory_push is not None:
         calibrated = calibrate_memory(lm, injector, translator, [it.text for it in items[:16]], train.memory_push)
     resumed = step > 0
     write_seen(out, [it.text for it in items], inherited=seen_fingerprints(init_folder) if init_folder else None)
