@@ -355,3 +355,39 @@ def test_a_read_only_kb_says_it_cannot_make_an_adapter(tiny_kb, tiny_lm, immutab
     pipe = Pipeline(KnowledgeBase.open(tiny_kb.root), tiny_lm)
     with pytest.raises(PragError, match="cannot write to this kb"):
         pipe.ask("Who commands the Halvard Sorrel?", "prag", top_k=1)  # its adapter would have to be made
+
+
+# ---------------------------------------------------------------- translated adapters shared by processes
+def _fake_translation(value: float):
+    from prag.update import Adapter
+
+    return Adapter({"model.layers.0.mlp.down_proj": (torch.full((2, 4), value), torch.full((3, 2), value))}, 2, 4.0)
+
+
+def test_two_processes_translating_one_document_never_see_a_checksum_mismatch(tiny_kb):
+    """Two jobs on one kb (a dev and a test eval) both translate a document they share. Each opened the kb before
+    the other wrote, as separate processes do. The second keeps the first's translation instead of swapping its
+    files under the first's record; a forced re-translation is picked up by a reader holding the old record."""
+    doc = tiny_kb.docs[0]
+    first, second = KnowledgeBase.open(tiny_kb.root), KnowledgeBase.open(tiny_kb.root)
+    assert first.save_translated(doc, _fake_translation(1.0), "s1", 0.1)
+    assert second.save_translated(doc, _fake_translation(2.0), "s1", 0.1)   # same translator: kept, not swapped
+    for kb in (first, second):
+        assert float(kb.load_translated(doc.id).factors["model.layers.0.mlp.down_proj"][0][0, 0]) == 1.0
+    reader = KnowledgeBase.open(tiny_kb.root)        # holds the record of 1.0, has not read the files yet
+    assert second.save_translated(doc, _fake_translation(3.0), "s1", 0.1, replace=True)  # `--force` swaps
+    assert float(reader.load_translated(doc.id).factors["model.layers.0.mlp.down_proj"][0][0, 0]) == 3.0
+    lines = [json.loads(x) for x in (tiny_kb.root / "manifest.jsonl").read_text().splitlines()]
+    assert sum(r.get("kind") == "translated" for r in lines) == 2     # the kept one wrote no line
+
+
+def test_a_translated_adapter_really_corrupted_is_still_refused(tiny_kb):
+    doc = tiny_kb.docs[0]
+    kb = KnowledgeBase.open(tiny_kb.root)
+    kb.save_translated(doc, _fake_translation(1.0), "s1", 0.1)
+    path = KnowledgeBase.open(tiny_kb.root).translated_dir(doc.id) / ADAPTER_FILE
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(PragError, match="checksum mismatch"):
+        KnowledgeBase.open(tiny_kb.root).load_translated(doc.id)

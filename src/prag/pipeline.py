@@ -246,7 +246,7 @@ class Pipeline:
                     adapters = translate_docs(self.lm, self.injector, tr, [d.as_text() for d in chunk])
                 secs = (time.perf_counter() - t1) / len(chunk)
                 for doc, ad in zip(chunk, adapters):
-                    self.kb.save_translated(doc, ad, sha, secs)
+                    self.kb.save_translated(doc, ad, sha, secs, replace=force)
                 bar.update(len(chunk))
         return {"done": len(todo), "skipped": len(docs) - len(todo), "seconds": time.perf_counter() - t0}
 

@@ -345,11 +345,28 @@ class KnowledgeBase:
         path = self.translated_dir(doc_id) / ADAPTER_FILE
         return path.exists() and path.stat().st_size == rec.get("bytes", -1)
 
+    @contextmanager
+    def _translation_lock(self, doc_id: str):
+        """An flock across processes around one document's translated adapter (locks/<key>.translated): a swap of
+        its folder and the manifest line that records it happen together for anyone else holding it. A kb that
+        cannot be written (so nothing can be swapped in) is read without it."""
+        try:
+            (self.root / "locks").mkdir(exist_ok=True)
+            f = open(self.root / "locks" / f"{doc_key(doc_id)}.translated", "a")
+        except OSError:
+            yield
+            return
+        with f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
     def save_translated(self, doc: Document, adapter: Adapter, translator_sha: str, seconds: float,
-                        dtype: torch.dtype = torch.float16) -> bool:
+                        dtype: torch.dtype = torch.float16, replace: bool = False) -> bool:
         """Write a translated adapter (PEFT files, built aside and swapped in whole) and record its checksums,
         the content hash and the translator's sha256 (its recipe). False, publishing nothing, when `doc` is no
-        longer the kb's document of that id."""
+        longer the kb's document of that id. When another process sharing the kb has meanwhile stored this
+        document's translation by the same translator, that one is kept (unless `replace`), so that a reader who
+        holds its record never finds the files swapped under it."""
         blob = st_save(adapter_tensors(adapter, dtype), metadata={"format": "pt", "doc_id": doc.id})
         conf = {**adapter_config(self.config.lora, self.config.model), "r": adapter.r, "lora_alpha": adapter.alpha,
                 "prag_translator_sha256": translator_sha}
@@ -358,9 +375,15 @@ class KnowledgeBase:
             conf["rank_pattern"] = wide
             conf["alpha_pattern"] = {n: adapter.alpha * r_m / adapter.r for n, r_m in wide.items()}
         raw = json.dumps(conf, indent=2).encode()
-        with self.lock:
+        with self.lock, self._translation_lock(doc.id):
             if self.by_id.get(doc.id) != doc:
                 return False
+            folder, rec = self.translated_dir(doc.id), self._translated.get(doc.id)
+            if (folder / ADAPTER_FILE).exists() and (rec is None or _mismatch(folder, rec) is not None):
+                self.refresh()  # files this process has no record of: another process's, since the manifest was read
+            if not replace and self.has_translated(doc.id, translator_sha):
+                self._uncache(doc.id)
+                return True
             with atomic_dir(self.translated_dir(doc.id)) as tmp:
                 (tmp / ADAPTER_FILE).write_bytes(blob)
                 (tmp / ADAPTER_CONFIG_FILE).write_bytes(raw)
@@ -382,6 +405,13 @@ class KnowledgeBase:
             raise NotFound(f"document {doc_id!r} has no translated adapter (run `prag parameterize --translator`)")
         folder = self.translated_dir(doc_id)
         if (bad := _mismatch(folder, self._translated[doc_id])) is not None:
+            with self._translation_lock(doc_id):  # another process may have stored its own translation since
+                self.refresh()
+                if not self.has_translated(doc_id):
+                    raise NotFound(f"document {doc_id!r} has no translated adapter (run `prag parameterize "
+                                   "--translator`)")
+                bad = _mismatch(folder, self._translated[doc_id])
+        if bad is not None:
             raise PragError(f"{folder / bad}: checksum mismatch (corrupt translated adapter); run `prag "
                             "parameterize --translator ... --force` to redo it")
         return self._remember(key, read_adapter(folder))
