@@ -378,15 +378,19 @@ def test_a_bad_training_setting_is_refused(field, value, needle):
     TrainConfig().validate()
 
 
-def test_the_shipped_smollm2_translator_verifies_and_names_its_training_documents():
+SHIPPED = {"smollm2": (5453, 759), "gemma3-270m": (5449, 697)}  # model: real documents and questions it trained on
+
+
+@pytest.mark.parametrize("model", sorted(SHIPPED))
+def test_a_shipped_translator_verifies_and_names_its_training_documents(model):
     import hashlib
     from pathlib import Path
 
     from prag.translate import has_shipped_translator, shipped_translator, translator_info
-    folder = shipped_translator("smollm2")
-    tr, sha = load_translator(folder, "smollm2")
+    folder = shipped_translator(model)
+    tr, sha = load_translator(folder, model)
     info = translator_info(folder)
-    assert sha == info["sha256"] and tr.cfg.model == "smollm2"
+    assert sha == info["sha256"] and tr.cfg.model == model
     assert (folder / WEIGHTS_FILE).stat().st_size < 50 * 2**20  # half precision, tens of MB at most
     for seen in [info] + ([info["init_from"]] if "init_from" in info else []):  # its data, and its start's
         path = Path(__file__).resolve().parents[1] / seen["trained_on"].split(" ")[0]
@@ -397,18 +401,19 @@ def test_the_shipped_smollm2_translator_verifies_and_names_its_training_document
             listed = json.loads(path.read_text())
             assert (listed["corpus_sha256"], listed["qa_sha256"]) == (seen["trained_on_corpus_sha256"],
                                                                        seen["trained_on_qa_sha256"])
-    assert has_shipped_translator("smollm2") and not has_shipped_translator("tiny")
+    assert has_shipped_translator(model) and not has_shipped_translator("tiny")
 
 
-def test_the_shipped_translator_lists_its_training_data_and_no_test_question_is_in_it():
+@pytest.mark.parametrize("model", sorted(SHIPPED))
+def test_a_shipped_translator_lists_its_training_data_and_no_test_question_is_in_it(model):
     """documents.sha256 / questions.sha256 (benchmarks/experiments/translator_seen.py) let eval and tune flag
     questions it trained on; the shared datasets' test questions (second half) must not be among them, and PopQA's
     dev questions are (its data's --dev-qa)."""
     from prag.corpus import dataset_dir, load_questions, split
     from prag.translate import SEEN_QUESTIONS_FILE, seen_fingerprints, shipped_translator, text_fingerprint
-    folder = shipped_translator("smollm2")
+    folder = shipped_translator(model)
     docs, asked = seen_fingerprints(folder), seen_fingerprints(folder, SEEN_QUESTIONS_FILE)
-    assert len(docs) == 5453 and len(asked) == 759
+    assert (len(docs), len(asked)) == SHIPPED[model]
     found = {}
     for name in ("2wikimultihopqa-comparison", "2wikimultihopqa", "hotpotqa", "popqa"):
         try:
