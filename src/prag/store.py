@@ -384,7 +384,7 @@ class KnowledgeBase:
             if not replace and self.has_translated(doc.id, translator_sha):
                 self._uncache(doc.id)
                 return True
-            with atomic_dir(self.translated_dir(doc.id)) as tmp:
+            with atomic_dir(folder) as tmp:
                 (tmp / ADAPTER_FILE).write_bytes(blob)
                 (tmp / ADAPTER_CONFIG_FILE).write_bytes(raw)
             self._append_manifest({"id": doc.id, "kind": TRANSLATED, "status": "done",
@@ -401,20 +401,21 @@ class KnowledgeBase:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        if not self.has_translated(doc_id):
-            raise NotFound(f"document {doc_id!r} has no translated adapter (run `prag parameterize --translator`)")
         folder = self.translated_dir(doc_id)
-        if (bad := _mismatch(folder, self._translated[doc_id])) is not None:
+        if (bad := self._translated_mismatch(doc_id)) is not None:
             with self._translation_lock(doc_id):  # another process may have stored its own translation since
                 self.refresh()
-                if not self.has_translated(doc_id):
-                    raise NotFound(f"document {doc_id!r} has no translated adapter (run `prag parameterize "
-                                   "--translator`)")
-                bad = _mismatch(folder, self._translated[doc_id])
+                bad = self._translated_mismatch(doc_id)
         if bad is not None:
             raise PragError(f"{folder / bad}: checksum mismatch (corrupt translated adapter); run `prag "
                             "parameterize --translator ... --force` to redo it")
         return self._remember(key, read_adapter(folder))
+
+    def _translated_mismatch(self, doc_id: str) -> str | None:
+        """The translated adapter's first file whose checksum differs from its record (NotFound when it has none)."""
+        if not self.has_translated(doc_id):
+            raise NotFound(f"document {doc_id!r} has no translated adapter (run `prag parameterize --translator`)")
+        return _mismatch(self.translated_dir(doc_id), self._translated[doc_id])
 
     def _remember(self, key, ad: Adapter) -> Adapter:
         self._cache[key] = ad
