@@ -34,33 +34,28 @@ from prag.store import KnowledgeBase
 from prag.update import MERGES, Adapter, Merge
 
 
-def mean_adapter(adapters: list[Adapter], rank: int) -> Adapter:
-    """The mean of the adapters' ΔW = (alpha/r)·B·A per module, truncated to `rank` by an SVD (scaling 1)."""
+def mean_adapter(adapters: list[Adapter], rank: int) -> tuple[Adapter, float]:
+    """The mean of the adapters' ΔW = (alpha/r)·B·A per module, truncated to `rank` by an SVD (scaling 1), and the
+    share of the adapters' ||ΔW||² it accounts for, 1 − Σ_j ||ΔW_j − M||² / Σ_j ||ΔW_j||², from the same pass:
+    Σ_j ||ΔW_j − M||² = Σ_j ||ΔW_j||² − 2n⟨mean, M⟩ + n||M||²."""
     if not adapters:
         raise SystemExit("no adapters to average")
+    n = len(adapters)
     total: dict[str, torch.Tensor] = {}
+    energy = 0.0
     for ad in adapters:
         for name, (a, b) in ad.factors.items():
             dw = ad.scaling * (b.float() @ a.float())
+            energy += float(dw.pow(2).sum())
             total[name] = total[name].add_(dw) if name in total else dw
-    factors = {}
+    factors, residual = {}, energy
     for name, dw in total.items():
-        u, s, vh = torch.linalg.svd(dw / len(adapters), full_matrices=False)
+        mean = dw / n
+        u, s, vh = torch.linalg.svd(mean, full_matrices=False)
         factors[name] = (vh[:rank].contiguous(), (u[:, :rank] * s[:rank]).contiguous())
-    return Adapter(factors=factors, r=rank, alpha=float(rank))
-
-
-def explained(adapters: list[Adapter], mean: Adapter) -> float:
-    """Share of the adapters' total ||ΔW||² that the (truncated) mean accounts for: Σ_j ||M||² / Σ_j ||ΔW_j||²
-    would overstate it, so this is 1 − Σ_j ||ΔW_j − M||² / Σ_j ||ΔW_j||²."""
-    num = den = 0.0
-    for ad in adapters:
-        for name, (a, b) in ad.factors.items():
-            dw = ad.scaling * (b.float() @ a.float())
-            ma, mb = mean.factors[name]
-            num += float((dw - mb @ ma).pow(2).sum())
-            den += float(dw.pow(2).sum())
-    return 1.0 - num / den
+        m = factors[name][1] @ factors[name][0]
+        residual += n * float(m.pow(2).sum() - 2 * (mean * m).sum())
+    return Adapter(factors=factors, r=rank, alpha=float(rank)), 1.0 - residual / energy
 
 
 def centred(mean: Adapter):
@@ -74,9 +69,8 @@ def centred(mean: Adapter):
 
 def gold_ids(dataset: str, split: str, limit: int) -> set[str]:
     from prag.corpus import dataset_dir, load_questions
-    qs = load_questions(dataset_dir(dataset) / "questions.jsonl")
-    half = len(qs) // 2
-    qs = (qs[:half] if split == "dev" else qs[half:])[:limit]
+    from prag.corpus import split as halves
+    qs = halves(load_questions(dataset_dir(dataset) / "questions.jsonl"), split)[:limit]
     return {d for q in qs for d in q.gold_doc_ids}
 
 
@@ -96,9 +90,9 @@ def main() -> None:
     skip = set().union(*(gold_ids(d, s, int(n)) for d, s, n in a.exclude)) if a.exclude else set()
     ids = [d.id for d in kb.docs if d.id not in skip and kb.is_done(d.id)]
     adapters = [kb.load_adapter(i) for i in ids]
-    mean = mean_adapter(adapters, a.rank)
+    mean, explained = mean_adapter(adapters, a.rank)
     info = {"mean_kb": str(a.mean_kb), "adapters": len(ids), "excluded": len(skip), "rank": a.rank,
-            "explained": round(explained(adapters, mean), 4)}
+            "explained": round(explained, 4)}
     print(json.dumps(info), file=sys.stderr)
     if a.info:
         a.info.parent.mkdir(parents=True, exist_ok=True)
