@@ -56,6 +56,7 @@ def test_unknown_model_or_preset_is_an_error(model, preset, needle):
     ({"generation.temperature": 0.0}, "generation.temperature must be a finite number > 0"),
     ({"generation.backend": "vllm"}, "unknown backend 'vllm'"),
     ({"generation.max_new_tokens": 0}, "generation.max_new_tokens must be at least 1"),
+    ({"generation.reasoning_tokens": 0}, "generation.reasoning_tokens must be at least 1"),
     ({"dynamic.qfs_tokens": 0}, "dynamic.qfs_tokens must be at least 1"),
     ({"lora.r": "2"}, "lora.r must be of type int"),
     ({"lora.epochs": 1.5}, "lora.epochs must be of type int"),

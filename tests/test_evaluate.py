@@ -182,6 +182,20 @@ def test_eval_resume_does_not_reuse_rows_of_other_settings(tiny_kb, tiny_lm, tmp
     assert pending(pipe, qs, ["rag"], 2, log) == qs
 
 
+def test_a_reasoning_methods_rows_keep_the_reasoning_and_resume_only_at_the_same_length(tiny_kb, tiny_lm, tmp_path):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.config.generation.reasoning_tokens = 6
+    qs = load_questions(FICTIONAL / "questions.jsonl")[:1]
+    log = tmp_path / "run.log.jsonl"
+    run_eval(pipe, qs, ["rag", "rag-cot"], 1, log, progress=False)
+    rows = {r["method"]: r for r in map(json.loads, log.read_text().splitlines())}
+    assert "raw" in rows["rag-cot"] and "raw" not in rows["rag"]
+    assert rows["rag-cot"]["setting"]["reasoning"]["tokens"] == 6 and "reasoning" not in rows["rag"]["setting"]
+    assert pending(pipe, qs, ["rag", "rag-cot"], 1, log) == []
+    pipe.config.generation.reasoning_tokens = 12  # longer reasoning: those rows are redone, rag's are not
+    assert pending(pipe, qs, ["rag-cot"], 1, log) == qs and pending(pipe, qs, ["rag"], 1, log) == []
+
+
 def test_eval_resume_redoes_parametric_rows_when_the_adapters_change(tiny_kb, tiny_lm, tmp_path):
     """prag/combine rows carry a fingerprint of the kb's encoding recipe: rows of other adapters are not reused,
     closed-book rows are; a row logged before the fingerprint existed still resumes."""

@@ -1,7 +1,7 @@
 """generate.py: answer extraction, cancellation, and batched generation (each row as it would be alone)."""
 import pytest
 
-from prag.generate import extract_answer
+from prag.generate import REASONING_SHOTS, extract_answer, extract_reasoned, reasoning_shots
 
 
 def test_extract_answer():
@@ -9,6 +9,27 @@ def test_extract_answer():
     assert extract_answer("Answer: Jane Austen") == "Jane Austen"
     assert extract_answer("\n\nQuestion: Who wrote it?\n") == ""  # an echoed question is not an answer
     assert extract_answer("") == ""
+
+
+@pytest.mark.parametrize("raw, answer", [
+    ("X was directed by Mara Venn. Mara Venn was born in Dorrington. So the answer is: Dorrington", "Dorrington"),
+    ("A came out in 1961. So the answer is The Copper Bell.\nQuestion: next?", "The Copper Bell"),  # no colon
+    ("the answer is: B. So the answer is: C", "C"),          # the last one counts
+    ("Mara Venn was born in Dorrington.", "Mara Venn was born in Dorrington"),  # no answer line: read as it is
+    ("Answer: Paris", "Paris"),
+    ("", ""),
+])
+def test_extract_reasoned(raw, answer):
+    assert extract_reasoned(raw) == answer
+
+
+@pytest.mark.parametrize("with_documents", [True, False])
+def test_reasoning_shots_are_one_line_answers_that_end_in_their_answer(with_documents):
+    shots = reasoning_shots(with_documents)
+    assert len(shots) == len(REASONING_SHOTS) >= 2
+    for (user, answer), (q, docs, _) in zip(shots, REASONING_SHOTS):
+        assert q in user and "\n" not in answer and extract_reasoned(answer)
+        assert all((d.text in user) == with_documents for d in docs)
 
 
 def test_generation_stops_once_cancelled(tiny_lm):

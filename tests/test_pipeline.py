@@ -34,6 +34,9 @@ PLANS = {
     "da-rag": (True, None, True, False),  # None: its rewrites may repeat the text; not asserted
     "prag": (True, False, False, True),
     "combine": (True, True, False, True),
+    "rag-cot": (True, True, False, False),
+    "prag-cot": (True, False, False, True),
+    "combine-cot": (True, True, False, True),
 }
 
 
@@ -82,7 +85,7 @@ def test_plan_refuses_bad_doc_ids(pipe, method, doc_ids, error, match):
 # ---------------------------------------------------------------- ask
 def test_every_method_answers_and_eval_resumes(tiny_kb, tiny_lm, tmp_path):
     pipe = Pipeline(tiny_kb, tiny_lm)
-    pipe.config.generation.max_new_tokens = 4
+    pipe.config.generation.max_new_tokens = pipe.config.generation.reasoning_tokens = 4
     q = load_questions(FICTIONAL / "questions.jsonl")[:3]
     for m in METHODS:
         a = pipe.ask(q[0].question, method=m, top_k=2)
@@ -128,6 +131,27 @@ def test_pipeline_prompt_shows_the_examples_for_every_method(tiny_kb, tiny_lm):
     for m in ("closed", "rag", "prag"):
         prompt = pipe.plan(q, m)[0]
         assert "Quentin Marsh" in prompt and prompt.endswith(bare[m][-40:]) and prompt != bare[m]
+
+
+@pytest.mark.parametrize("method, with_documents", [("rag-cot", True), ("prag-cot", False), ("combine-cot", True)])
+def test_a_method_that_reasons_shows_the_reasoning_examples_and_reads_the_answer_after_them(
+        tiny_kb, tiny_lm, monkeypatch, method, with_documents):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    pipe.examples = [("Who wrote Zyx?", "Quentin Marsh")]  # the kb's worked examples: not for a reasoning method
+    prompt = pipe.plan(Q, method, top_k=1)[0]
+    assert "Quentin Marsh" not in prompt and "So the answer is:" in prompt
+    assert ("She worked in Lisbon" in prompt) == with_documents  # an example's own document, in context or not
+    pipe.config.generation.reasoning_tokens = 7
+    seen = []
+
+    def answer_rows(self, rows, *args):  # a model that reasons in one line
+        for r in rows(8, True):
+            seen.append(r.max_new_tokens)
+            r.done("Pell was a cartographer. So the answer is: cartographer.", 0.0)
+    monkeypatch.setattr(type(pipe.backend), "answer_rows", answer_rows)
+    ans = pipe.ask(Q, method=method, top_k=1)
+    assert ans.answer == "cartographer" and seen == [7]
+    assert pipe.new_tokens("prag") == pipe.config.generation.max_new_tokens and pipe.new_tokens(method, 3) == 3
 
 
 # ---------------------------------------------------------------- ablation switches (§5.2–5.3)

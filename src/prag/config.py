@@ -148,6 +148,7 @@ class RetrievalConfig:
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = 24
+    reasoning_tokens: int = 96      # the same for the methods that reason first (rag-cot, prag-cot, combine-cot)
     merge: str = "sum"              # a name in update.MERGES: sum (paper), mean, softmax, top1
     temperature: float = 1.0        # for merge="softmax": softmax(score / temperature)
     scale: float = 1.0              # every merge weight times this: the strength of the injected update
@@ -163,6 +164,7 @@ class GenerationConfig:
 
     def validate(self) -> None:
         _at_least(self.max_new_tokens, 1, "generation.max_new_tokens")
+        _at_least(self.reasoning_tokens, 1, "generation.reasoning_tokens")
         MERGES.check(self.merge)
         _positive(self.temperature, "generation.temperature")
         _positive(self.scale, "generation.scale", zero=True)

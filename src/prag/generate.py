@@ -1,5 +1,5 @@
 """Generation: greedy decoding with the base model (plus whatever adapters the Injector has applied), the
-question prompt shared by every method, and answer extraction.
+question prompt shared by every method (and the reasoning methods' worked examples), and answer extraction.
 
 Two batched paths: `generate_batch` runs a fixed set of prompts to the end through `model.generate` (one prompt
 with `generate`; also `prag bench batch`'s baseline); `generate_continuous`, what answers questions, is a
@@ -9,6 +9,8 @@ cancel: a finished row's place goes to the next waiting prompt at once.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import threading
@@ -328,6 +330,48 @@ def generate_scored(lm: LoadedModel, prompt: str, max_new_tokens: int) -> tuple[
 
 
 _PREFIX = re.compile(r"^\s*(?:the\s+)?(?:short\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.I)
+_REASONED = re.compile(r"answer is\s*:?\s*", re.I)
+
+# The worked examples of the methods that reason (rag-cot, prag-cot, combine-cot): invented questions whose answer
+# line states each fact it uses, then "So the answer is: ...". Two bridge questions (the second document's subject
+# is named in the first), one comparison; one line each, because generation stops at a line break. With documents
+# in context each example shows its own; without (prag-cot), only the question and the reasoning.
+_D = Document
+REASONING_SHOTS: list[tuple[str, list[Document], str]] = [
+    ("Where was the director of film The Glass Orchard born?",
+     [_D("shot-1", "The Glass Orchard", "The Glass Orchard is a 1958 drama film directed by Mara Venn."),
+      _D("shot-2", "Mara Venn", "Mara Venn (1911-1979) was a film director, born in Dorrington. She worked in Lisbon.")],
+     "The Glass Orchard was directed by Mara Venn. Mara Venn was born in Dorrington. So the answer is: Dorrington"),
+    ("Who is the mother of the founder of Tessel Mills?",
+     [_D("shot-3", "Olaf Brenn", "Olaf Brenn was an industrialist, the son of Ida Brenn and the shipwright Karl Brenn."),
+      _D("shot-4", "Tessel Mills", "Tessel Mills is a textile company founded in 1882 by Olaf Brenn in Harwick.")],
+     "Tessel Mills was founded by Olaf Brenn. The mother of Olaf Brenn is Ida Brenn. So the answer is: Ida Brenn"),
+    ("Which film came out first, Salt Meadow or The Copper Bell?",
+     [_D("shot-5", "Salt Meadow", "Salt Meadow is a 1961 film about a fishing village."),
+      _D("shot-6", "The Copper Bell", "The Copper Bell is a 1954 comedy film set in Vienna.")],
+     "Salt Meadow came out in 1961. The Copper Bell came out in 1954. So the answer is: The Copper Bell"),
+]
+
+
+def reasoning_shots(with_documents: bool) -> list[tuple[str, str]]:
+    """REASONING_SHOTS as (user message, answer) worked examples, with their documents in context or without."""
+    return [(question_message(q, docs if with_documents else None), a) for q, docs, a in REASONING_SHOTS]
+
+
+def reasoning_shots_key() -> str:
+    """A digest of REASONING_SHOTS, which eval logs record: answers made with other examples are never reused."""
+    text = json.dumps([(q, [d.as_text() for d in docs], a) for q, docs, a in REASONING_SHOTS])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def extract_reasoned(text: str) -> str:
+    """The answer of a reasoning line: what follows its last "answer is" (up to the line's end, without a final
+    period); a line without one is read as `extract_answer` reads any answer."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    ends = list(_REASONED.finditer(lines[0])) if lines else []
+    if not ends:
+        return extract_answer(text)
+    return lines[0][ends[-1].end():].rstrip(" .").strip()
 
 
 def extract_answer(text: str) -> str:

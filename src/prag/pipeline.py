@@ -36,7 +36,7 @@ from .encode import (
     training_sequences,
 )
 from .errors import NotFound, PragError
-from .generate import Row, extract_answer, question_message, take_from
+from .generate import Row, extract_answer, question_message, reasoning_shots, take_from
 from .methods import METHODS
 from .models import LoadedModel, load_model
 from .retrieval import Hit
@@ -460,10 +460,12 @@ class Pipeline:
             raise PragError("the question retrieves no document (none of its words occur in the corpus)")
         return hits
 
-    def prompt(self, question: str, docs: list | None = None) -> str:
-        """The prompt every method shares: the worked examples (`examples`, e.g. a dataset's dev few-shot), then
-        the question, after the in-context documents `docs` if any."""
-        shots = [(question_message(q), a) for q, a in self.examples]
+    def prompt(self, question: str, docs: list | None = None, reasoning: bool = False) -> str:
+        """The prompt every method shares: the worked examples (`examples`, e.g. a dataset's dev few-shot; for a
+        method that reasons, the built-in reasoning ones instead), then the question, after the in-context
+        documents `docs` if any."""
+        shots = (reasoning_shots(with_documents=bool(docs)) if reasoning
+                 else [(question_message(q), a) for q, a in self.examples])
         return self.lm.prompter.format(question_message(question, docs), shots=shots)
 
     def plan(self, question: str, method: str = "prag", top_k: int | None = None,
@@ -490,13 +492,13 @@ class Pipeline:
         if "translated" in kinds and self.config.generation.backend == "llamacpp":
             raise PragError("the llamacpp backend serves trained adapters only: use --backend transformers for "
                             "translated ones")
-        room = self.backend.context_tokens() - (max_new_tokens or self.config.generation.max_new_tokens)
+        room = self.backend.context_tokens() - self.new_tokens(method, max_new_tokens)
         if len(question) > 32 * room:  # far more characters than fit at any plausible length of token: no count needed
             raise PragError(f"the question has {len(question)} characters; the model reads {room} tokens at most")
         in_context = {"none": lambda: [h.doc for h, k in zip(hits, kinds) if k == IN_CONTEXT] or None,
                       "documents": lambda: [h.doc for h in hits],
                       "augmented": lambda: [self.augmented_document(h.doc) for h in hits]}[m.context]()
-        prompt = self.prompt(question, in_context)
+        prompt = self.prompt(question, in_context, reasoning=m.reasoning)
         if not m.dynamic and (n := self.count_tokens(prompt)) > room:
             raise PragError(f"the prompt has {n} tokens with {len(hits)} documents; the model reads {room} "
                             "at most (its context, less the tokens to generate): ask a shorter question or use "
@@ -510,6 +512,12 @@ class Pipeline:
             adapters, weights = merge_adapters(found, [h.score for h, _ in with_adapter], gcfg.merge,
                                                gcfg.temperature, gcfg.scale)
         return Plan(prompt, hits, adapters, weights, kinds)
+
+    def new_tokens(self, method: str, given: int | None = None) -> int:
+        """Tokens an answer may have: `given` (the request's), else generation.max_new_tokens, or
+        generation.reasoning_tokens for a method that reasons first."""
+        g = self.config.generation
+        return given or (g.reasoning_tokens if METHODS.get(method).reasoning else g.max_new_tokens)
 
     def adapter_kinds(self, docs: list[Document]) -> list[str]:
         """Where each document's knowledge comes from, as `generation.adapters` says. "trained": its trained
@@ -635,10 +643,10 @@ class Pipeline:
 
         def done(raw, update_s: float) -> None:
             job.settle(raw if isinstance(raw, Exception) else
-                       Answer(req.question, req.method, extract_answer(raw), raw, plan.hits, plan.weights, update_s,
+                       Answer(req.question, req.method, METHODS.get(req.method).extract(raw), raw, plan.hits, plan.weights, update_s,
                               time.perf_counter() - t0, self.count_tokens(plan.prompt), adapter_kinds=plan.kinds))
 
-        return Row(plan.prompt, req.max_new_tokens or self.config.generation.max_new_tokens, plan.adapters,
+        return Row(plan.prompt, self.new_tokens(req.method, req.max_new_tokens), plan.adapters,
                    plan.weights, job.streamer, job.cancel, done, admit, meta=plan)
 
     def count_tokens(self, text: str) -> int:
