@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 import prag.cli as cli
+import prag.methods as methods_mod
 import prag.pipeline as pipeline_mod
 from conftest import FICTIONAL, write_jsonl
 from prag.cli import app
@@ -212,7 +213,7 @@ def test_finished_eval_rerun_builds_no_adapters(tiny_kb, tiny_lm, tmp_path, monk
 def test_eval_cli_prints_the_empty_answer_warning(tiny_kb, tiny_lm, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "_pipeline",
                         lambda kb_dir, flags=None: Pipeline(tiny_kb, tiny_lm, tiny_kb.config.override(flags or {})))
-    monkeypatch.setattr(pipeline_mod, "extract_answer", lambda raw: "")  # a model that answers nothing
+    monkeypatch.setattr(methods_mod, "extract_answer", lambda raw: "")  # a model that answers nothing
     r = CliRunner().invoke(app, ["eval", "--kb", str(tiny_kb.root), "--questions", str(FICTIONAL / "questions.jsonl"),
                                  "--limit", "2", "--methods", "closed", "--json", str(tmp_path / "r.json")])
     assert r.exit_code == 0, r.output

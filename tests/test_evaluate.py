@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import prag.generate as generate_mod
 from conftest import FICTIONAL
 from prag.config import recipe_key
 from prag.corpus import load_questions
@@ -182,7 +183,8 @@ def test_eval_resume_does_not_reuse_rows_of_other_settings(tiny_kb, tiny_lm, tmp
     assert pending(pipe, qs, ["rag"], 2, log) == qs
 
 
-def test_a_reasoning_methods_rows_keep_the_reasoning_and_resume_only_at_the_same_length(tiny_kb, tiny_lm, tmp_path):
+def test_a_reasoning_methods_rows_keep_the_reasoning_and_resume_only_at_the_same_length(tiny_kb, tiny_lm, tmp_path,
+                                                                                          monkeypatch):
     pipe = Pipeline(tiny_kb, tiny_lm)
     pipe.config.generation.reasoning_tokens = 6
     qs = load_questions(FICTIONAL / "questions.jsonl")[:1]
@@ -193,6 +195,9 @@ def test_a_reasoning_methods_rows_keep_the_reasoning_and_resume_only_at_the_same
     assert rows["rag-cot"]["setting"]["reasoning"]["tokens"] == 6 and "reasoning" not in rows["rag"]["setting"]
     assert pending(pipe, qs, ["rag", "rag-cot"], 1, log) == []
     pipe.config.generation.reasoning_tokens = 12  # longer reasoning: those rows are redone, rag's are not
+    assert pending(pipe, qs, ["rag-cot"], 1, log) == qs and pending(pipe, qs, ["rag"], 1, log) == []
+    pipe.config.generation.reasoning_tokens = 6
+    monkeypatch.setattr(generate_mod, "REASONED_RULE", generate_mod.REASONED_RULE + 1)  # answers read another way
     assert pending(pipe, qs, ["rag-cot"], 1, log) == qs and pending(pipe, qs, ["rag"], 1, log) == []
 
 

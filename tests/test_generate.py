@@ -17,6 +17,9 @@ def test_extract_answer():
     ("the answer is: B. So the answer is: C", "C"),          # the last one counts
     ("Mara Venn was born in Dorrington.", "Mara Venn was born in Dorrington"),  # no answer line: read as it is
     ("Answer: Paris", "Paris"),
+    ("The answer is:\nThe Copper Bell: a film. So the answer is: The Copper Bell", "The Copper Bell"),  # on a later line
+    ("So the answer is:\n\nIda Brenn\nmore", "Ida Brenn"),   # the line after an "answer is" that ends its line
+    ("So the answer is: C\nQuestion: next? So the answer is: D", "C"),  # not from an echoed question
     ("", ""),
 ])
 def test_extract_reasoned(raw, answer):
@@ -28,7 +31,7 @@ def test_reasoning_shots_are_one_line_answers_that_end_in_their_answer(with_docu
     shots = reasoning_shots(with_documents)
     assert len(shots) == len(REASONING_SHOTS) >= 2
     for (user, answer), (q, docs, _) in zip(shots, REASONING_SHOTS):
-        assert q in user and "\n" not in answer and extract_reasoned(answer)
+        assert q in user and "\n" not in answer and extract_reasoned(answer) == answer.rsplit(": ", 1)[1]
         assert all((d.text in user) == with_documents for d in docs)
 
 

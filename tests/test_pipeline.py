@@ -154,6 +154,15 @@ def test_a_method_that_reasons_shows_the_reasoning_examples_and_reads_the_answer
     assert pipe.new_tokens("prag") == pipe.config.generation.max_new_tokens and pipe.new_tokens(method, 3) == 3
 
 
+def test_a_reasoning_methods_longer_answer_must_fit_the_context_too(tiny_kb, tiny_lm):
+    pipe = Pipeline(tiny_kb, tiny_lm)
+    room = pipe.backend.context_tokens() - pipe.count_tokens(pipe.plan(Q, "rag-cot", top_k=1)[0])
+    pipe.config.generation.reasoning_tokens = room + 1  # the prompt fits with 24 tokens to generate, not with these
+    pipe.plan(Q, "rag", top_k=1)
+    with pytest.raises(PragError, match="tokens"):
+        pipe.plan(Q, "rag-cot", top_k=1)
+
+
 # ---------------------------------------------------------------- ablation switches (§5.2–5.3)
 def test_parts_none_trains_on_the_document_only(tiny_kb, tiny_lm):
     tiny_kb.config.augment.parts = "none"

@@ -289,7 +289,7 @@ def bench_batch(pipe, questions: list[str], methods=("closed", "rag", "prag", "c
         raise PragError(f"{', '.join(dynamic)} retrieve(s) while generating and cannot be batched")
     plans = [pipe.plan(q, m) for q in questions for m in methods]
     work = [plans[i % len(plans)] for i in range(rows)]
-    n = max_tokens or pipe.config.generation.max_new_tokens
+    n = max_tokens or max(pipe.new_tokens(m) for m in methods)  # one limit for the batch: the longest method's
     lm, inj = pipe.lm, pipe.injector
     pipe.backend.start()
 

@@ -89,7 +89,7 @@ def _setting(pipe, top_k: int, method: str) -> dict:
         setting["scale"] = gcfg.scale
     if gcfg.temperature != 1.0:
         setting["temperature"] = gcfg.temperature
-    if pipe.examples:
+    if pipe.examples and not METHODS.get(method).reasoning:  # a reasoning method shows its own examples instead
         setting["few_shot"] = [q for q, _ in pipe.examples]
     if METHODS.get(method).adapters:
         setting["adapters"] = recipe_key(pipe.config)

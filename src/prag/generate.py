@@ -334,7 +334,7 @@ _REASONED = re.compile(r"answer is\s*:?\s*", re.I)
 
 # The worked examples of the methods that reason (rag-cot, prag-cot, combine-cot): invented questions whose answer
 # line states each fact it uses, then "So the answer is: ...". Two bridge questions (the second document's subject
-# is named in the first), one comparison; one line each, because generation stops at a line break. With documents
+# is named in the first), one comparison; one line each (a base model's generation stops at a line break). With documents
 # in context each example shows its own; without (prag-cot), only the question and the reasoning.
 _D = Document
 REASONING_SHOTS: list[tuple[str, list[Document], str]] = [
@@ -358,20 +358,25 @@ def reasoning_shots(with_documents: bool) -> list[tuple[str, str]]:
     return [(question_message(q, docs if with_documents else None), a) for q, docs, a in REASONING_SHOTS]
 
 
+REASONED_RULE = 2  # how extract_reasoned reads an answer; 1 read the first line only
+
+
 def reasoning_shots_key() -> str:
-    """A digest of REASONING_SHOTS, which eval logs record: answers made with other examples are never reused."""
-    text = json.dumps([(q, [d.as_text() for d in docs], a) for q, docs, a in REASONING_SHOTS])
+    """A digest of REASONING_SHOTS and REASONED_RULE, which eval logs record: answers made with other examples, or
+    read by another rule, are never reused."""
+    text = json.dumps([REASONED_RULE] + [(q, [d.as_text() for d in docs], a) for q, docs, a in REASONING_SHOTS])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def extract_reasoned(text: str) -> str:
-    """The answer of a reasoning line: what follows its last "answer is" (up to the line's end, without a final
-    period); a line without one is read as `extract_answer` reads any answer."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    ends = list(_REASONED.finditer(lines[0])) if lines else []
+    """The answer of a reasoning line: what follows the last "answer is" that something follows (to the end of
+    that line, or the next line when it ends there; a chat model's generation need not stop at a line break), in
+    the text before any echoed "Question:"; a text without one is read as `extract_answer` reads any answer."""
+    body = re.split(r"\n\s*Question:", text, maxsplit=1)[0]
+    ends = [m.end() for m in _REASONED.finditer(body) if body[m.end():].strip()]
     if not ends:
         return extract_answer(text)
-    return lines[0][ends[-1].end():].rstrip(" .").strip()
+    return body[ends[-1]:].strip().splitlines()[0].rstrip(" .").strip()
 
 
 def extract_answer(text: str) -> str:

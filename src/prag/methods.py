@@ -11,6 +11,7 @@ and whether it retrieves during generation. The pipeline reads these flags; it n
     rag-cot, prag-cot, combine-cot
               the same, with worked examples that reason first (one line: each fact used, then "So the answer
               is: ..."; generate.REASONING_SHOTS) in place of the kb's, and up to generation.reasoning_tokens
+              (a request's own max_tokens bounds the reasoning line as well)
     prag-chain, combine-chain, rag-chain
               iterative retrieval for multi-hop questions: hop 1's answer joins the question as hop 2's query
               and the new document joins the chain (its adapter beside the first's, for the parametric ones)

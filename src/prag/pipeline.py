@@ -36,7 +36,7 @@ from .encode import (
     training_sequences,
 )
 from .errors import NotFound, PragError
-from .generate import Row, extract_answer, question_message, reasoning_shots, take_from
+from .generate import Row, question_message, reasoning_shots, take_from
 from .methods import METHODS
 from .models import LoadedModel, load_model
 from .retrieval import Hit
@@ -554,11 +554,11 @@ class Pipeline:
         if dynamic is not None:
             t0 = time.perf_counter()
             planned or self.plan(*req)  # validation: the same errors as every method
-            max_new = max_new_tokens or self.config.generation.max_new_tokens
+            max_new = self.new_tokens(method, max_new_tokens)
             with self.injector.lock:  # the bare base model, for every round
                 raw, hits, rounds = dynamic(self, question, top_k or self.config.retrieval.top_k, max_new)
             final = self.prompt(question, [h.doc for h in hits] or None)
-            return Answer(question, method, extract_answer(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
+            return Answer(question, method, METHODS.get(method).extract(raw), raw, hits, [], 0.0, time.perf_counter() - t0,
                           self.count_tokens(final), rounds)
         (ans,) = self.ask_batch([req], [planned], [streamer], [cancel])
         if isinstance(ans, Exception):
