@@ -1,7 +1,11 @@
 """generate.py: answer extraction, cancellation, and batched generation (each row as it would be alone)."""
+from pathlib import Path
+
 import pytest
 
 from prag.generate import REASONING_SHOTS, extract_answer, extract_reasoned, reasoning_shots
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_extract_answer():
@@ -385,3 +389,12 @@ def test_an_answer_ends_at_any_special_token(tiny_lm, special, path):
     finally:
         hook.remove()
     assert got == "ab", got  # without the stop: "abccccccc"
+
+
+def test_the_reasoning_examples_name_nothing_in_our_invented_sets():
+    """Their facts are invented: a name shared with an invented evaluation set would lend or contradict facts."""
+    texts = [p.read_text(encoding="utf-8").lower() for p in [*ROOT.glob("benchmarks/data/*/*.jsonl"),
+                                                              *ROOT.glob("tests/data/*/*.jsonl")]]
+    assert len(texts) >= 4
+    names = {d.title for _, docs, _ in REASONING_SHOTS for d in docs} | {a.rsplit(": ", 1)[1] for *_, a in REASONING_SHOTS}
+    assert not [n for n in names if any(n.lower() in t for t in texts)]

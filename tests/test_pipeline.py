@@ -140,7 +140,7 @@ def test_a_method_that_reasons_shows_the_reasoning_examples_and_reads_the_answer
     pipe.examples = [("Who wrote Zyx?", "Quentin Marsh")]  # the kb's worked examples: not for a reasoning method
     prompt = pipe.plan(Q, method, top_k=1)[0]
     assert "Quentin Marsh" not in prompt and "So the answer is:" in prompt
-    assert ("She worked in Lisbon" in prompt) == with_documents  # an example's own document, in context or not
+    assert ("She worked in Brisk Harbour" in prompt) == with_documents  # an example's own document, in context or not
     pipe.config.generation.reasoning_tokens = 7
     seen = []
 

@@ -335,21 +335,27 @@ _REASONED = re.compile(r"answer is\s*:?\s*", re.I)
 # The worked examples of the methods that reason (rag-cot, prag-cot, combine-cot): invented questions whose answer
 # line states each fact it uses, then "So the answer is: ...". Two bridge questions (the second document's subject
 # is named in the first), one comparison; one line each (a base model's generation stops at a line break). With documents
-# in context each example shows its own; without (prag-cot), only the question and the reasoning.
+# in context each example shows its own; without (prag-cot), only the question and the reasoning. Every name is
+# invented and occurs in none of the bundled or benchmark corpora (test_generate.py checks the fictional ones).
 _D = Document
 REASONING_SHOTS: list[tuple[str, list[Document], str]] = [
-    ("Where was the director of film The Glass Orchard born?",
-     [_D("shot-1", "The Glass Orchard", "The Glass Orchard is a 1958 drama film directed by Mara Venn."),
-      _D("shot-2", "Mara Venn", "Mara Venn (1911-1979) was a film director, born in Dorrington. She worked in Lisbon.")],
-     "The Glass Orchard was directed by Mara Venn. Mara Venn was born in Dorrington. So the answer is: Dorrington"),
-    ("Who is the mother of the founder of Tessel Mills?",
-     [_D("shot-3", "Olaf Brenn", "Olaf Brenn was an industrialist, the son of Ida Brenn and the shipwright Karl Brenn."),
-      _D("shot-4", "Tessel Mills", "Tessel Mills is a textile company founded in 1882 by Olaf Brenn in Harwick.")],
-     "Tessel Mills was founded by Olaf Brenn. The mother of Olaf Brenn is Ida Brenn. So the answer is: Ida Brenn"),
-    ("Which film came out first, Salt Meadow or The Copper Bell?",
-     [_D("shot-5", "Salt Meadow", "Salt Meadow is a 1961 film about a fishing village."),
-      _D("shot-6", "The Copper Bell", "The Copper Bell is a 1954 comedy film set in Vienna.")],
-     "Salt Meadow came out in 1961. The Copper Bell came out in 1954. So the answer is: The Copper Bell"),
+    ("Where was the director of film The Amber Causeway born?",
+     [_D("shot-1", "The Amber Causeway", "The Amber Causeway is a 1958 drama film directed by Ilse Marrow."),
+      _D("shot-2", "Ilse Marrow", "Ilse Marrow (1911-1979) was a film director, born in Vardenholt. She worked in "
+                                  "Brisk Harbour.")],
+     "The Amber Causeway was directed by Ilse Marrow. Ilse Marrow was born in Vardenholt. So the answer is: "
+     "Vardenholt"),
+    ("Who is the mother of the founder of Tolland Weirs?",
+     [_D("shot-3", "Osric Vayle", "Osric Vayle was an industrialist, the son of Hedda Vayle and the shipwright Jory "
+                                  "Vayle."),
+      _D("shot-4", "Tolland Weirs", "Tolland Weirs is a textile company founded in 1882 by Osric Vayle in Elmsworth "
+                                    "Quay.")],
+     "Tolland Weirs was founded by Osric Vayle. The mother of Osric Vayle is Hedda Vayle. So the answer is: Hedda "
+     "Vayle"),
+    ("Which film came out first, Saltgrass Hollow or The Pewter Lamp?",
+     [_D("shot-5", "Saltgrass Hollow", "Saltgrass Hollow is a 1961 film about a fishing village."),
+      _D("shot-6", "The Pewter Lamp", "The Pewter Lamp is a 1954 comedy film set in Corbin Lade.")],
+     "Saltgrass Hollow came out in 1961. The Pewter Lamp came out in 1954. So the answer is: The Pewter Lamp"),
 ]
 
 
