@@ -89,15 +89,16 @@ def _setting(pipe, top_k: int, method: str) -> dict:
         setting["scale"] = gcfg.scale
     if gcfg.temperature != 1.0:
         setting["temperature"] = gcfg.temperature
-    if pipe.examples and not METHODS.get(method).reasoning:  # a reasoning method shows its own examples instead
+    m = METHODS.get(method)
+    if pipe.examples and not m.reasoning:  # a reasoning method shows its own examples instead
         setting["few_shot"] = [q for q, _ in pipe.examples]
-    if METHODS.get(method).adapters:
+    if m.adapters:
         setting["adapters"] = recipe_key(pipe.config)
         if (by := answered_by(pipe)) != "trained":  # only translated ones carry it: older logs resume
             setting["answered_by"] = by
-    if METHODS.get(method).reasoning:  # its worked examples are the built-in ones, and its answers longer
+    if m.reasoning:  # its worked examples are the built-in ones, and its answers longer
         setting["reasoning"] = {"tokens": gcfg.reasoning_tokens, "shots": reasoning_shots_key()}
-    if METHODS.get(method).dynamic is not None and pipe.config.dynamic != DynamicConfig():
+    if m.dynamic is not None and pipe.config.dynamic != DynamicConfig():
         setting["dynamic"] = asdict(pipe.config.dynamic)  # only when changed: older logs at the defaults resume
     return setting
 
@@ -196,8 +197,8 @@ def run_eval(pipe, questions, methods: list[str], top_k: int, log_path: Path | N
             for res in answers:
                 if isinstance(res, Exception):
                     raise res
-            for (label, m, q, _, _), res in zip(chunk, answers):
-                _log_row(done, log, settings[label], device, label, q, res, len(chunk), METHODS.get(m).reasoning)
+            for (label, _, q, _, _), res in zip(chunk, answers):
+                _log_row(done, log, settings[label], device, label, q, res, len(chunk))
             bar.update(len(chunk))
         bar.close()
     finally:
@@ -259,17 +260,16 @@ def _batches(pipe, todo: list, top_k: int, batch_size: int):
             rows[start:start + size] = [None] * len(rows[start:start + size])
 
 
-def _log_row(done: dict, log, setting: dict, device: str, method: str, q, res, batch_rows: int,
-             reasoned: bool = False) -> None:
+def _log_row(done: dict, log, setting: dict, device: str, method: str, q, res, batch_rows: int) -> None:
     """Record one answer in `done` and append it to the eval log (flushed to disk: a crash loses nothing).
     `seconds` is the wall time of the answer's batch, shared by `batch_rows` questions. A method that reasons
-    first (`reasoned`) also records its whole generation, the reasoning."""
+    first (its setting says so) also records its whole generation, the reasoning."""
     row = {"method": method, "id": q.id, "type": q.type, "setting": setting, "prediction": res.answer,
            "golden_answers": q.golden_answers, "doc_ids": [h.doc.id for h in res.hits],
            "seconds": res.seconds, "update_seconds": res.update_seconds, "batch_rows": batch_rows,
            "retrieval_rounds": res.retrieval_rounds, "prompt_tokens": res.prompt_tokens, "device": device,
            "doc_recall": doc_recall([h.doc.id for h in res.hits], q.gold_doc_ids) if res.hits else None,
-           **score(res.answer, q.golden_answers)} | ({"raw": res.raw} if reasoned else {})
+           **score(res.answer, q.golden_answers)} | ({"raw": res.raw} if "reasoning" in setting else {})
     done[(method, q.id)] = row
     if log:
         log.write(json.dumps(row) + "\n")
